@@ -1,0 +1,20 @@
+//! The core of mattersync: the model of both sides, the naming template, the link policy and
+//! the pure planner that turns desired and actual state into a [`Plan`].
+//!
+//! Invariant: nothing in this crate does I/O, reads a clock or draws random numbers. The same
+//! input always gives the same plan, byte for byte.
+
+pub mod model;
+pub mod naming;
+pub mod plan;
+pub mod planner;
+pub mod policy;
+
+pub use model::{
+    ChannelMember, DirGroup, DirUser, Directory, LedgerFacts, Mattermost, MmChannel, MmTeam,
+    MmUser, Origin, Record, RecordState,
+};
+pub use naming::{GroupName, NameError, Naming};
+pub use plan::{Action, GuardTrip, Note, Plan, PlanMember, UserRef};
+pub use planner::{plan, PlanInput};
+pub use policy::{Admins, Guards, Link, LinkSource, Matching, Mode, Policy, Readd, Target};

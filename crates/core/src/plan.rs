@@ -1,0 +1,243 @@
+//! A plan: typed, ordered actions plus what a person should know about the run.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A Mattermost account as plans name it: id for the API, username for people.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserRef {
+    pub id: String,
+    pub username: String,
+}
+
+/// A user an add action brings in, with the groups that want them there.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanMember {
+    pub id: String,
+    pub username: String,
+    pub groups: Vec<String>,
+}
+
+/// One step of a plan. Ledger-only actions (`record_*`) change nothing in Mattermost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// Add users to a team (at most 256 per action).
+    AddTeamMembers {
+        team_id: String,
+        team: String,
+        users: Vec<PlanMember>,
+    },
+    /// Add users to a channel (at most 1000 per action); their team membership comes first.
+    AddChannelMembers {
+        channel_id: String,
+        channel: String,
+        users: Vec<PlanMember>,
+    },
+    /// Make a user channel admin (`true`) or take the role back (`false`).
+    SetChannelAdmin {
+        channel_id: String,
+        channel: String,
+        user: UserRef,
+        admin: bool,
+        groups: Vec<String>,
+    },
+    RemoveChannelMember {
+        channel_id: String,
+        channel: String,
+        user: UserRef,
+        mode: crate::Mode,
+    },
+    RemoveTeamMember {
+        team_id: String,
+        team: String,
+        user: UserRef,
+    },
+    /// Ledger only: these users were members already when a link first wanted them.
+    RecordPreexisting {
+        scope_id: String,
+        scope: String,
+        users: Vec<UserRef>,
+    },
+    /// Ledger only: these users were gone without mattersync removing them.
+    RecordDeparted {
+        scope_id: String,
+        scope: String,
+        users: Vec<UserRef>,
+    },
+}
+
+impl Action {
+    /// Whether the action calls the Mattermost API.
+    pub fn writes_mattermost(&self) -> bool {
+        !matches!(
+            self,
+            Action::RecordPreexisting { .. } | Action::RecordDeparted { .. }
+        )
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::AddTeamMembers { .. } => "add_team_members",
+            Action::AddChannelMembers { .. } => "add_channel_members",
+            Action::SetChannelAdmin { .. } => "set_channel_admin",
+            Action::RemoveChannelMember { .. } => "remove_channel_member",
+            Action::RemoveTeamMember { .. } => "remove_team_member",
+            Action::RecordPreexisting { .. } => "record_preexisting",
+            Action::RecordDeparted { .. } => "record_departed",
+        }
+    }
+
+    pub fn is_removal(&self) -> bool {
+        matches!(
+            self,
+            Action::RemoveChannelMember { .. } | Action::RemoveTeamMember { .. }
+        )
+    }
+}
+
+/// Something a person should know that is not an action.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Note {
+    /// A directory member with no Mattermost account yet; picked up when it appears.
+    PendingUser {
+        uid: String,
+        groups: Vec<String>,
+    },
+    /// The matching Mattermost account is deactivated.
+    InactiveUser {
+        uid: String,
+        username: String,
+    },
+    /// More than one Mattermost account matches; none is used.
+    AmbiguousUser {
+        uid: String,
+        usernames: Vec<String>,
+    },
+    /// A link names a group the directory did not return.
+    UnknownGroup {
+        group: String,
+        link: String,
+    },
+    UnknownTeam {
+        team: String,
+        link: String,
+    },
+    UnknownChannel {
+        channel: String,
+        link: String,
+    },
+    /// Archived channels are skipped.
+    ArchivedChannel {
+        channel: String,
+        link: String,
+    },
+    /// Links to one channel disagree on the mode; the one that removes least wins.
+    ModeConflict {
+        channel: String,
+        modes: Vec<crate::Mode>,
+        used: crate::Mode,
+    },
+    /// Bots are never removed by `exclusive` links.
+    SkippedBot {
+        channel: String,
+        username: String,
+    },
+    /// Kept by the `exclusive` allow-list.
+    Allowed {
+        channel: String,
+        username: String,
+    },
+    /// Default channels are never a removal target.
+    DefaultChannel {
+        channel: String,
+        username: String,
+    },
+    /// Left on their own earlier; not added again (`readd = "never"`).
+    NotReadded {
+        channel: String,
+        username: String,
+    },
+}
+
+/// Why a plan must not be applied without an explicit override.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum GuardTrip {
+    MaxRemovals {
+        removals: usize,
+        max: usize,
+    },
+    MaxRemovalRatio {
+        channel: String,
+        removals: usize,
+        members: usize,
+        max_ratio: f64,
+    },
+}
+
+impl std::fmt::Display for GuardTrip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GuardTrip::MaxRemovals { removals, max } => write!(
+                f,
+                "{removals} removals planned, more than guards.max_removals = {max}"
+            ),
+            GuardTrip::MaxRemovalRatio {
+                channel,
+                removals,
+                members,
+                max_ratio,
+            } => write!(
+                f,
+                "{channel}: {removals} of {members} members would be removed, more than guards.max_removal_ratio = {max_ratio}"
+            ),
+        }
+    }
+}
+
+/// The difference between desired and actual state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Plan {
+    /// SHA-256 of the inputs the plan was computed from; `apply` refuses a plan whose
+    /// fingerprint no longer matches the current state.
+    pub fingerprint: String,
+    pub actions: Vec<Action>,
+    pub notes: Vec<Note>,
+    pub guard_trips: Vec<GuardTrip>,
+}
+
+impl Plan {
+    /// Actions that call the Mattermost API.
+    pub fn writes(&self) -> usize {
+        self.actions
+            .iter()
+            .filter(|a| a.writes_mattermost())
+            .count()
+    }
+
+    pub fn has_changes(&self) -> bool {
+        !self.actions.is_empty()
+    }
+
+    /// Count of actions by kind, in a stable order.
+    pub fn summary(&self) -> BTreeMap<&'static str, usize> {
+        let mut m = BTreeMap::new();
+        for a in &self.actions {
+            let n =
+                match a {
+                    Action::AddTeamMembers { users, .. }
+                    | Action::AddChannelMembers { users, .. } => users.len(),
+                    Action::RecordPreexisting { users, .. }
+                    | Action::RecordDeparted { users, .. } => users.len(),
+                    _ => 1,
+                };
+            *m.entry(a.kind()).or_insert(0) += n;
+        }
+        m
+    }
+}

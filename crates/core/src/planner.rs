@@ -1,0 +1,641 @@
+//! The planner: a pure function from desired state (directory + policy), actual state
+//! (Mattermost) and ledger facts to a [`Plan`].
+
+use crate::model::{
+    Directory, LedgerFacts, Mattermost, MmChannel, MmUser, Origin, Record, RecordState,
+};
+use crate::plan::{Action, GuardTrip, Note, Plan, PlanMember, UserRef};
+use crate::policy::{Admins, Link, Matching, Mode, Policy, Readd, Target};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Most users one `POST /teams/{id}/members/batch` takes.
+pub const TEAM_BATCH: usize = 256;
+/// Most `user_ids` one `POST /channels/{id}/members` takes.
+pub const CHANNEL_BATCH: usize = 1000;
+/// Channels with fewer members than this are not held to `max_removal_ratio` (one removal
+/// from a channel of three is a third of it, and rarely a glitch).
+pub const RATIO_MIN_MEMBERS: usize = 10;
+
+/// Everything the planner looks at.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PlanInput<'a> {
+    pub directory: &'a Directory,
+    pub mattermost: &'a Mattermost,
+    pub ledger: &'a LedgerFacts,
+    pub policy: &'a Policy,
+}
+
+impl PlanInput<'_> {
+    /// SHA-256 over the canonical JSON of every input.
+    pub fn fingerprint(&self) -> String {
+        let mut h = Sha256::new();
+        // Serializing plain data into a Vec cannot fail; an empty hash would make any saved
+        // plan stale, which is the safe direction.
+        if let Ok(bytes) = serde_json::to_vec(self) {
+            h.update(&bytes);
+        }
+        hex::encode(h.finalize())
+    }
+}
+
+/// Who wants a user in a scope (team or channel).
+#[derive(Debug, Default, Clone)]
+struct Want {
+    username: String,
+    groups: BTreeSet<String>,
+    readd: bool,
+}
+
+/// The desired state of one scope.
+#[derive(Debug, Default)]
+struct Scope {
+    modes: BTreeSet<Mode>,
+    /// A link to this scope names a group the directory did not return: add only.
+    incomplete: bool,
+    members: BTreeMap<String, Want>,
+    admins: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Scope {
+    fn mode(&self) -> Mode {
+        if self.incomplete {
+            return Mode::Add;
+        }
+        self.modes.iter().next().copied().unwrap_or(Mode::Add)
+    }
+}
+
+/// Computes the plan. Pure: no I/O, no clock, no randomness.
+pub fn plan(input: PlanInput<'_>) -> Plan {
+    let mut p = Planner {
+        input,
+        notes: BTreeSet::new(),
+        pending: BTreeMap::new(),
+        matched: BTreeMap::new(),
+    };
+    p.match_users();
+    p.run()
+}
+
+struct Planner<'a> {
+    input: PlanInput<'a>,
+    notes: BTreeSet<Note>,
+    pending: BTreeMap<String, BTreeSet<String>>,
+    /// Directory uid → Mattermost account.
+    matched: BTreeMap<String, &'a MmUser>,
+}
+
+impl<'a> Planner<'a> {
+    fn match_users(&mut self) {
+        let mm = self.input.mattermost;
+        let mut index: BTreeMap<String, Vec<&'a MmUser>> = BTreeMap::new();
+        for u in mm.users.values().filter(|u| !u.is_bot) {
+            let key = match &self.input.policy.matching {
+                Matching::Username => Some(u.username.to_lowercase()),
+                Matching::Email => (!u.email.is_empty()).then(|| u.email.to_lowercase()),
+                Matching::AuthData { auth_service } => (u.auth_service == *auth_service
+                    && !u.auth_data.is_empty())
+                .then(|| u.auth_data.clone()),
+            };
+            if let Some(k) = key {
+                index.entry(k).or_default().push(u);
+            }
+        }
+        for d in self.input.directory.users.values() {
+            let key = match &self.input.policy.matching {
+                Matching::Username => Some(d.uid.to_lowercase()),
+                Matching::Email => d.email.as_ref().map(|e| e.to_lowercase()),
+                Matching::AuthData { .. } => {
+                    Some(d.auth_id.clone().unwrap_or_else(|| d.uid.clone()))
+                }
+            };
+            let Some(found) = key.and_then(|k| index.get(&k)) else {
+                continue;
+            };
+            let active: Vec<&&MmUser> = found.iter().filter(|u| !u.inactive).collect();
+            match active.as_slice() {
+                [one] => {
+                    self.matched.insert(d.uid.clone(), **one);
+                }
+                [] => {}
+                many => {
+                    self.notes.insert(Note::AmbiguousUser {
+                        uid: d.uid.clone(),
+                        usernames: many.iter().map(|u| u.username.clone()).collect(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Resolves directory users to accounts, noting pending and inactive ones.
+    fn accounts(&mut self, uids: &BTreeSet<String>, group: &str) -> Vec<&'a MmUser> {
+        let mut out = Vec::new();
+        for uid in uids {
+            if let Some(u) = self.matched.get(uid) {
+                out.push(*u);
+                continue;
+            }
+            if let Some(u) = self.inactive_match(uid) {
+                self.notes.insert(Note::InactiveUser {
+                    uid: uid.clone(),
+                    username: u.username.clone(),
+                });
+            } else if !self.is_ambiguous(uid) {
+                self.pending
+                    .entry(uid.clone())
+                    .or_default()
+                    .insert(group.to_string());
+            }
+        }
+        out
+    }
+
+    fn inactive_match(&self, uid: &str) -> Option<&'a MmUser> {
+        let d = self.input.directory.users.get(uid)?;
+        self.input.mattermost.users.values().find(|u| {
+            u.inactive
+                && !u.is_bot
+                && match &self.input.policy.matching {
+                    Matching::Username => u.username.eq_ignore_ascii_case(&d.uid),
+                    Matching::Email => d
+                        .email
+                        .as_ref()
+                        .is_some_and(|e| !u.email.is_empty() && u.email.eq_ignore_ascii_case(e)),
+                    Matching::AuthData { auth_service } => {
+                        u.auth_service == *auth_service
+                            && u.auth_data == d.auth_id.clone().unwrap_or_else(|| d.uid.clone())
+                    }
+                }
+        })
+    }
+
+    fn is_ambiguous(&self, uid: &str) -> bool {
+        self.notes
+            .iter()
+            .any(|n| matches!(n, Note::AmbiguousUser { uid: u, .. } if u == uid))
+    }
+
+    fn run(mut self) -> Plan {
+        let dir = self.input.directory;
+        let mm = self.input.mattermost;
+        let mut teams: BTreeMap<String, Scope> = BTreeMap::new();
+        let mut channels: BTreeMap<String, Scope> = BTreeMap::new();
+
+        let links: Vec<&Link> = self.input.policy.links.iter().collect();
+        for link in links {
+            let team_name = link.target.team().to_string();
+            let Some(team) = mm.teams.get(&team_name) else {
+                self.notes.insert(Note::UnknownTeam {
+                    team: team_name,
+                    link: link.id(),
+                });
+                continue;
+            };
+            let scope = match &link.target {
+                Target::Team { .. } => teams.entry(team.name.clone()).or_default(),
+                Target::Channel { channel, .. } => {
+                    let path = format!("{team_name}/{channel}");
+                    match mm.channels.get(&path) {
+                        None => {
+                            self.notes.insert(Note::UnknownChannel {
+                                channel: path,
+                                link: link.id(),
+                            });
+                            continue;
+                        }
+                        Some(c) if c.archived => {
+                            self.notes.insert(Note::ArchivedChannel {
+                                channel: path,
+                                link: link.id(),
+                            });
+                            continue;
+                        }
+                        Some(_) => channels.entry(path).or_default(),
+                    }
+                }
+            };
+            scope.modes.insert(link.mode);
+            if !dir.groups.contains_key(&link.group) {
+                scope.incomplete = true;
+                self.notes.insert(Note::UnknownGroup {
+                    group: link.group.clone(),
+                    link: link.id(),
+                });
+                continue;
+            }
+            let members = dir.effective_members(&link.group);
+            let admins = match &link.admins {
+                Admins::None => BTreeSet::new(),
+                Admins::Managers => dir.effective_managers(&link.group),
+                Admins::Group(g) => {
+                    if !dir.groups.contains_key(g) {
+                        self.notes.insert(Note::UnknownGroup {
+                            group: g.clone(),
+                            link: link.id(),
+                        });
+                    }
+                    dir.effective_members(g)
+                }
+            };
+            // Accounts are looked up before the scope is borrowed again.
+            let member_accounts = self.accounts(&members, &link.group);
+            let admin_accounts = self.accounts(&admins, &link.group);
+            let scope = match &link.target {
+                Target::Team { .. } => teams.entry(team_name.clone()).or_default(),
+                Target::Channel { channel, .. } => channels
+                    .entry(format!("{team_name}/{channel}"))
+                    .or_default(),
+            };
+            for u in member_accounts.iter().chain(admin_accounts.iter()) {
+                let w = scope.members.entry(u.id.clone()).or_default();
+                w.username = u.username.clone();
+                w.groups.insert(link.group.clone());
+                w.readd |= link.readd == Readd::Always;
+            }
+            for u in admin_accounts {
+                scope
+                    .admins
+                    .entry(u.id.clone())
+                    .or_default()
+                    .insert(link.group.clone());
+            }
+        }
+        for (uid, groups) in std::mem::take(&mut self.pending) {
+            self.notes.insert(Note::PendingUser {
+                uid,
+                groups: groups.into_iter().collect(),
+            });
+        }
+
+        let mut out = Vec::new();
+        let mut team_adds: BTreeMap<String, BTreeMap<String, PlanMember>> = BTreeMap::new();
+        let mut channel_actions = Vec::new();
+        let mut removals: Vec<(String, usize, usize)> = Vec::new();
+
+        for (path, scope) in &channels {
+            let Some(ch) = mm.channels.get(path) else {
+                continue;
+            };
+            let mode = self.mode_of(path, scope);
+            let plan = self.plan_scope(
+                &ch.id,
+                path,
+                &ch.members,
+                self.input.ledger.channels.get(&ch.id),
+                scope,
+                mode,
+                ch.is_default(),
+            );
+            // Team membership comes first for every user added to a channel.
+            if let Some(team) = mm.teams.get(&ch.team) {
+                for m in &plan.adds {
+                    if !team.members.contains_key(&m.id) {
+                        team_adds
+                            .entry(team.name.clone())
+                            .or_default()
+                            .entry(m.id.clone())
+                            .or_insert_with(|| m.clone());
+                    }
+                }
+            }
+            removals.push((path.clone(), plan.removals.len(), ch.members.len()));
+            channel_actions.extend(self.channel_actions(ch, scope, plan));
+        }
+
+        let mut team_tail = Vec::new();
+        for (name, scope) in &teams {
+            let Some(team) = mm.teams.get(name) else {
+                continue;
+            };
+            let mode = self.mode_of(name, scope);
+            // A team link never removes someone a channel link in that team still wants.
+            let mut protect: BTreeSet<&str> = BTreeSet::new();
+            for (path, s) in &channels {
+                if mm.channels.get(path).is_some_and(|c| c.team == *name) {
+                    protect.extend(s.members.keys().map(String::as_str));
+                }
+            }
+            let mut plan = self.plan_scope(
+                &team.id,
+                name,
+                &team.members,
+                self.input.ledger.teams.get(&team.id),
+                scope,
+                mode,
+                false,
+            );
+            plan.removals.retain(|u| !protect.contains(u.id.as_str()));
+            for m in plan.adds {
+                team_adds
+                    .entry(name.clone())
+                    .or_default()
+                    .entry(m.id.clone())
+                    .or_insert(m);
+            }
+            removals.push((name.clone(), plan.removals.len(), team.members.len()));
+            for user in plan.removals {
+                team_tail.push(Action::RemoveTeamMember {
+                    team_id: team.id.clone(),
+                    team: name.clone(),
+                    user,
+                });
+            }
+            team_tail.extend(record_actions(
+                &team.id,
+                name,
+                plan.preexisting,
+                plan.departed,
+            ));
+        }
+
+        for (name, users) in team_adds {
+            let Some(team) = mm.teams.get(&name) else {
+                continue;
+            };
+            let mut users: Vec<PlanMember> = users.into_values().collect();
+            users.sort_by(|a, b| a.username.cmp(&b.username).then(a.id.cmp(&b.id)));
+            for chunk in users.chunks(TEAM_BATCH) {
+                out.push(Action::AddTeamMembers {
+                    team_id: team.id.clone(),
+                    team: name.clone(),
+                    users: chunk.to_vec(),
+                });
+            }
+        }
+        out.extend(channel_actions);
+        out.extend(team_tail);
+
+        let guard_trips = self.guards(&removals);
+        Plan {
+            fingerprint: self.input.fingerprint(),
+            actions: out,
+            notes: self.notes.into_iter().collect(),
+            guard_trips,
+        }
+    }
+
+    fn mode_of(&mut self, scope_name: &str, scope: &Scope) -> Mode {
+        let mode = scope.mode();
+        if scope.modes.len() > 1 {
+            self.notes.insert(Note::ModeConflict {
+                channel: scope_name.to_string(),
+                modes: scope.modes.iter().copied().collect(),
+                used: mode,
+            });
+        }
+        mode
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn plan_scope(
+        &mut self,
+        _scope_id: &str,
+        name: &str,
+        actual: &BTreeMap<String, crate::model::ChannelMember>,
+        records: Option<&BTreeMap<String, Record>>,
+        scope: &Scope,
+        mode: Mode,
+        is_default: bool,
+    ) -> ScopePlan {
+        let empty = BTreeMap::new();
+        let records = records.unwrap_or(&empty);
+        let users = &self.input.mattermost.users;
+        let username = |id: &str| {
+            users
+                .get(id)
+                .map(|u| u.username.clone())
+                .unwrap_or_else(|| id.to_string())
+        };
+        let mut sp = ScopePlan::default();
+        for (id, want) in &scope.members {
+            let record = records.get(id);
+            let present = actual.contains_key(id);
+            let member = || PlanMember {
+                id: id.clone(),
+                username: want.username.clone(),
+                groups: want.groups.iter().cloned().collect(),
+            };
+            let user = || UserRef {
+                id: id.clone(),
+                username: want.username.clone(),
+            };
+            match (present, record.map(|r| r.state)) {
+                (true, Some(RecordState::Present)) => {}
+                (true, _) => sp.preexisting.push(user()),
+                (false, Some(RecordState::Present | RecordState::Departed)) => {
+                    if record.is_some_and(|r| r.state == RecordState::Present) {
+                        sp.departed.push(user());
+                    }
+                    if want.readd {
+                        sp.adds.push(member());
+                    } else {
+                        self.notes.insert(Note::NotReadded {
+                            channel: name.to_string(),
+                            username: want.username.clone(),
+                        });
+                    }
+                }
+                (false, _) => sp.adds.push(member()),
+            }
+        }
+        // Records of users who are gone although nobody wants them any more.
+        for (id, r) in records {
+            if r.state == RecordState::Present
+                && !actual.contains_key(id)
+                && !scope.members.contains_key(id)
+            {
+                sp.departed.push(UserRef {
+                    id: id.clone(),
+                    username: username(id),
+                });
+            }
+        }
+        for id in actual.keys() {
+            if scope.members.contains_key(id) {
+                continue;
+            }
+            let owned = records
+                .get(id)
+                .is_some_and(|r| r.origin == Origin::Added && r.state == RecordState::Present);
+            let candidate = match mode {
+                Mode::Add => false,
+                Mode::Sync => owned,
+                Mode::Exclusive => true,
+            };
+            if !candidate {
+                continue;
+            }
+            let name_of = username(id);
+            let account = users.get(id);
+            if account.is_some_and(|u| u.is_bot) {
+                self.notes.insert(Note::SkippedBot {
+                    channel: name.to_string(),
+                    username: name_of,
+                });
+            } else if mode == Mode::Exclusive && self.input.policy.allow.contains(&name_of) {
+                self.notes.insert(Note::Allowed {
+                    channel: name.to_string(),
+                    username: name_of,
+                });
+            } else if is_default {
+                self.notes.insert(Note::DefaultChannel {
+                    channel: name.to_string(),
+                    username: name_of,
+                });
+            } else {
+                sp.removals.push(UserRef {
+                    id: id.clone(),
+                    username: name_of,
+                });
+            }
+        }
+        sp.adds
+            .sort_by(|a, b| a.username.cmp(&b.username).then(a.id.cmp(&b.id)));
+        for v in [&mut sp.removals, &mut sp.preexisting, &mut sp.departed] {
+            v.sort_by(|a, b| a.username.cmp(&b.username).then(a.id.cmp(&b.id)));
+        }
+        sp
+    }
+
+    fn channel_actions(&self, ch: &MmChannel, scope: &Scope, sp: ScopePlan) -> Vec<Action> {
+        let path = ch.path();
+        let mut out = Vec::new();
+        for chunk in sp.adds.chunks(CHANNEL_BATCH) {
+            out.push(Action::AddChannelMembers {
+                channel_id: ch.id.clone(),
+                channel: path.clone(),
+                users: chunk.to_vec(),
+            });
+        }
+        let added: BTreeSet<&str> = sp.adds.iter().map(|m| m.id.as_str()).collect();
+        let removed: BTreeSet<&str> = sp.removals.iter().map(|u| u.id.as_str()).collect();
+        let users = &self.input.mattermost.users;
+        let name_of = |id: &str| {
+            users
+                .get(id)
+                .map(|u| u.username.clone())
+                .unwrap_or_else(|| id.to_string())
+        };
+        let mut promote = Vec::new();
+        for (id, groups) in &scope.admins {
+            let is_admin = ch.members.get(id).is_some_and(|m| m.scheme_admin);
+            let will_be_member = ch.members.contains_key(id) || added.contains(id.as_str());
+            if will_be_member && !is_admin {
+                promote.push(Action::SetChannelAdmin {
+                    channel_id: ch.id.clone(),
+                    channel: path.clone(),
+                    user: UserRef {
+                        id: id.clone(),
+                        username: name_of(id),
+                    },
+                    admin: true,
+                    groups: groups.iter().cloned().collect(),
+                });
+            }
+        }
+        let mut demote = Vec::new();
+        if let Some(granted) = self.input.ledger.channel_admins.get(&ch.id) {
+            for id in granted {
+                let is_admin = ch.members.get(id).is_some_and(|m| m.scheme_admin);
+                if is_admin && !scope.admins.contains_key(id) && !removed.contains(id.as_str()) {
+                    demote.push(Action::SetChannelAdmin {
+                        channel_id: ch.id.clone(),
+                        channel: path.clone(),
+                        user: UserRef {
+                            id: id.clone(),
+                            username: name_of(id),
+                        },
+                        admin: false,
+                        groups: Vec::new(),
+                    });
+                }
+            }
+        }
+        let by_name = |a: &Action, b: &Action| match (a, b) {
+            (Action::SetChannelAdmin { user: x, .. }, Action::SetChannelAdmin { user: y, .. }) => {
+                x.cmp(y)
+            }
+            _ => std::cmp::Ordering::Equal,
+        };
+        promote.sort_by(by_name);
+        demote.sort_by(by_name);
+        out.extend(promote);
+        out.extend(demote);
+        let mode = self.mode_only(scope);
+        for user in sp.removals {
+            out.push(Action::RemoveChannelMember {
+                channel_id: ch.id.clone(),
+                channel: path.clone(),
+                user,
+                mode,
+            });
+        }
+        out.extend(record_actions(&ch.id, &path, sp.preexisting, sp.departed));
+        out
+    }
+
+    fn mode_only(&self, scope: &Scope) -> Mode {
+        scope.mode()
+    }
+
+    fn guards(&self, removals: &[(String, usize, usize)]) -> Vec<GuardTrip> {
+        let g = &self.input.policy.guards;
+        let mut trips = Vec::new();
+        let total: usize = removals.iter().map(|(_, n, _)| n).sum();
+        if total > g.max_removals {
+            trips.push(GuardTrip::MaxRemovals {
+                removals: total,
+                max: g.max_removals,
+            });
+        }
+        for (name, n, members) in removals {
+            if *n > 0
+                && *members >= RATIO_MIN_MEMBERS
+                && (*n as f64) > g.max_removal_ratio * (*members as f64)
+            {
+                trips.push(GuardTrip::MaxRemovalRatio {
+                    channel: name.clone(),
+                    removals: *n,
+                    members: *members,
+                    max_ratio: g.max_removal_ratio,
+                });
+            }
+        }
+        trips
+    }
+}
+
+#[derive(Debug, Default)]
+struct ScopePlan {
+    adds: Vec<PlanMember>,
+    removals: Vec<UserRef>,
+    preexisting: Vec<UserRef>,
+    departed: Vec<UserRef>,
+}
+
+fn record_actions(
+    scope_id: &str,
+    scope: &str,
+    preexisting: Vec<UserRef>,
+    departed: Vec<UserRef>,
+) -> Vec<Action> {
+    let mut out = Vec::new();
+    if !preexisting.is_empty() {
+        out.push(Action::RecordPreexisting {
+            scope_id: scope_id.to_string(),
+            scope: scope.to_string(),
+            users: preexisting,
+        });
+    }
+    if !departed.is_empty() {
+        out.push(Action::RecordDeparted {
+            scope_id: scope_id.to_string(),
+            scope: scope.to_string(),
+            users: departed,
+        });
+    }
+    out
+}
