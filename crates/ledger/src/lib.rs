@@ -1,1 +1,667 @@
-//! placeholder
+//! The ledger: what mattersync owns and everything it did.
+//!
+//! Invariant: the ledger is the only place that knows SQL. It stores facts about runs; it
+//! never decides what to change (that is the planner's job).
+
+mod lock;
+
+pub use lock::{LockError, RunLock};
+
+use mattersync_core::{Action, LedgerFacts, Link, Origin, Record, RecordState, Target};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("ledger: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("ledger holds a value it cannot read ({what}: {value:?}); was it written by a newer mattersync?")]
+    Corrupt { what: &'static str, value: String },
+    #[error("ledger schema version {found} is newer than this mattersync knows ({known}); upgrade mattersync")]
+    TooNew { found: i64, known: i64 },
+}
+
+type Result<T> = std::result::Result<T, LedgerError>;
+
+/// Migrations, in order; the index + 1 is the schema version (`PRAGMA user_version`).
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+
+/// The outcome of one action for one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserOutcome {
+    pub user_id: String,
+    /// `Err` holds what went wrong, in words.
+    pub result: std::result::Result<(), String>,
+}
+
+/// A row of the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    pub id: i64,
+    pub run_id: String,
+    pub at: String,
+    pub action: String,
+    pub scope: String,
+    pub user_id: String,
+    pub username: String,
+    pub groups: Vec<String>,
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
+/// A run as the ledger remembers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Run {
+    pub id: String,
+    pub kind: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub fingerprint: Option<String>,
+    pub outcome: Option<String>,
+    pub actions_ok: i64,
+    pub actions_failed: i64,
+    pub api_calls: i64,
+    pub detail: Option<String>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Default)]
+pub struct RunEnd {
+    pub outcome: String,
+    pub actions_ok: i64,
+    pub actions_failed: i64,
+    pub api_calls: i64,
+    pub detail: Option<String>,
+}
+
+/// Filters for `audit`.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub user: Option<String>,
+    pub scope: Option<String>,
+    pub run: Option<String>,
+    pub failed_only: bool,
+    pub limit: usize,
+}
+
+/// A membership row, for `explain`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Membership {
+    pub scope_kind: String,
+    pub scope_id: String,
+    pub user_id: String,
+    pub origin: String,
+    pub state: String,
+    pub groups: Vec<String>,
+    pub updated_at: String,
+    pub run_id: String,
+}
+
+pub struct Ledger {
+    conn: Connection,
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
+}
+
+fn origin_str(o: Origin) -> &'static str {
+    match o {
+        Origin::Added => "added",
+        Origin::Preexisting => "preexisting",
+    }
+}
+
+fn state_str(s: RecordState) -> &'static str {
+    match s {
+        RecordState::Present => "present",
+        RecordState::Departed => "departed",
+        RecordState::Removed => "removed",
+    }
+}
+
+fn parse_origin(s: &str) -> Result<Origin> {
+    match s {
+        "added" => Ok(Origin::Added),
+        "preexisting" => Ok(Origin::Preexisting),
+        _ => Err(LedgerError::Corrupt {
+            what: "origin",
+            value: s.to_string(),
+        }),
+    }
+}
+
+fn parse_state(s: &str) -> Result<RecordState> {
+    match s {
+        "present" => Ok(RecordState::Present),
+        "departed" => Ok(RecordState::Departed),
+        "removed" => Ok(RecordState::Removed),
+        _ => Err(LedgerError::Corrupt {
+            what: "state",
+            value: s.to_string(),
+        }),
+    }
+}
+
+fn groups_json(groups: &[String]) -> String {
+    serde_json::to_string(groups).unwrap_or_else(|_| "[]".to_string())
+}
+
+fn groups_from(s: &str) -> Vec<String> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+impl Ledger {
+    /// Opens (creating if needed) the ledger at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Ledger> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+        }
+        let conn = Connection::open(path).map_err(|source| LedgerError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::setup(conn)
+    }
+
+    pub fn open_in_memory() -> Result<Ledger> {
+        Self::setup(Connection::open_in_memory()?)
+    }
+
+    fn setup(conn: Connection) -> Result<Ledger> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut ledger = Ledger { conn };
+        ledger.migrate()?;
+        Ok(ledger)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(LedgerError::TooNew {
+                found: version,
+                known,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    /// The facts the planner needs.
+    pub fn facts(&self) -> Result<LedgerFacts> {
+        let mut facts = LedgerFacts::default();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT scope_kind, scope_id, user_id, origin, state FROM memberships")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })?;
+        for row in rows {
+            let (kind, scope, user, origin, state) = row?;
+            let record = Record {
+                origin: parse_origin(&origin)?,
+                state: parse_state(&state)?,
+            };
+            let map = if kind == "team" {
+                &mut facts.teams
+            } else {
+                &mut facts.channels
+            };
+            map.entry(scope).or_default().insert(user, record);
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT channel_id, user_id FROM admin_grants")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (c, u) = row?;
+            facts.channel_admins.entry(c).or_default().insert(u);
+        }
+        Ok(facts)
+    }
+
+    /// Starts a run and returns its id.
+    pub fn begin_run(&self, kind: &str, fingerprint: Option<&str>) -> Result<String> {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.conn.execute(
+            "INSERT INTO runs (id, kind, started_at, fingerprint) VALUES (?1, ?2, ?3, ?4)",
+            params![id, kind, now(), fingerprint],
+        )?;
+        Ok(id)
+    }
+
+    pub fn finish_run(&self, run_id: &str, end: &RunEnd) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET finished_at = ?2, outcome = ?3, actions_ok = ?4, actions_failed = ?5, api_calls = ?6, detail = ?7 WHERE id = ?1",
+            params![run_id, now(), end.outcome, end.actions_ok, end.actions_failed, end.api_calls, end.detail],
+        )?;
+        Ok(())
+    }
+
+    /// Records what one action did, for each user, in one transaction: the audit trail and
+    /// the memberships and roles mattersync now owns.
+    pub fn record(
+        &mut self,
+        run_id: &str,
+        action: &Action,
+        outcomes: &[UserOutcome],
+    ) -> Result<()> {
+        let at = now();
+        let tx = self.conn.transaction()?;
+        {
+            let ok = |id: &str| {
+                outcomes
+                    .iter()
+                    .find(|o| o.user_id == id)
+                    .map(|o| o.result.clone())
+            };
+            let mut event = tx.prepare(
+                "INSERT INTO events (run_id, at, action, scope_kind, scope_id, scope, user_id, username, groups, outcome, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            let mut upsert = tx.prepare(
+                "INSERT INTO memberships (scope_kind, scope_id, user_id, origin, state, groups, updated_at, run_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (scope_kind, scope_id, user_id) DO UPDATE SET
+                   origin = excluded.origin, state = excluded.state, groups = excluded.groups,
+                   updated_at = excluded.updated_at, run_id = excluded.run_id",
+            )?;
+            let mut set_state = tx.prepare(
+                "UPDATE memberships SET state = ?4, updated_at = ?5, run_id = ?6
+                 WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
+            )?;
+            let kind = action.kind();
+            // (scope kind, scope id, scope name, [(user id, username, groups)])
+            let (scope_kind, scope_id, scope, users): (
+                &str,
+                &str,
+                &str,
+                Vec<(&str, &str, Vec<String>)>,
+            ) = match action {
+                Action::AddTeamMembers {
+                    team_id,
+                    team,
+                    users,
+                } => (
+                    "team",
+                    team_id,
+                    team,
+                    users
+                        .iter()
+                        .map(|u| (u.id.as_str(), u.username.as_str(), u.groups.clone()))
+                        .collect(),
+                ),
+                Action::AddChannelMembers {
+                    channel_id,
+                    channel,
+                    users,
+                } => (
+                    "channel",
+                    channel_id,
+                    channel,
+                    users
+                        .iter()
+                        .map(|u| (u.id.as_str(), u.username.as_str(), u.groups.clone()))
+                        .collect(),
+                ),
+                Action::SetChannelAdmin {
+                    channel_id,
+                    channel,
+                    user,
+                    groups,
+                    ..
+                } => (
+                    "channel",
+                    channel_id,
+                    channel,
+                    vec![(user.id.as_str(), user.username.as_str(), groups.clone())],
+                ),
+                Action::RemoveChannelMember {
+                    channel_id,
+                    channel,
+                    user,
+                    ..
+                } => (
+                    "channel",
+                    channel_id,
+                    channel,
+                    vec![(user.id.as_str(), user.username.as_str(), Vec::new())],
+                ),
+                Action::RemoveTeamMember {
+                    team_id,
+                    team,
+                    user,
+                } => (
+                    "team",
+                    team_id,
+                    team,
+                    vec![(user.id.as_str(), user.username.as_str(), Vec::new())],
+                ),
+                Action::RecordPreexisting {
+                    scope_id,
+                    scope,
+                    users,
+                }
+                | Action::RecordDeparted {
+                    scope_id,
+                    scope,
+                    users,
+                } => (
+                    if scope.contains('/') {
+                        "channel"
+                    } else {
+                        "team"
+                    },
+                    scope_id,
+                    scope,
+                    users
+                        .iter()
+                        .map(|u| (u.id.as_str(), u.username.as_str(), Vec::new()))
+                        .collect(),
+                ),
+            };
+            for (user_id, username, groups) in users {
+                // Ledger-only actions always succeed; API actions need an outcome.
+                let result = if action.writes_mattermost() {
+                    ok(user_id).unwrap_or_else(|| Err("no outcome reported".to_string()))
+                } else {
+                    Ok(())
+                };
+                let (outcome, detail) = match &result {
+                    Ok(()) => ("ok", None),
+                    Err(e) => ("failed", Some(e.clone())),
+                };
+                event.execute(params![
+                    run_id,
+                    at,
+                    kind,
+                    scope_kind,
+                    scope_id,
+                    scope,
+                    user_id,
+                    username,
+                    groups_json(&groups),
+                    outcome,
+                    detail
+                ])?;
+                if result.is_err() {
+                    continue;
+                }
+                match action {
+                    Action::AddTeamMembers { .. } | Action::AddChannelMembers { .. } => {
+                        upsert.execute(params![
+                            scope_kind,
+                            scope_id,
+                            user_id,
+                            origin_str(Origin::Added),
+                            state_str(RecordState::Present),
+                            groups_json(&groups),
+                            at,
+                            run_id
+                        ])?;
+                    }
+                    Action::RecordPreexisting { .. } => {
+                        upsert.execute(params![
+                            scope_kind,
+                            scope_id,
+                            user_id,
+                            origin_str(Origin::Preexisting),
+                            state_str(RecordState::Present),
+                            groups_json(&groups),
+                            at,
+                            run_id
+                        ])?;
+                    }
+                    Action::RecordDeparted { .. } => {
+                        set_state.execute(params![
+                            scope_kind,
+                            scope_id,
+                            user_id,
+                            state_str(RecordState::Departed),
+                            at,
+                            run_id
+                        ])?;
+                    }
+                    Action::RemoveChannelMember { .. } | Action::RemoveTeamMember { .. } => {
+                        set_state.execute(params![
+                            scope_kind,
+                            scope_id,
+                            user_id,
+                            state_str(RecordState::Removed),
+                            at,
+                            run_id
+                        ])?;
+                    }
+                    Action::SetChannelAdmin { admin: true, .. } => {
+                        tx.execute(
+                            "INSERT INTO admin_grants (channel_id, user_id, groups, granted_at, run_id)
+                             VALUES (?1, ?2, ?3, ?4, ?5)
+                             ON CONFLICT (channel_id, user_id) DO UPDATE SET groups = excluded.groups",
+                            params![scope_id, user_id, groups_json(&groups), at, run_id],
+                        )?;
+                    }
+                    Action::SetChannelAdmin { admin: false, .. } => {
+                        tx.execute(
+                            "DELETE FROM admin_grants WHERE channel_id = ?1 AND user_id = ?2",
+                            params![scope_id, user_id],
+                        )?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Links kept in the ledger (made by `mattersync link` or the slash command).
+    pub fn links(&self) -> Result<Vec<Link>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT group_name, target, mode, admins, readd FROM links ORDER BY group_name, target",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (group, target, mode, admins, readd) = row?;
+            let corrupt = |what: &'static str, value: &str| LedgerError::Corrupt {
+                what,
+                value: value.to_string(),
+            };
+            out.push(Link {
+                group,
+                target: target
+                    .parse::<Target>()
+                    .map_err(|_| corrupt("link target", &target))?,
+                mode: mode.parse().map_err(|_| corrupt("link mode", &mode))?,
+                admins: admins
+                    .parse()
+                    .map_err(|_| corrupt("link admins", &admins))?,
+                readd: readd.parse().map_err(|_| corrupt("link readd", &readd))?,
+                source: mattersync_core::LinkSource::Ledger,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Adds or updates a link; returns whether anything changed.
+    pub fn put_link(&self, link: &Link, by: &str) -> Result<bool> {
+        let existing = self
+            .links()?
+            .into_iter()
+            .find(|l| l.group == link.group && l.target == link.target);
+        if existing.as_ref().is_some_and(|l| {
+            l.mode == link.mode && l.admins == link.admins && l.readd == link.readd
+        }) {
+            return Ok(false);
+        }
+        self.conn.execute(
+            "INSERT INTO links (group_name, target, mode, admins, readd, created_at, created_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (group_name, target) DO UPDATE SET mode = excluded.mode,
+               admins = excluded.admins, readd = excluded.readd",
+            params![
+                link.group,
+                link.target.to_string(),
+                link.mode.to_string(),
+                link.admins.to_string(),
+                link.readd.to_string(),
+                now(),
+                by
+            ],
+        )?;
+        Ok(true)
+    }
+
+    /// Removes a link; returns whether it existed.
+    pub fn remove_link(&self, group: &str, target: &Target) -> Result<bool> {
+        let n = self.conn.execute(
+            "DELETE FROM links WHERE group_name = ?1 AND target = ?2",
+            params![group, target.to_string()],
+        )?;
+        Ok(n > 0)
+    }
+
+    pub fn cursor(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT value FROM cursors WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn set_cursor(&self, name: &str, value: Option<&[u8]>) -> Result<()> {
+        match value {
+            Some(v) => self.conn.execute(
+                "INSERT INTO cursors (name, value, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                params![name, v, now()],
+            )?,
+            None => self
+                .conn
+                .execute("DELETE FROM cursors WHERE name = ?1", params![name])?,
+        };
+        Ok(())
+    }
+
+    /// The most recent runs, newest first.
+    pub fn runs(&self, limit: usize) -> Result<Vec<Run>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, kind, started_at, finished_at, fingerprint, outcome, actions_ok, actions_failed, api_calls, detail
+             FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![limit as i64], |r| {
+            Ok(Run {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                started_at: r.get(2)?,
+                finished_at: r.get(3)?,
+                fingerprint: r.get(4)?,
+                outcome: r.get(5)?,
+                actions_ok: r.get(6)?,
+                actions_failed: r.get(7)?,
+                api_calls: r.get(8)?,
+                detail: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// The audit trail, newest first.
+    pub fn events(&self, q: &AuditQuery) -> Result<Vec<Event>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, run_id, at, action, scope, user_id, username, groups, outcome, detail FROM events
+             WHERE (?1 IS NULL OR username = ?1 OR user_id = ?1)
+               AND (?2 IS NULL OR scope = ?2)
+               AND (?3 IS NULL OR run_id = ?3)
+               AND (?4 = 0 OR outcome = 'failed')
+             ORDER BY id DESC LIMIT ?5",
+        )?;
+        let limit = if q.limit == 0 { 100 } else { q.limit } as i64;
+        let rows = stmt.query_map(
+            params![q.user, q.scope, q.run, q.failed_only as i64, limit],
+            |r| {
+                Ok(Event {
+                    id: r.get(0)?,
+                    run_id: r.get(1)?,
+                    at: r.get(2)?,
+                    action: r.get(3)?,
+                    scope: r.get(4)?,
+                    user_id: r.get(5)?,
+                    username: r.get(6)?,
+                    groups: groups_from(&r.get::<_, String>(7)?),
+                    outcome: r.get(8)?,
+                    detail: r.get(9)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Every membership the ledger knows for a user.
+    pub fn memberships_of(&self, user_id: &str) -> Result<Vec<Membership>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT scope_kind, scope_id, user_id, origin, state, groups, updated_at, run_id
+             FROM memberships WHERE user_id = ?1 ORDER BY scope_kind, scope_id",
+        )?;
+        let rows = stmt.query_map(params![user_id], |r| {
+            Ok(Membership {
+                scope_kind: r.get(0)?,
+                scope_id: r.get(1)?,
+                user_id: r.get(2)?,
+                origin: r.get(3)?,
+                state: r.get(4)?,
+                groups: groups_from(&r.get::<_, String>(5)?),
+                updated_at: r.get(6)?,
+                run_id: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,223 @@
+use super::*;
+use mattersync_core::{Mode, PlanMember, UserRef};
+
+fn member(id: &str) -> PlanMember {
+    PlanMember {
+        id: id.to_string(),
+        username: format!("n-{id}"),
+        groups: vec!["mm_rl_infra".to_string()],
+    }
+}
+
+fn user(id: &str) -> UserRef {
+    UserRef {
+        id: id.to_string(),
+        username: format!("n-{id}"),
+    }
+}
+
+fn ok(id: &str) -> UserOutcome {
+    UserOutcome {
+        user_id: id.to_string(),
+        result: Ok(()),
+    }
+}
+
+#[test]
+fn adds_become_owned_and_failures_are_audited_but_not_owned() {
+    let mut l = Ledger::open_in_memory().expect("ledger");
+    let run = l.begin_run("apply", Some("fp")).expect("run");
+    let add = Action::AddChannelMembers {
+        channel_id: "c1".into(),
+        channel: "rl/infra".into(),
+        users: vec![member("a"), member("b")],
+    };
+    let outcomes = [
+        ok("a"),
+        UserOutcome {
+            user_id: "b".into(),
+            result: Err("403 forbidden".into()),
+        },
+    ];
+    l.record(&run, &add, &outcomes).expect("record");
+    let facts = l.facts().expect("facts");
+    let c1 = facts.channels.get("c1").expect("channel c1");
+    assert_eq!(
+        c1.get("a"),
+        Some(&Record {
+            origin: Origin::Added,
+            state: RecordState::Present
+        })
+    );
+    assert!(!c1.contains_key("b"));
+    let failed = l
+        .events(&AuditQuery {
+            failed_only: true,
+            ..Default::default()
+        })
+        .expect("events");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].username, "n-b");
+    assert_eq!(failed[0].detail.as_deref(), Some("403 forbidden"));
+    assert_eq!(failed[0].groups, ["mm_rl_infra"]);
+}
+
+#[test]
+fn removal_departure_and_preexisting_change_state_not_origin() {
+    let mut l = Ledger::open_in_memory().expect("ledger");
+    let run = l.begin_run("apply", None).expect("run");
+    l.record(
+        &run,
+        &Action::AddChannelMembers {
+            channel_id: "c1".into(),
+            channel: "rl/infra".into(),
+            users: vec![member("a"), member("b")],
+        },
+        &[ok("a"), ok("b")],
+    )
+    .expect("add");
+    l.record(
+        &run,
+        &Action::RemoveChannelMember {
+            channel_id: "c1".into(),
+            channel: "rl/infra".into(),
+            user: user("a"),
+            mode: Mode::Sync,
+        },
+        &[ok("a")],
+    )
+    .expect("remove");
+    l.record(
+        &run,
+        &Action::RecordDeparted {
+            scope_id: "c1".into(),
+            scope: "rl/infra".into(),
+            users: vec![user("b")],
+        },
+        &[],
+    )
+    .expect("departed");
+    l.record(
+        &run,
+        &Action::RecordPreexisting {
+            scope_id: "t1".into(),
+            scope: "rl".into(),
+            users: vec![user("c")],
+        },
+        &[],
+    )
+    .expect("preexisting");
+    let f = l.facts().expect("facts");
+    let c1 = &f.channels["c1"];
+    assert_eq!(c1["a"].state, RecordState::Removed);
+    assert_eq!(c1["a"].origin, Origin::Added);
+    assert_eq!(c1["b"].state, RecordState::Departed);
+    assert_eq!(
+        f.teams["t1"]["c"],
+        Record {
+            origin: Origin::Preexisting,
+            state: RecordState::Present
+        }
+    );
+}
+
+#[test]
+fn admin_grants_are_kept_and_taken_back() {
+    let mut l = Ledger::open_in_memory().expect("ledger");
+    let run = l.begin_run("apply", None).expect("run");
+    let set = |admin| Action::SetChannelAdmin {
+        channel_id: "c1".into(),
+        channel: "rl/infra".into(),
+        user: user("m"),
+        admin,
+        groups: vec!["mm_rl_infra".into()],
+    };
+    l.record(&run, &set(true), &[ok("m")]).expect("grant");
+    assert!(l.facts().expect("facts").channel_admins["c1"].contains("m"));
+    l.record(&run, &set(false), &[ok("m")]).expect("revoke");
+    assert!(!l.facts().expect("facts").channel_admins.contains_key("c1"));
+}
+
+#[test]
+fn links_round_trip_and_report_change() {
+    let l = Ledger::open_in_memory().expect("ledger");
+    let link = Link {
+        group: "mm_rl_infra".into(),
+        target: "rocky-linux/infra".parse().expect("target"),
+        mode: Mode::Exclusive,
+        admins: "managers".parse().expect("admins"),
+        readd: mattersync_core::Readd::Always,
+        source: mattersync_core::LinkSource::Ledger,
+    };
+    assert!(l.put_link(&link, "test").expect("put"));
+    assert!(!l.put_link(&link, "test").expect("put again"));
+    assert_eq!(l.links().expect("links"), vec![link.clone()]);
+    assert!(l.remove_link(&link.group, &link.target).expect("remove"));
+    assert!(!l
+        .remove_link(&link.group, &link.target)
+        .expect("remove again"));
+    assert!(l.links().expect("links").is_empty());
+}
+
+#[test]
+fn cursors_and_runs_persist_across_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ledger.db");
+    {
+        let l = Ledger::open(&path).expect("open");
+        l.set_cursor("syncrepl", Some(b"cookie-1")).expect("cursor");
+        let run = l.begin_run("apply", Some("abc")).expect("run");
+        l.finish_run(
+            &run,
+            &RunEnd {
+                outcome: "ok".into(),
+                actions_ok: 3,
+                ..Default::default()
+            },
+        )
+        .expect("finish");
+    }
+    let l = Ledger::open(&path).expect("reopen");
+    assert_eq!(
+        l.cursor("syncrepl").expect("cursor"),
+        Some(b"cookie-1".to_vec())
+    );
+    let runs = l.runs(10).expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].outcome.as_deref(), Some("ok"));
+    assert_eq!(runs[0].actions_ok, 3);
+    assert_eq!(
+        l.schema_version().expect("version"),
+        MIGRATIONS.len() as i64
+    );
+    l.set_cursor("syncrepl", None).expect("clear");
+    assert_eq!(l.cursor("syncrepl").expect("cursor"), None);
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ledger.db");
+    {
+        let c = Connection::open(&path).expect("sqlite");
+        c.pragma_update(None, "user_version", 99).expect("pragma");
+    }
+    let err = Ledger::open(&path).err().expect("refused");
+    assert!(
+        matches!(err, LedgerError::TooNew { found: 99, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_run_lock_is_exclusive_and_released_on_drop() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ledger.db");
+    let first = RunLock::acquire(&path).expect("first lock");
+    let err = RunLock::acquire(&path).expect_err("second lock must fail");
+    let msg = err.to_string();
+    assert!(msg.contains(&std::process::id().to_string()), "{msg}");
+    assert!(msg.contains("runs never overlap"), "{msg}");
+    drop(first);
+    RunLock::acquire(&path).expect("lock after release");
+}
