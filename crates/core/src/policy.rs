@@ -122,18 +122,15 @@ impl Link {
 }
 
 /// How a directory user is matched to a Mattermost account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(tag = "by", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Matching {
-    AuthData { auth_service: String },
+    AuthData {
+        auth_service: String,
+    },
+    #[default]
     Username,
     Email,
-}
-
-impl Default for Matching {
-    fn default() -> Self {
-        Matching::Username
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -30,6 +30,9 @@ pub enum LedgerError {
 
 type Result<T> = std::result::Result<T, LedgerError>;
 
+/// A user an action touched: id, username, the groups that caused it.
+type Subject<'a> = (&'a str, &'a str, Vec<String>);
+
 /// Migrations, in order; the index + 1 is the schema version (`PRAGMA user_version`).
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
 
@@ -306,94 +309,90 @@ impl Ledger {
             )?;
             let kind = action.kind();
             // (scope kind, scope id, scope name, [(user id, username, groups)])
-            let (scope_kind, scope_id, scope, users): (
-                &str,
-                &str,
-                &str,
-                Vec<(&str, &str, Vec<String>)>,
-            ) = match action {
-                Action::AddTeamMembers {
-                    team_id,
-                    team,
-                    users,
-                } => (
-                    "team",
-                    team_id,
-                    team,
-                    users
-                        .iter()
-                        .map(|u| (u.id.as_str(), u.username.as_str(), u.groups.clone()))
-                        .collect(),
-                ),
-                Action::AddChannelMembers {
-                    channel_id,
-                    channel,
-                    users,
-                } => (
-                    "channel",
-                    channel_id,
-                    channel,
-                    users
-                        .iter()
-                        .map(|u| (u.id.as_str(), u.username.as_str(), u.groups.clone()))
-                        .collect(),
-                ),
-                Action::SetChannelAdmin {
-                    channel_id,
-                    channel,
-                    user,
-                    groups,
-                    ..
-                } => (
-                    "channel",
-                    channel_id,
-                    channel,
-                    vec![(user.id.as_str(), user.username.as_str(), groups.clone())],
-                ),
-                Action::RemoveChannelMember {
-                    channel_id,
-                    channel,
-                    user,
-                    ..
-                } => (
-                    "channel",
-                    channel_id,
-                    channel,
-                    vec![(user.id.as_str(), user.username.as_str(), Vec::new())],
-                ),
-                Action::RemoveTeamMember {
-                    team_id,
-                    team,
-                    user,
-                } => (
-                    "team",
-                    team_id,
-                    team,
-                    vec![(user.id.as_str(), user.username.as_str(), Vec::new())],
-                ),
-                Action::RecordPreexisting {
-                    scope_id,
-                    scope,
-                    users,
-                }
-                | Action::RecordDeparted {
-                    scope_id,
-                    scope,
-                    users,
-                } => (
-                    if scope.contains('/') {
-                        "channel"
-                    } else {
-                        "team"
-                    },
-                    scope_id,
-                    scope,
-                    users
-                        .iter()
-                        .map(|u| (u.id.as_str(), u.username.as_str(), Vec::new()))
-                        .collect(),
-                ),
-            };
+            let (scope_kind, scope_id, scope, users): (&str, &str, &str, Vec<Subject<'_>>) =
+                match action {
+                    Action::AddTeamMembers {
+                        team_id,
+                        team,
+                        users,
+                    } => (
+                        "team",
+                        team_id,
+                        team,
+                        users
+                            .iter()
+                            .map(|u| (u.id.as_str(), u.username.as_str(), u.groups.clone()))
+                            .collect(),
+                    ),
+                    Action::AddChannelMembers {
+                        channel_id,
+                        channel,
+                        users,
+                    } => (
+                        "channel",
+                        channel_id,
+                        channel,
+                        users
+                            .iter()
+                            .map(|u| (u.id.as_str(), u.username.as_str(), u.groups.clone()))
+                            .collect(),
+                    ),
+                    Action::SetChannelAdmin {
+                        channel_id,
+                        channel,
+                        user,
+                        groups,
+                        ..
+                    } => (
+                        "channel",
+                        channel_id,
+                        channel,
+                        vec![(user.id.as_str(), user.username.as_str(), groups.clone())],
+                    ),
+                    Action::RemoveChannelMember {
+                        channel_id,
+                        channel,
+                        user,
+                        ..
+                    } => (
+                        "channel",
+                        channel_id,
+                        channel,
+                        vec![(user.id.as_str(), user.username.as_str(), Vec::new())],
+                    ),
+                    Action::RemoveTeamMember {
+                        team_id,
+                        team,
+                        user,
+                    } => (
+                        "team",
+                        team_id,
+                        team,
+                        vec![(user.id.as_str(), user.username.as_str(), Vec::new())],
+                    ),
+                    Action::RecordPreexisting {
+                        scope_id,
+                        scope,
+                        users,
+                    }
+                    | Action::RecordDeparted {
+                        scope_id,
+                        scope,
+                        users,
+                    } => (
+                        if scope.contains('/') {
+                            "channel"
+                        } else {
+                            "team"
+                        },
+                        scope_id,
+                        scope,
+                        users
+                            .iter()
+                            .map(|u| (u.id.as_str(), u.username.as_str(), Vec::new()))
+                            .collect(),
+                    ),
+                };
             for (user_id, username, groups) in users {
                 // Ledger-only actions always succeed; API actions need an outcome.
                 let result = if action.writes_mattermost() {
