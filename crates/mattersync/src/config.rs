@@ -1,0 +1,617 @@
+//! The configuration file (TOML) with environment overrides, validated up front.
+//!
+//! Overrides: `MATTERSYNC__<SECTION>__<KEY>=<value>` sets `<section>.<key>` (the value is read
+//! as a TOML literal when it parses as one, as a string otherwise), e.g.
+//! `MATTERSYNC__MATTERMOST__URL=https://chat.example.org`. Secrets never live in the file:
+//! they come from `*_file` paths or from `MATTERSYNC_MATTERMOST_TOKEN`,
+//! `MATTERSYNC_LDAP_PASSWORD`, `MATTERSYNC_IPA_PASSWORD`.
+
+use anyhow::{bail, Context, Result};
+use mattersync_core::{Admins, Guards, Link, LinkSource, Matching, Mode, Naming, Readd, Target};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_PATH: &str = "/etc/mattersync/config.toml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub directory: DirectorySection,
+    #[serde(default)]
+    pub naming: NamingSection,
+    #[serde(default)]
+    pub areas: BTreeMap<String, String>,
+    pub mattermost: MattermostSection,
+    #[serde(default)]
+    pub defaults: Defaults,
+    #[serde(default, rename = "link")]
+    pub links: Vec<LinkSection>,
+    #[serde(default)]
+    pub guards: Guards,
+    #[serde(default)]
+    pub exclusive: ExclusiveSection,
+    #[serde(default)]
+    pub ledger: LedgerSection,
+    #[serde(default)]
+    pub serve: ServeSection,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectoryKind {
+    #[default]
+    Freeipa,
+    Ldap,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySection {
+    #[serde(default)]
+    pub kind: DirectoryKind,
+    pub uri: String,
+    #[serde(default)]
+    pub bind_dn: Option<String>,
+    #[serde(default)]
+    pub bind_password_file: Option<PathBuf>,
+    pub base_dn: String,
+    #[serde(default)]
+    pub user_base: Option<String>,
+    #[serde(default)]
+    pub group_base: Option<String>,
+    #[serde(default)]
+    pub group_filter: Option<String>,
+    #[serde(default)]
+    pub member_attr: Option<String>,
+    #[serde(default)]
+    pub manager_attr: Option<String>,
+    #[serde(default)]
+    pub user_id_attr: Option<String>,
+    #[serde(default)]
+    pub group_id_attr: Option<String>,
+    #[serde(default)]
+    pub email_attr: Option<String>,
+    #[serde(default)]
+    pub auth_id_attr: Option<String>,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub starttls: bool,
+    #[serde(default)]
+    pub insecure: bool,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    #[serde(default)]
+    pub freeipa: Option<FreeipaSection>,
+}
+
+fn default_timeout() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreeipaSection {
+    pub url: String,
+    pub user: String,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChannelFromName {
+    #[default]
+    UnderscoreToHyphen,
+    Verbatim,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NamingSection {
+    pub template: String,
+    pub channel_from_name: ChannelFromName,
+}
+
+impl Default for NamingSection {
+    fn default() -> Self {
+        NamingSection {
+            template: mattersync_core::naming::DEFAULT_TEMPLATE.to_string(),
+            channel_from_name: ChannelFromName::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MattermostSection {
+    pub url: String,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    #[serde(default, rename = "match")]
+    pub matching: Matching,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub insecure: bool,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Defaults {
+    pub mode: Mode,
+    pub admins: Admins,
+    pub readd: Readd,
+    pub auto_link: bool,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            mode: Mode::Sync,
+            admins: Admins::None,
+            readd: Readd::Never,
+            auto_link: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSection {
+    pub group: String,
+    #[serde(default)]
+    pub channel: Option<String>,
+    #[serde(default)]
+    pub team: Option<String>,
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    #[serde(default)]
+    pub admins: Option<Admins>,
+    #[serde(default)]
+    pub readd: Option<Readd>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExclusiveSection {
+    /// Usernames `exclusive` links never remove.
+    pub allow: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerSection {
+    pub path: PathBuf,
+}
+
+impl Default for LedgerSection {
+    fn default() -> Self {
+        LedgerSection {
+            path: PathBuf::from("/var/lib/mattersync/ledger.db"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeSection {
+    pub listen: String,
+    pub full_reconcile: String,
+    pub api_token_file: Option<PathBuf>,
+    pub slash_command_token_file: Option<PathBuf>,
+}
+
+impl Default for ServeSection {
+    fn default() -> Self {
+        ServeSection {
+            listen: "127.0.0.1:8787".to_string(),
+            full_reconcile: "15m".to_string(),
+            api_token_file: None,
+            slash_command_token_file: None,
+        }
+    }
+}
+
+/// Reads and validates the configuration at `path`, applying environment overrides.
+pub fn load(path: &Path) -> Result<Config> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read the configuration {} (set --config or MATTERSYNC_CONFIG)",
+            path.display()
+        )
+    })?;
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    parse(&text, &env).with_context(|| format!("configuration {}", path.display()))
+}
+
+/// Parses configuration text with the given environment (for tests, an explicit list).
+pub fn parse(text: &str, env: &[(String, String)]) -> Result<Config> {
+    let mut value: toml::Table = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    apply_env(&mut value, env)?;
+    let de = toml::Value::Table(value);
+    let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        anyhow::anyhow!(
+            "{}: {}",
+            if path == "." {
+                "top level".to_string()
+            } else {
+                path
+            },
+            e.inner()
+        )
+    })?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<()> {
+    for (k, v) in env {
+        let Some(rest) = k.strip_prefix("MATTERSYNC__") else {
+            continue;
+        };
+        let parts: Vec<String> = rest.split("__").map(|p| p.to_lowercase()).collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            bail!("environment override {k}: empty key part");
+        }
+        let value = toml::from_str::<toml::Table>(&format!("v = {v}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(v.clone()));
+        let mut cur = &mut *table;
+        for p in &parts[..parts.len() - 1] {
+            let entry = cur
+                .entry(p.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            cur = match entry {
+                toml::Value::Table(t) => t,
+                _ => bail!("environment override {k}: {p} is not a section"),
+            };
+        }
+        if let Some(last) = parts.last() {
+            cur.insert(last.clone(), value);
+        }
+    }
+    Ok(())
+}
+
+impl Config {
+    fn validate(&self) -> Result<()> {
+        if self.areas.is_empty() {
+            bail!("areas: at least one area must map to a team, e.g. rl = \"rocky-linux\"");
+        }
+        self.naming()?;
+        for (area, team) in &self.areas {
+            if !area
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                || area.is_empty()
+            {
+                bail!("areas.{area}: an area is lowercase letters a-z and digits");
+            }
+            team.parse::<Target>()
+                .map_err(|e| anyhow::anyhow!("areas.{area}: {e}"))?;
+        }
+        if !(0.0..=1.0).contains(&self.guards.max_removal_ratio) {
+            bail!(
+                "guards.max_removal_ratio: {} is not between 0 and 1",
+                self.guards.max_removal_ratio
+            );
+        }
+        for (i, l) in self.links.iter().enumerate() {
+            self.link_target(l)
+                .with_context(|| format!("link[{i}] (group {:?})", l.group))?;
+        }
+        if let Matching::AuthData { auth_service } = &self.mattermost.matching {
+            if auth_service.is_empty() {
+                bail!("mattermost.match.auth_service: must name the auth service, e.g. \"openid\"");
+            }
+        }
+        for (key, url) in [("mattermost.url", &self.mattermost.url)] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                bail!("{key}: {url:?} is not an http(s) URL");
+            }
+        }
+        let uri = &self.directory.uri;
+        if !(uri.starts_with("ldap://")
+            || uri.starts_with("ldaps://")
+            || uri.starts_with("ldapi://"))
+        {
+            bail!("directory.uri: {uri:?} is not an ldap://, ldaps:// or ldapi:// URI");
+        }
+        humantime(&self.serve.full_reconcile).context("serve.full_reconcile")?;
+        Ok(())
+    }
+
+    pub fn naming(&self) -> Result<Naming> {
+        Naming::new(&self.naming.template, self.areas.keys().cloned())
+            .map_err(|e| anyhow::anyhow!("naming.template: {e}"))
+    }
+
+    fn link_target(&self, l: &LinkSection) -> Result<Target> {
+        match (&l.channel, &l.team) {
+            (Some(c), None) => {
+                let t: Target = c
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!("channel: {e}"))?;
+                if !matches!(t, Target::Channel { .. }) {
+                    bail!("channel: {c:?} must be team/channel (use team = \"…\" for a team link)");
+                }
+                Ok(t)
+            }
+            (None, Some(t)) => {
+                let t: Target = t
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!("team: {e}"))?;
+                if !matches!(t, Target::Team { .. }) {
+                    bail!("team: a team link names only the team");
+                }
+                Ok(t)
+            }
+            (Some(_), Some(_)) => {
+                bail!("give either channel = \"team/channel\" or team = \"team\", not both")
+            }
+            (None, None) => bail!("missing channel = \"team/channel\" or team = \"team\""),
+        }
+    }
+
+    /// Links declared in the file, with defaults filled in.
+    pub fn file_links(&self) -> Result<Vec<Link>> {
+        self.links
+            .iter()
+            .map(|l| {
+                Ok(Link {
+                    group: l.group.clone(),
+                    target: self.link_target(l)?,
+                    mode: l.mode.unwrap_or(self.defaults.mode),
+                    admins: l
+                        .admins
+                        .clone()
+                        .unwrap_or_else(|| self.defaults.admins.clone()),
+                    readd: l.readd.unwrap_or(self.defaults.readd),
+                    source: LinkSource::Config,
+                })
+            })
+            .collect()
+    }
+
+    /// The link a group makes by convention (`auto_link`), if its name fits the template.
+    pub fn convention_link(&self, naming: &Naming, group: &str) -> Option<Link> {
+        let name = naming.parse(group).ok()?;
+        let team = self.areas.get(&name.area)?;
+        let channel = match self.naming.channel_from_name {
+            ChannelFromName::UnderscoreToHyphen => name.conventional_channel(),
+            ChannelFromName::Verbatim => name.name.clone(),
+        };
+        Some(Link {
+            group: group.to_string(),
+            target: Target::Channel {
+                team: team.clone(),
+                channel,
+            },
+            mode: self.defaults.mode,
+            admins: self.defaults.admins.clone(),
+            readd: self.defaults.readd,
+            source: LinkSource::Convention,
+        })
+    }
+}
+
+/// Parses durations like `90s`, `15m`, `2h`.
+pub fn humantime(s: &str) -> Result<std::time::Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{s:?} is not a duration like 90s, 15m or 2h"))?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => bail!("{s:?} is not a duration like 90s, 15m or 2h"),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+/// Reads a secret from the environment variable `env`, else from `file`. The file must not be
+/// readable by others.
+pub fn secret(env: &str, file: Option<&Path>, what: &str) -> Result<Option<String>> {
+    if let Ok(v) = std::env::var(env) {
+        if !v.is_empty() {
+            return Ok(Some(v));
+        }
+    }
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    check_secret_file(file, what)?;
+    let v = std::fs::read_to_string(file)
+        .with_context(|| format!("{what}: cannot read {}", file.display()))?;
+    let v = v.trim_end_matches(['\n', '\r']).to_string();
+    if v.is_empty() {
+        bail!("{what}: {} is empty", file.display());
+    }
+    Ok(Some(v))
+}
+
+fn check_secret_file(file: &Path, what: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(file)
+        .with_context(|| format!("{what}: secret file {} is missing", file.display()))?;
+    if meta.permissions().mode() & 0o004 != 0 {
+        bail!(
+            "{what}: secret file {} is readable by every user; run chmod 600 {}",
+            file.display(),
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[directory]
+uri = "ldaps://ipa.example.org"
+base_dn = "dc=rockylinux,dc=org"
+
+[areas]
+rl = "rocky-linux"
+resf = "resf"
+
+[mattermost]
+url = "https://chat.example.org"
+token_file = "/etc/mattersync/mattermost.token"
+
+[[link]]
+group = "mm_rl_infra"
+channel = "rocky-linux/infrastructure"
+admins = "managers"
+
+[[link]]
+group = "mm_resf_board"
+team = "resf"
+mode = "add"
+"#;
+
+    fn err_of(text: &str) -> String {
+        format!("{:#}", parse(text, &[]).expect_err("must be refused"))
+    }
+
+    #[test]
+    fn a_minimal_file_gets_defaults_and_links() {
+        let cfg = parse(MINIMAL, &[]).expect("valid");
+        assert_eq!(cfg.guards.max_removals, 50);
+        assert_eq!(cfg.mattermost.matching, Matching::Username);
+        let links = cfg.file_links().expect("links");
+        assert_eq!(links.len(), 2);
+        assert_eq!(links[0].admins, Admins::Managers);
+        assert_eq!(links[0].mode, Mode::Sync);
+        assert_eq!(
+            links[1].target,
+            Target::Team {
+                team: "resf".into()
+            }
+        );
+        assert_eq!(links[1].mode, Mode::Add);
+        let naming = cfg.naming().expect("naming");
+        let conv = cfg
+            .convention_link(&naming, "mm_rl_release_eng")
+            .expect("link");
+        assert_eq!(conv.target.to_string(), "rocky-linux/release-eng");
+        assert!(cfg.convention_link(&naming, "mm_xx_y").is_none());
+    }
+
+    #[test]
+    fn unknown_keys_name_their_path() {
+        let text = MINIMAL.replace("token_file", "tokn_file");
+        let e = err_of(&text);
+        assert!(e.contains("mattermost") && e.contains("tokn_file"), "{e}");
+        let text = format!("{MINIMAL}\n[guards]\nmax_removal = 3\n");
+        let e = err_of(&text);
+        assert!(e.contains("guards") && e.contains("max_removal"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_path() {
+        let e = err_of(&MINIMAL.replace("mode = \"add\"", "mode = \"mirror\""));
+        assert!(e.contains("link[1].mode"), "{e}");
+        let e = err_of(&MINIMAL.replace("admins = \"managers\"", "admins = \"owners\""));
+        assert!(
+            e.contains("link[0].admins") && e.contains("group:<name>"),
+            "{e}"
+        );
+        let e = err_of(&format!("{MINIMAL}\n[guards]\nmax_removals = \"ten\"\n"));
+        assert!(e.contains("guards.max_removals"), "{e}");
+        let e = err_of(&format!("{MINIMAL}\n[guards]\nmax_removal_ratio = 1.5\n"));
+        assert!(e.contains("max_removal_ratio"), "{e}");
+        let e = err_of(&MINIMAL.replace(
+            "channel = \"rocky-linux/infrastructure\"",
+            "channel = \"Rocky/x\"",
+        ));
+        assert!(e.contains("link[0]") && e.contains("Rocky/x"), "{e}");
+        let e =
+            err_of(&MINIMAL.replace("team = \"resf\"", "team = \"resf\"\nchannel = \"resf/x\""));
+        assert!(e.contains("not both"), "{e}");
+        let e = err_of(&MINIMAL.replace("ldaps://", "https://"));
+        assert!(e.contains("directory.uri"), "{e}");
+        let e = err_of(&MINIMAL.replace("rl = \"rocky-linux\"", "RL = \"rocky-linux\""));
+        assert!(e.contains("areas.RL"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_win_and_keep_types() {
+        let env = vec![
+            (
+                "MATTERSYNC__MATTERMOST__URL".to_string(),
+                "https://other.example.org".to_string(),
+            ),
+            (
+                "MATTERSYNC__GUARDS__MAX_REMOVALS".to_string(),
+                "7".to_string(),
+            ),
+            (
+                "MATTERSYNC__LEDGER__PATH".to_string(),
+                "/tmp/x.db".to_string(),
+            ),
+            ("UNRELATED".to_string(), "1".to_string()),
+        ];
+        let cfg = parse(MINIMAL, &env).expect("valid");
+        assert_eq!(cfg.mattermost.url, "https://other.example.org");
+        assert_eq!(cfg.guards.max_removals, 7);
+        assert_eq!(cfg.ledger.path, PathBuf::from("/tmp/x.db"));
+        let bad = vec![(
+            "MATTERSYNC__GUARDS__MAX_REMOVALS".to_string(),
+            "many".to_string(),
+        )];
+        let e = format!("{:#}", parse(MINIMAL, &bad).expect_err("wrong type"));
+        assert!(e.contains("guards.max_removals"), "{e}");
+    }
+
+    #[test]
+    fn secret_files_must_not_be_world_readable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("token");
+        std::fs::write(&f, "s3cret\n").expect("write");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let e = format!(
+            "{:#}",
+            secret("MATTERSYNC_TEST_UNSET_VAR", Some(&f), "token").expect_err("world-readable")
+        );
+        assert!(e.contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert_eq!(
+            secret("MATTERSYNC_TEST_UNSET_VAR", Some(&f), "token")
+                .expect("ok")
+                .as_deref(),
+            Some("s3cret")
+        );
+        let e = format!(
+            "{:#}",
+            secret(
+                "MATTERSYNC_TEST_UNSET_VAR",
+                Some(&dir.path().join("nope")),
+                "token"
+            )
+            .expect_err("missing")
+        );
+        assert!(e.contains("missing"), "{e}");
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(humantime("15m").expect("ok").as_secs(), 900);
+        assert_eq!(humantime("90s").expect("ok").as_secs(), 90);
+        assert!(humantime("soon").is_err());
+        assert!(humantime("5d").is_err());
+    }
+}
