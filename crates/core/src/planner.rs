@@ -54,7 +54,12 @@ struct Scope {
     modes: BTreeSet<Mode>,
     /// A link to this scope names a group the directory did not return: add only.
     incomplete: bool,
+    /// A link's admins group is unknown: nobody is demoted.
+    admins_incomplete: bool,
     members: BTreeMap<String, Want>,
+    /// Accounts of wanted directory members that cannot be used (deactivated, or one of
+    /// several that match): not added, but never removed either.
+    keep: BTreeSet<String>,
     admins: BTreeMap<String, BTreeSet<String>>,
 }
 
@@ -74,6 +79,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         notes: BTreeSet::new(),
         pending: BTreeMap::new(),
         matched: BTreeMap::new(),
+        ambiguous: BTreeMap::new(),
     };
     p.match_users();
     p.run()
@@ -85,6 +91,16 @@ struct Planner<'a> {
     pending: BTreeMap<String, BTreeSet<String>>,
     /// Directory uid → Mattermost account.
     matched: BTreeMap<String, &'a MmUser>,
+    /// Directory uid → the ids of the active accounts that all match it.
+    ambiguous: BTreeMap<String, Vec<String>>,
+}
+
+/// The accounts of a set of directory users.
+#[derive(Default)]
+struct Accounts<'a> {
+    usable: Vec<&'a MmUser>,
+    /// Ids of matching accounts that cannot be used (deactivated or ambiguous).
+    unusable: Vec<String>,
 }
 
 impl<'a> Planner<'a> {
@@ -125,25 +141,34 @@ impl<'a> Planner<'a> {
                         uid: d.uid.clone(),
                         usernames: many.iter().map(|u| u.username.clone()).collect(),
                     });
+                    self.ambiguous
+                        .insert(d.uid.clone(), many.iter().map(|u| u.id.clone()).collect());
                 }
             }
         }
     }
 
-    /// Resolves directory users to accounts, noting pending and inactive ones.
-    fn accounts(&mut self, uids: &BTreeSet<String>, group: &str) -> Vec<&'a MmUser> {
-        let mut out = Vec::new();
+    /// Resolves directory users (members of `group`) to accounts, noting pending, inactive
+    /// and ambiguous ones.
+    fn accounts(&mut self, uids: &BTreeSet<String>, group: &str) -> Accounts<'a> {
+        let mut out = Accounts::default();
         for uid in uids {
             if let Some(u) = self.matched.get(uid) {
-                out.push(*u);
+                out.usable.push(*u);
                 continue;
             }
-            if let Some(u) = self.inactive_match(uid) {
+            if let Some(ids) = self.ambiguous.get(uid) {
+                out.unusable.extend(ids.iter().cloned());
+                continue;
+            }
+            let inactive = self.inactive_matches(uid);
+            if let Some(u) = inactive.first() {
                 self.notes.insert(Note::InactiveUser {
                     uid: uid.clone(),
                     username: u.username.clone(),
                 });
-            } else if !self.is_ambiguous(uid) {
+                out.unusable.extend(inactive.iter().map(|u| u.id.clone()));
+            } else {
                 self.pending
                     .entry(uid.clone())
                     .or_default()
@@ -153,9 +178,11 @@ impl<'a> Planner<'a> {
         out
     }
 
-    fn inactive_match(&self, uid: &str) -> Option<&'a MmUser> {
-        let d = self.input.directory.users.get(uid)?;
-        self.input.mattermost.users.values().find(|u| {
+    fn inactive_matches(&self, uid: &str) -> Vec<&'a MmUser> {
+        let Some(d) = self.input.directory.users.get(uid) else {
+            return Vec::new();
+        };
+        let matches = |u: &&'a MmUser| {
             u.inactive
                 && !u.is_bot
                 && match &self.input.policy.matching {
@@ -169,13 +196,13 @@ impl<'a> Planner<'a> {
                             && u.auth_data == d.auth_id.clone().unwrap_or_else(|| d.uid.clone())
                     }
                 }
-        })
-    }
-
-    fn is_ambiguous(&self, uid: &str) -> bool {
-        self.notes
-            .iter()
-            .any(|n| matches!(n, Note::AmbiguousUser { uid: u, .. } if u == uid))
+        };
+        self.input
+            .mattermost
+            .users
+            .values()
+            .filter(matches)
+            .collect()
     }
 
     fn run(mut self) -> Plan {
@@ -187,15 +214,15 @@ impl<'a> Planner<'a> {
         let links: Vec<&Link> = self.input.policy.links.iter().collect();
         for link in links {
             let team_name = link.target.team().to_string();
-            let Some(team) = mm.teams.get(&team_name) else {
+            if !mm.teams.contains_key(&team_name) {
                 self.notes.insert(Note::UnknownTeam {
                     team: team_name,
                     link: link.id(),
                 });
                 continue;
-            };
+            }
             let scope = match &link.target {
-                Target::Team { .. } => teams.entry(team.name.clone()).or_default(),
+                Target::Team { .. } => teams.entry(team_name.clone()).or_default(),
                 Target::Channel { channel, .. } => {
                     let path = format!("{team_name}/{channel}");
                     match mm.channels.get(&path) {
@@ -227,40 +254,49 @@ impl<'a> Planner<'a> {
                 continue;
             }
             let members = dir.effective_members(&link.group);
-            let admins = match &link.admins {
-                Admins::None => BTreeSet::new(),
-                Admins::Managers => dir.effective_managers(&link.group),
+            // The group whose members become admins: the linked group (for its managers)
+            // or the admins group.
+            let (admins_group, admins) = match &link.admins {
+                Admins::None => (link.group.as_str(), BTreeSet::new()),
+                Admins::Managers => (link.group.as_str(), dir.effective_managers(&link.group)),
                 Admins::Group(g) => {
                     if !dir.groups.contains_key(g) {
+                        scope.admins_incomplete = true;
                         self.notes.insert(Note::UnknownGroup {
                             group: g.clone(),
                             link: link.id(),
                         });
                     }
-                    dir.effective_members(g)
+                    (g.as_str(), dir.effective_members(g))
                 }
             };
             // Accounts are looked up before the scope is borrowed again.
             let member_accounts = self.accounts(&members, &link.group);
-            let admin_accounts = self.accounts(&admins, &link.group);
+            let admin_accounts = self.accounts(&admins, admins_group);
             let scope = match &link.target {
                 Target::Team { .. } => teams.entry(team_name.clone()).or_default(),
                 Target::Channel { channel, .. } => channels
                     .entry(format!("{team_name}/{channel}"))
                     .or_default(),
             };
-            for u in member_accounts.iter().chain(admin_accounts.iter()) {
-                let w = scope.members.entry(u.id.clone()).or_default();
-                w.username = u.username.clone();
-                w.groups.insert(link.group.clone());
-                w.readd |= link.readd == Readd::Always;
+            for (accounts, group) in [
+                (&member_accounts, link.group.as_str()),
+                (&admin_accounts, admins_group),
+            ] {
+                for u in &accounts.usable {
+                    let w = scope.members.entry(u.id.clone()).or_default();
+                    w.username = u.username.clone();
+                    w.groups.insert(group.to_string());
+                    w.readd |= link.readd == Readd::Always;
+                }
+                scope.keep.extend(accounts.unusable.iter().cloned());
             }
-            for u in admin_accounts {
+            for u in &admin_accounts.usable {
                 scope
                     .admins
                     .entry(u.id.clone())
                     .or_default()
-                    .insert(link.group.clone());
+                    .insert(admins_group.to_string());
             }
         }
         for (uid, groups) in std::mem::take(&mut self.pending) {
@@ -293,11 +329,7 @@ impl<'a> Planner<'a> {
             if let Some(team) = mm.teams.get(&ch.team) {
                 for m in &plan.adds {
                     if !team.members.contains_key(&m.id) {
-                        team_adds
-                            .entry(team.name.clone())
-                            .or_default()
-                            .entry(m.id.clone())
-                            .or_insert_with(|| m.clone());
+                        add_member(team_adds.entry(ch.team.clone()).or_default(), m);
                     }
                 }
             }
@@ -311,11 +343,18 @@ impl<'a> Planner<'a> {
                 continue;
             };
             let mode = self.mode_of(name, scope);
-            // A team link never removes someone a channel link in that team still wants.
+            // A team link never removes someone a channel link in that team still wants, nor
+            // (as leaving the team means leaving its channels) a member of a channel that is
+            // add-only because one of its links names an unknown group.
             let mut protect: BTreeSet<&str> = BTreeSet::new();
             for (path, s) in &channels {
-                if mm.channels.get(path).is_some_and(|c| c.team == *name) {
-                    protect.extend(s.members.keys().map(String::as_str));
+                let Some(c) = mm.channels.get(path).filter(|c| c.team == *name) else {
+                    continue;
+                };
+                protect.extend(s.members.keys().map(String::as_str));
+                protect.extend(s.keep.iter().map(String::as_str));
+                if s.incomplete {
+                    protect.extend(c.members.keys().map(String::as_str));
                 }
             }
             let mut plan = self.plan_scope(
@@ -328,12 +367,8 @@ impl<'a> Planner<'a> {
                 false,
             );
             plan.removals.retain(|u| !protect.contains(u.id.as_str()));
-            for m in plan.adds {
-                team_adds
-                    .entry(name.clone())
-                    .or_default()
-                    .entry(m.id.clone())
-                    .or_insert(m);
+            for m in &plan.adds {
+                add_member(team_adds.entry(name.clone()).or_default(), m);
             }
             removals.push((name.clone(), plan.removals.len(), team.members.len()));
             for user in plan.removals {
@@ -425,18 +460,20 @@ impl<'a> Planner<'a> {
             match (present, record.map(|r| r.state)) {
                 (true, Some(RecordState::Present)) => {}
                 (true, _) => sp.preexisting.push(user()),
-                (false, Some(RecordState::Present | RecordState::Departed)) => {
-                    if record.is_some_and(|r| r.state == RecordState::Present) {
+                // Left on their own. With `readd = "always"` they are simply added again (the
+                // add records them as present; recording the departure too would, applied
+                // after the add, leave the ledger saying they are gone).
+                (false, Some(RecordState::Present | RecordState::Departed)) if want.readd => {
+                    sp.adds.push(member());
+                }
+                (false, Some(state @ (RecordState::Present | RecordState::Departed))) => {
+                    if state == RecordState::Present {
                         sp.departed.push(user());
                     }
-                    if want.readd {
-                        sp.adds.push(member());
-                    } else {
-                        self.notes.insert(Note::NotReadded {
-                            channel: name.to_string(),
-                            username: want.username.clone(),
-                        });
-                    }
+                    self.notes.insert(Note::NotReadded {
+                        channel: name.to_string(),
+                        username: want.username.clone(),
+                    });
                 }
                 (false, _) => sp.adds.push(member()),
             }
@@ -454,7 +491,7 @@ impl<'a> Planner<'a> {
             }
         }
         for id in actual.keys() {
-            if scope.members.contains_key(id) {
+            if scope.members.contains_key(id) || scope.keep.contains(id) {
                 continue;
             }
             let owned = records
@@ -537,7 +574,13 @@ impl<'a> Planner<'a> {
             }
         }
         let mut demote = Vec::new();
-        if let Some(granted) = self.input.ledger.channel_admins.get(&ch.id) {
+        // With an unknown group behind a link, who should be admin is not known: demote nobody.
+        let granted = if scope.incomplete || scope.admins_incomplete {
+            None
+        } else {
+            self.input.ledger.channel_admins.get(&ch.id)
+        };
+        if let Some(granted) = granted {
             for id in granted {
                 let is_admin = ch.members.get(id).is_some_and(|m| m.scheme_admin);
                 if is_admin && !scope.admins.contains_key(id) && !removed.contains(id.as_str()) {
@@ -556,7 +599,7 @@ impl<'a> Planner<'a> {
         }
         let by_name = |a: &Action, b: &Action| match (a, b) {
             (Action::SetChannelAdmin { user: x, .. }, Action::SetChannelAdmin { user: y, .. }) => {
-                x.cmp(y)
+                x.username.cmp(&y.username).then(x.id.cmp(&y.id))
             }
             _ => std::cmp::Ordering::Equal,
         };
@@ -605,6 +648,23 @@ impl<'a> Planner<'a> {
             }
         }
         trips
+    }
+}
+
+/// Adds `m` to a team's adds, or merges its groups into the entry already there.
+fn add_member(adds: &mut BTreeMap<String, PlanMember>, m: &PlanMember) {
+    match adds.get_mut(&m.id) {
+        Some(have) => {
+            let groups: BTreeSet<String> = have
+                .groups
+                .drain(..)
+                .chain(m.groups.iter().cloned())
+                .collect();
+            have.groups = groups.into_iter().collect();
+        }
+        None => {
+            adds.insert(m.id.clone(), m.clone());
+        }
     }
 }
 
