@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, golden plans, and integration tests against a real
+# 389 Directory Server and a real Mattermost, which this script installs and starts.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+log() { printf '%s test: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
+
+# Compile the tests while the servers come up.
+log "building tests"
+cargo test --workspace --no-run --quiet > .local-build.log 2>&1 &
+build=$!
+mkdir -p .local
+scripts/servers.sh up
+if ! wait "$build"; then
+  cat .local-build.log >&2
+  rm -f .local-build.log
+  exit 1
+fi
+rm -f .local-build.log
+set -a
+# shellcheck disable=SC1091
+. .local/servers.env
+set +a
+log "running tests"
+cargo test --workspace -- --test-threads="${MATTERSYNC_TEST_THREADS:-4}" "$@"
