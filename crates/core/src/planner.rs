@@ -253,23 +253,35 @@ impl<'a> Planner<'a> {
                 });
                 continue;
             }
-            let members = dir.effective_members(&link.group);
+            // A nested group the directory did not return hides members: the known ones
+            // are added, nobody is removed.
+            let missing = missing_groups(dir, [link.group.as_str()]);
+            scope.incomplete |= !missing.is_empty();
             // The group whose members become admins: the linked group (for its managers)
             // or the admins group.
-            let (admins_group, admins) = match &link.admins {
-                Admins::None => (link.group.as_str(), BTreeSet::new()),
-                Admins::Managers => (link.group.as_str(), dir.effective_managers(&link.group)),
-                Admins::Group(g) => {
-                    if !dir.groups.contains_key(g) {
-                        scope.admins_incomplete = true;
-                        self.notes.insert(Note::UnknownGroup {
-                            group: g.clone(),
-                            link: link.id(),
-                        });
-                    }
-                    (g.as_str(), dir.effective_members(g))
-                }
+            let (admins_group, admins, admins_missing) = match &link.admins {
+                Admins::None => (link.group.as_str(), BTreeSet::new(), BTreeSet::new()),
+                Admins::Managers => (
+                    link.group.as_str(),
+                    dir.effective_managers(&link.group),
+                    dir.groups.get(&link.group).map_or_else(BTreeSet::new, |g| {
+                        missing_groups(dir, g.manager_groups.iter().map(String::as_str))
+                    }),
+                ),
+                Admins::Group(g) => (
+                    g.as_str(),
+                    dir.effective_members(g),
+                    missing_groups(dir, [g.as_str()]),
+                ),
             };
+            scope.admins_incomplete |= !admins_missing.is_empty();
+            for group in missing.into_iter().chain(admins_missing) {
+                self.notes.insert(Note::UnknownGroup {
+                    group,
+                    link: link.id(),
+                });
+            }
+            let members = dir.effective_members(&link.group);
             // Accounts are looked up before the scope is borrowed again.
             let member_accounts = self.accounts(&members, &link.group);
             let admin_accounts = self.accounts(&admins, admins_group);
@@ -649,6 +661,29 @@ impl<'a> Planner<'a> {
         }
         trips
     }
+}
+
+/// The groups reachable from `roots` through nesting (the roots included) that the directory
+/// did not return.
+fn missing_groups<'g>(
+    dir: &Directory,
+    roots: impl IntoIterator<Item = &'g str>,
+) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut missing = BTreeSet::new();
+    let mut stack: Vec<String> = roots.into_iter().map(str::to_string).collect();
+    while let Some(cn) = stack.pop() {
+        if !seen.insert(cn.clone()) {
+            continue;
+        }
+        match dir.groups.get(&cn) {
+            Some(g) => stack.extend(g.member_groups.iter().cloned()),
+            None => {
+                missing.insert(cn);
+            }
+        }
+    }
+    missing
 }
 
 /// Adds `m` to a team's adds, or merges its groups into the entry already there.
