@@ -1,0 +1,366 @@
+//! Reads: server version, users, teams, channels, memberships, and the assembled actual
+//! state the planner takes.
+
+use crate::client::{seg, Client, Retry};
+use crate::error::MmError;
+use crate::wire;
+use mattersync_core::{ChannelMember, Mattermost, MmChannel, MmTeam, MmUser};
+use reqwest::Method;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Largest page Mattermost serves (`PerPageMaximum`; larger `per_page` is capped silently).
+pub const PER_PAGE: usize = 200;
+/// Names or ids per `POST /users/usernames` / `POST /users/ids`.
+pub const USER_BATCH: usize = 200;
+/// A listing longer than this many pages is taken as a server that ignores `page`.
+const MAX_PAGES: usize = 100_000;
+
+/// The server version from `X-Version-Id`, e.g. `11.3.0.123.abcdef.false`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServerVersion {
+    pub raw: String,
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl ServerVersion {
+    pub fn parse(raw: &str) -> ServerVersion {
+        let mut parts = raw.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        ServerVersion {
+            raw: raw.to_string(),
+            major: parts.next().unwrap_or(0),
+            minor: parts.next().unwrap_or(0),
+            patch: parts.next().unwrap_or(0),
+        }
+    }
+
+    /// Whether the server is at least `major.minor.patch`.
+    pub fn at_least(&self, major: u32, minor: u32, patch: u32) -> bool {
+        (self.major, self.minor, self.patch) >= (major, minor, patch)
+    }
+}
+
+impl std::fmt::Display for ServerVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// A team as `GET /teams/name/{name}` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Team {
+    pub id: String,
+    pub name: String,
+    pub display_name: String,
+    /// Deleted (archived) team: `delete_at > 0`.
+    pub archived: bool,
+}
+
+impl From<wire::Team> for Team {
+    fn from(t: wire::Team) -> Self {
+        Team {
+            id: t.id,
+            name: t.name,
+            display_name: t.display_name,
+            archived: t.delete_at > 0,
+        }
+    }
+}
+
+/// A channel as `GET /teams/name/{team}/channels/name/{name}` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Channel {
+    pub id: String,
+    pub team_id: String,
+    pub name: String,
+    pub display_name: String,
+    /// Type `P`.
+    pub private: bool,
+    /// `delete_at > 0`.
+    pub archived: bool,
+}
+
+impl From<wire::Channel> for Channel {
+    fn from(c: wire::Channel) -> Self {
+        Channel {
+            id: c.id,
+            team_id: c.team_id,
+            private: c.kind == "P",
+            name: c.name,
+            display_name: c.display_name,
+            archived: c.delete_at > 0,
+        }
+    }
+}
+
+/// `Ok(None)` for a 404, so that "does not exist" is not an error.
+fn found<T>(r: Result<T, MmError>) -> Result<Option<T>, MmError> {
+    match r {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl Client {
+    /// `GET /system/ping`: the server version from the `X-Version-Id` header.
+    pub async fn ping(&self) -> Result<ServerVersion, MmError> {
+        let path = "/system/ping";
+        let a = self
+            .call(Method::GET, path, None, Retry::Idempotent)
+            .await?;
+        let raw = a
+            .headers
+            .get("x-version-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| MmError::Decode {
+                method: "GET".into(),
+                path: format!("/api/v4{path}"),
+                status: a.status,
+                detail: "no X-Version-Id header: is this a Mattermost server?".into(),
+            })?;
+        Ok(ServerVersion::parse(raw))
+    }
+
+    /// `GET /users/me`: the account the token belongs to.
+    pub async fn me(&self) -> Result<MmUser, MmError> {
+        let u: wire::User = self.get_json("/users/me").await?;
+        Ok(u.into())
+    }
+
+    /// `GET /teams/name/{name}`; `None` when there is no such team.
+    pub async fn team_by_name(&self, name: &str) -> Result<Option<Team>, MmError> {
+        let path = format!("/teams/name/{}", seg(name));
+        Ok(found(self.get_json::<wire::Team>(&path).await)?.map(Team::from))
+    }
+
+    /// `GET /teams/name/{team}/channels/name/{name}?include_deleted=true`; `None` when the
+    /// team or the channel does not exist. Archived channels are returned with `archived`.
+    pub async fn channel_by_name(
+        &self,
+        team: &str,
+        name: &str,
+    ) -> Result<Option<Channel>, MmError> {
+        let path = format!(
+            "/teams/name/{}/channels/name/{}?include_deleted=true",
+            seg(team),
+            seg(name)
+        );
+        Ok(found(self.get_json::<wire::Channel>(&path).await)?.map(Channel::from))
+    }
+
+    /// Every page of a listing, `per_page=200`, until a short page. An item seen twice means
+    /// the pages moved under us (Mattermost pages with `LIMIT/OFFSET`, and someone else may
+    /// have been skipped): the listing is read once more from the start, and if that happens
+    /// again it is an error. Never a partial list.
+    async fn listing<T, K>(&self, path: &str, key: K) -> Result<Vec<T>, MmError>
+    where
+        T: serde::de::DeserializeOwned,
+        K: Fn(&T) -> &str,
+    {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut dup = String::new();
+        for _ in 0..2 {
+            let mut seen = BTreeSet::new();
+            let mut out = Vec::new();
+            let mut complete = false;
+            'pages: for page in 0..MAX_PAGES {
+                let p = format!("{path}{sep}page={page}&per_page={PER_PAGE}");
+                let items: Vec<T> = self.get_json(&p).await?;
+                let n = items.len();
+                for item in items {
+                    if !seen.insert(key(&item).to_string()) {
+                        dup = key(&item).to_string();
+                        tracing::warn!(path = %path, page, id = %dup, "listed twice while paging; reading again");
+                        break 'pages;
+                    }
+                    out.push(item);
+                }
+                if n < PER_PAGE {
+                    complete = true;
+                    break;
+                }
+            }
+            if complete {
+                return Ok(out);
+            }
+            if dup.is_empty() {
+                return Err(MmError::Inconsistent {
+                    what: format!("GET /api/v4{path}"),
+                    detail: format!(
+                        "more than {MAX_PAGES} pages: the server seems to ignore `page`"
+                    ),
+                });
+            }
+        }
+        Err(MmError::Inconsistent {
+            what: format!("GET /api/v4{path}"),
+            detail: format!(
+                "{dup} was listed twice while paging, in two readings in a row; the list cannot be trusted"
+            ),
+        })
+    }
+
+    /// Current members (not those who left a team) by user id.
+    async fn members(&self, path: &str) -> Result<BTreeMap<String, ChannelMember>, MmError> {
+        let rows: Vec<wire::Member> = self.listing(path, |m: &wire::Member| &m.user_id).await?;
+        Ok(rows
+            .into_iter()
+            .filter(|m| m.delete_at == 0)
+            .map(|m| {
+                (
+                    m.user_id,
+                    ChannelMember {
+                        scheme_admin: m.scheme_admin,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// `GET /teams/{id}/members`, all pages: current members (not those who left) by user id.
+    pub async fn team_members(
+        &self,
+        team_id: &str,
+    ) -> Result<BTreeMap<String, ChannelMember>, MmError> {
+        self.members(&format!("/teams/{}/members", seg(team_id)))
+            .await
+    }
+
+    /// `GET /channels/{id}/members`, all pages: members by user id.
+    pub async fn channel_members(
+        &self,
+        channel_id: &str,
+    ) -> Result<BTreeMap<String, ChannelMember>, MmError> {
+        self.members(&format!("/channels/{}/members", seg(channel_id)))
+            .await
+    }
+
+    async fn users_by(&self, path: &str, keys: &[String]) -> Result<Vec<MmUser>, MmError> {
+        let keys: BTreeSet<&String> = keys.iter().filter(|k| !k.is_empty()).collect();
+        let keys: Vec<&String> = keys.into_iter().collect();
+        let mut out = Vec::new();
+        for chunk in keys.chunks(USER_BATCH) {
+            let users: Vec<wire::User> = self
+                .send_json(Method::POST, path, chunk, Retry::Idempotent)
+                .await?;
+            out.extend(users.into_iter().map(MmUser::from));
+        }
+        out.sort_by(|a, b| a.username.cmp(&b.username).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// `POST /users/ids` in batches of 200. Unknown ids are simply not returned.
+    pub async fn users_by_ids(&self, ids: &[String]) -> Result<Vec<MmUser>, MmError> {
+        self.users_by("/users/ids", ids).await
+    }
+
+    /// `POST /users/usernames` in batches of 200. Unknown names are simply not returned.
+    pub async fn users_by_usernames(&self, usernames: &[String]) -> Result<Vec<MmUser>, MmError> {
+        self.users_by("/users/usernames", usernames).await
+    }
+
+    /// `GET /users`, all pages: every account, bots and deactivated ones included.
+    pub async fn all_users(&self) -> Result<Vec<MmUser>, MmError> {
+        let users: Vec<wire::User> = self.listing("/users", |u: &wire::User| &u.id).await?;
+        let mut out: Vec<MmUser> = users.into_iter().map(MmUser::from).collect();
+        out.sort_by(|a, b| a.username.cmp(&b.username).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// The actual state the planner needs: the named teams (plus the team of every named
+    /// channel) with their members, the named channels (`(team, channel)`, archived ones
+    /// included and marked) with their members, and the accounts of `usernames` and of every
+    /// member read. A team or channel that does not exist is absent from the result (the
+    /// planner reports it); any other error fails the whole read, so a partial state is never
+    /// returned.
+    pub async fn read_state(
+        &self,
+        teams: &[String],
+        channels: &[(String, String)],
+        usernames: &[String],
+    ) -> Result<Mattermost, MmError> {
+        let mut state = Mattermost::default();
+        let team_names: BTreeSet<&str> = teams
+            .iter()
+            .map(String::as_str)
+            .chain(channels.iter().map(|(t, _)| t.as_str()))
+            .collect();
+        for name in team_names {
+            let Some(team) = self.team_by_name(name).await? else {
+                tracing::debug!(team = %name, "team not found");
+                continue;
+            };
+            if team.archived {
+                tracing::warn!(team = %name, "team is archived; treated as absent");
+                continue;
+            }
+            let members = self.team_members(&team.id).await?;
+            state.teams.insert(
+                name.to_string(),
+                MmTeam {
+                    id: team.id,
+                    name: name.to_string(),
+                    members,
+                },
+            );
+        }
+        let wanted: BTreeSet<(&str, &str)> = channels
+            .iter()
+            .map(|(t, c)| (t.as_str(), c.as_str()))
+            .collect();
+        for (team, name) in wanted {
+            let Some(ch) = self.channel_by_name(team, name).await? else {
+                tracing::debug!(channel = %format!("{team}/{name}"), "channel not found");
+                continue;
+            };
+            let members = self.channel_members(&ch.id).await?;
+            let c = MmChannel {
+                id: ch.id,
+                team: team.to_string(),
+                name: name.to_string(),
+                private: ch.private,
+                archived: ch.archived,
+                members,
+            };
+            state.channels.insert(c.path(), c);
+        }
+
+        for u in self.users_by_usernames(usernames).await? {
+            state.users.insert(u.id.clone(), u);
+        }
+        let missing: BTreeSet<String> = state
+            .teams
+            .values()
+            .flat_map(|t| t.members.keys())
+            .chain(state.channels.values().flat_map(|c| c.members.keys()))
+            .filter(|id| !state.users.contains_key(*id))
+            .cloned()
+            .collect();
+        let missing: Vec<String> = missing.into_iter().collect();
+        for u in self.users_by_ids(&missing).await? {
+            state.users.insert(u.id.clone(), u);
+        }
+        Ok(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_versions_parse() {
+        let v = ServerVersion::parse("11.3.0.20260113.9e1d4c2.false");
+        assert_eq!((v.major, v.minor, v.patch), (11, 3, 0));
+        assert!(v.at_least(9, 1, 0));
+        assert!(!v.at_least(11, 4, 0));
+        assert_eq!(v.to_string(), "11.3.0");
+        let v = ServerVersion::parse("garbage");
+        assert_eq!((v.major, v.minor, v.patch), (0, 0, 0));
+    }
+}

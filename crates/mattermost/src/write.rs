@@ -1,0 +1,498 @@
+//! Writes: memberships and roles (what plans do), plus the administrative calls tests and
+//! the CLI use (create team, channel, user; archive a channel).
+
+use crate::client::{decode, seg, Client, Retry};
+use crate::error::MmError;
+use crate::read::{Channel, Team};
+use crate::wire;
+use mattersync_core::{Action, MmUser, PlanMember};
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Most users one `POST /teams/{id}/members/batch` takes (`MaxAddMembersBatch`).
+pub const TEAM_BATCH: usize = 256;
+/// Most users one `POST /channels/{id}/members` with `user_ids` takes (`maxListSize`).
+pub const CHANNEL_BATCH: usize = 1000;
+
+/// Error ids with which Mattermost says "this user is not a member" on removal.
+const MISSING_CHANNEL_MEMBER: &str = "app.channel.get_member.missing.app_error";
+const MISSING_ACCOUNT: &str = "app.user.missing_account.const";
+const MISSING_TEAM_MEMBER: &str = "api.team.remove_user_from_team.missing.app_error";
+const INVALID_BODY_PARAM: &str = "api.context.invalid_body_param.app_error";
+
+/// What a write did for one user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The user is a member now (added, or was a member already: Mattermost does not say
+    /// which).
+    Added,
+    Removed,
+    /// The user was not a member (any more): nothing to remove.
+    AlreadyAbsent,
+    /// Channel scheme roles set: admin (`true`) or plain member (`false`).
+    RoleSet {
+        admin: bool,
+    },
+    /// This user's part failed; the rest of the call may have succeeded.
+    Failed {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+        #[serde(skip_serializing_if = "String::is_empty")]
+        error_id: String,
+        message: String,
+    },
+}
+
+/// The outcome of a write for one user, for the caller to record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserOutcome {
+    pub user_id: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+impl UserOutcome {
+    fn new(user_id: &str, outcome: Outcome) -> Self {
+        UserOutcome {
+            user_id: user_id.to_string(),
+            outcome,
+        }
+    }
+
+    fn failed(user_id: &str, e: &MmError) -> Self {
+        Self::new(user_id, failed(e))
+    }
+
+    pub fn is_success(&self) -> bool {
+        !matches!(self.outcome, Outcome::Failed { .. })
+    }
+
+    /// What went wrong, in words, for a failed outcome.
+    pub fn error(&self) -> Option<String> {
+        match &self.outcome {
+            Outcome::Failed {
+                status,
+                error_id,
+                message,
+            } => {
+                let mut s = String::new();
+                if let Some(st) = status {
+                    s.push_str(&format!("HTTP {st} "));
+                }
+                if !error_id.is_empty() {
+                    s.push_str(&format!("{error_id}: "));
+                }
+                s.push_str(message);
+                Some(s)
+            }
+            _ => None,
+        }
+    }
+}
+
+fn failed(e: &MmError) -> Outcome {
+    match e.api_error() {
+        Some(a) => Outcome::Failed {
+            status: Some(a.status),
+            error_id: a.id.clone(),
+            message: a.message.clone(),
+        },
+        None => Outcome::Failed {
+            status: e.status(),
+            error_id: String::new(),
+            message: e.to_string(),
+        },
+    }
+}
+
+fn ids(users: &[PlanMember]) -> Vec<String> {
+    users.iter().map(|u| u.id.clone()).collect()
+}
+
+/// `POST /channels/{id}/members` answers one member for `user_id` and a list for `user_ids`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    Many(Vec<wire::Member>),
+    One(wire::Member),
+}
+
+/// Unique ids, first occurrence order kept.
+fn unique(user_ids: &[String]) -> Vec<&String> {
+    let mut seen = BTreeSet::new();
+    user_ids.iter().filter(|u| seen.insert(*u)).collect()
+}
+
+/// Runs `chunk` over `user_ids` in chunks. A chunk that fails as a whole fails its users;
+/// `Err` only when every chunk failed (nothing was done).
+async fn chunked<'a, F, Fut>(
+    user_ids: &'a [String],
+    size: usize,
+    mut chunk: F,
+) -> Result<Vec<UserOutcome>, MmError>
+where
+    F: FnMut(Vec<&'a String>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<UserOutcome>, MmError>>,
+{
+    let all = unique(user_ids);
+    let mut out = Vec::with_capacity(all.len());
+    let mut first_err = None;
+    let mut any_ok = false;
+    for part in all.chunks(size) {
+        match chunk(part.to_vec()).await {
+            Ok(o) => {
+                any_ok = true;
+                out.extend(o);
+            }
+            Err(e) => {
+                out.extend(part.iter().map(|u| UserOutcome::failed(u, &e)));
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        Some(e) if !any_ok => Err(e),
+        _ => Ok(out),
+    }
+}
+
+impl Client {
+    /// `POST /teams/{id}/members/batch?graceful=true` in batches of 256; per-user errors
+    /// from the graceful answer become [`Outcome::Failed`].
+    pub async fn add_team_members(
+        &self,
+        team_id: &str,
+        user_ids: &[String],
+    ) -> Result<Vec<UserOutcome>, MmError> {
+        let path = format!("/teams/{}/members/batch?graceful=true", seg(team_id));
+        chunked(user_ids, TEAM_BATCH, |part| {
+            let path = path.clone();
+            async move {
+                let body: Vec<wire::TeamMemberIn> = part
+                    .iter()
+                    .map(|u| wire::TeamMemberIn {
+                        team_id,
+                        user_id: u.as_str(),
+                    })
+                    .collect();
+                let rows: Vec<wire::TeamMemberWithError> = self
+                    .send_json(Method::POST, &path, &body, Retry::Idempotent)
+                    .await?;
+                let mut by_user: BTreeMap<String, Outcome> = BTreeMap::new();
+                for r in rows {
+                    let o = match (r.error, r.member) {
+                        (Some(e), _) => Outcome::Failed {
+                            status: (e.status_code > 0).then_some(e.status_code),
+                            error_id: e.id,
+                            message: e.message,
+                        },
+                        (None, Some(_)) => Outcome::Added,
+                        (None, None) => Outcome::Failed {
+                            status: None,
+                            error_id: String::new(),
+                            message: "the server answered neither a member nor an error".into(),
+                        },
+                    };
+                    by_user.insert(r.user_id, o);
+                }
+                Ok(part
+                    .iter()
+                    .map(|u| {
+                        let o = by_user.remove(u.as_str()).unwrap_or(Outcome::Failed {
+                            status: None,
+                            error_id: String::new(),
+                            message: "the server's answer does not mention this user".into(),
+                        });
+                        UserOutcome::new(u, o)
+                    })
+                    .collect())
+            }
+        })
+        .await
+    }
+
+    /// Adds one user to a channel with `{"user_id": …}`.
+    async fn add_channel_member(&self, channel_id: &str, user_id: &str) -> UserOutcome {
+        let path = format!("/channels/{}/members", seg(channel_id));
+        let body = wire::ChannelMemberIn { user_id };
+        match self
+            .send(Method::POST, &path, &body, Retry::Idempotent)
+            .await
+        {
+            Ok(_) => UserOutcome::new(user_id, Outcome::Added),
+            Err(e) => UserOutcome::failed(user_id, &e),
+        }
+    }
+
+    async fn add_channel_members_one_by_one(
+        &self,
+        channel_id: &str,
+        part: &[&String],
+    ) -> Vec<UserOutcome> {
+        let mut out = Vec::with_capacity(part.len());
+        for u in part {
+            out.push(self.add_channel_member(channel_id, u).await);
+        }
+        out
+    }
+
+    /// `POST /channels/{id}/members` with `{"user_ids": […]}` in batches of 1000. Users the
+    /// server leaves out of its answer are tried once more alone to learn why; a server too
+    /// old for `user_ids` gets one call per user (remembered for later calls).
+    pub async fn add_channel_members(
+        &self,
+        channel_id: &str,
+        user_ids: &[String],
+    ) -> Result<Vec<UserOutcome>, MmError> {
+        let path = format!("/channels/{}/members", seg(channel_id));
+        chunked(user_ids, CHANNEL_BATCH, |part| {
+            let path = path.clone();
+            async move {
+                if !self.channel_batch_supported() || part.len() == 1 {
+                    return match part.as_slice() {
+                        [one] => {
+                            let body = wire::ChannelMemberIn { user_id: one };
+                            self.send(Method::POST, &path, &body, Retry::Idempotent)
+                                .await
+                                .map(|_| vec![UserOutcome::new(one, Outcome::Added)])
+                        }
+                        _ => Ok(self.add_channel_members_one_by_one(channel_id, &part).await),
+                    };
+                }
+                let list: Vec<String> = part.iter().map(|u| u.to_string()).collect();
+                let body = wire::ChannelMembersIn { user_ids: &list };
+                let answer = match self
+                    .send(Method::POST, &path, &body, Retry::Idempotent)
+                    .await
+                {
+                    Ok(a) => a,
+                    Err(e) => {
+                        let Some(api) = e.api_error() else {
+                            return Err(e);
+                        };
+                        if api.status == 400 && api.id == INVALID_BODY_PARAM {
+                            // Old servers only know `user_id` ("Invalid or missing user_id in
+                            // request body"); current ones name `user_ids` in this message.
+                            if !api.message.contains("user_ids") {
+                                tracing::info!(
+                                    "the server does not take user_ids on POST /channels/{{id}}/members; adding one user per call"
+                                );
+                                self.set_channel_batch_unsupported();
+                            }
+                            return Ok(self.add_channel_members_one_by_one(channel_id, &part).await);
+                        }
+                        if api.status == 400 {
+                            // Every user failed (the server returns the last error only):
+                            // ask per user to learn each reason.
+                            return Ok(self.add_channel_members_one_by_one(channel_id, &part).await);
+                        }
+                        return Err(e);
+                    }
+                };
+                let members: OneOrMany = decode(&Method::POST, &path, &answer)?;
+                let present: BTreeSet<String> = match members {
+                    OneOrMany::Many(v) => v.into_iter().map(|m| m.user_id).collect(),
+                    OneOrMany::One(m) => [m.user_id].into(),
+                };
+                let mut out = Vec::with_capacity(part.len());
+                for u in &part {
+                    if present.contains(u.as_str()) {
+                        out.push(UserOutcome::new(u, Outcome::Added));
+                    } else {
+                        out.push(self.add_channel_member(channel_id, u).await);
+                    }
+                }
+                Ok(out)
+            }
+        })
+        .await
+    }
+
+    /// `DELETE /channels/{id}/members/{user_id}`. A user who is not a member (or has no
+    /// account) is [`Outcome::AlreadyAbsent`], not an error.
+    pub async fn remove_channel_member(
+        &self,
+        channel_id: &str,
+        user_id: &str,
+    ) -> Result<UserOutcome, MmError> {
+        let path = format!("/channels/{}/members/{}", seg(channel_id), seg(user_id));
+        match self
+            .call(Method::DELETE, &path, None, Retry::Idempotent)
+            .await
+        {
+            Ok(_) => Ok(UserOutcome::new(user_id, Outcome::Removed)),
+            Err(e)
+                if e.status() == Some(404)
+                    && matches!(e.error_id(), Some(MISSING_CHANNEL_MEMBER | MISSING_ACCOUNT)) =>
+            {
+                Ok(UserOutcome::new(user_id, Outcome::AlreadyAbsent))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `DELETE /teams/{id}/members/{user_id}`. A user who is not a member is
+    /// [`Outcome::AlreadyAbsent`].
+    pub async fn remove_team_member(
+        &self,
+        team_id: &str,
+        user_id: &str,
+    ) -> Result<UserOutcome, MmError> {
+        let path = format!("/teams/{}/members/{}", seg(team_id), seg(user_id));
+        match self
+            .call(Method::DELETE, &path, None, Retry::Idempotent)
+            .await
+        {
+            Ok(_) => Ok(UserOutcome::new(user_id, Outcome::Removed)),
+            Err(e)
+                if matches!(e.error_id(), Some(MISSING_TEAM_MEMBER | MISSING_ACCOUNT))
+                    && matches!(e.status(), Some(400 | 404)) =>
+            {
+                Ok(UserOutcome::new(user_id, Outcome::AlreadyAbsent))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `PUT /channels/{id}/members/{user_id}/schemeRoles` with
+    /// `{"scheme_admin": admin, "scheme_user": true}`.
+    pub async fn set_channel_admin(
+        &self,
+        channel_id: &str,
+        user_id: &str,
+        admin: bool,
+    ) -> Result<UserOutcome, MmError> {
+        let path = format!(
+            "/channels/{}/members/{}/schemeRoles",
+            seg(channel_id),
+            seg(user_id)
+        );
+        let body = wire::SchemeRolesIn {
+            scheme_admin: admin,
+            scheme_user: true,
+        };
+        self.send(Method::PUT, &path, &body, Retry::Idempotent)
+            .await?;
+        Ok(UserOutcome::new(user_id, Outcome::RoleSet { admin }))
+    }
+
+    /// Executes one plan action. `Err` means the call failed as a whole (for every user of
+    /// the action); `Ok` carries one outcome per user, some of which may be failures.
+    /// Ledger-only actions make no call and return no outcome.
+    pub async fn apply(&self, action: &Action) -> Result<Vec<UserOutcome>, MmError> {
+        match action {
+            Action::AddTeamMembers { team_id, users, .. } => {
+                self.add_team_members(team_id, &ids(users)).await
+            }
+            Action::AddChannelMembers {
+                channel_id, users, ..
+            } => self.add_channel_members(channel_id, &ids(users)).await,
+            Action::SetChannelAdmin {
+                channel_id,
+                user,
+                admin,
+                ..
+            } => Ok(vec![
+                self.set_channel_admin(channel_id, &user.id, *admin).await?,
+            ]),
+            Action::RemoveChannelMember {
+                channel_id, user, ..
+            } => Ok(vec![
+                self.remove_channel_member(channel_id, &user.id).await?,
+            ]),
+            Action::RemoveTeamMember { team_id, user, .. } => {
+                Ok(vec![self.remove_team_member(team_id, &user.id).await?])
+            }
+            Action::RecordPreexisting { .. } | Action::RecordDeparted { .. } => Ok(Vec::new()),
+        }
+    }
+
+    // ------------------------------------------------------------------ administration
+
+    /// `POST /teams` (open team). The token's user becomes its first member and admin.
+    pub async fn create_team(&self, name: &str, display_name: &str) -> Result<Team, MmError> {
+        let body = wire::TeamIn {
+            name,
+            display_name,
+            kind: "O",
+        };
+        let t: wire::Team = self
+            .send_json(Method::POST, "/teams", &body, Retry::Unsafe)
+            .await?;
+        Ok(t.into())
+    }
+
+    /// `POST /channels`: an open (`private = false`) or private channel. The token's user
+    /// becomes a member.
+    pub async fn create_channel(
+        &self,
+        team_id: &str,
+        name: &str,
+        display_name: &str,
+        private: bool,
+    ) -> Result<Channel, MmError> {
+        let body = wire::ChannelIn {
+            team_id,
+            name,
+            display_name,
+            kind: if private { "P" } else { "O" },
+        };
+        let c: wire::Channel = self
+            .send_json(Method::POST, "/channels", &body, Retry::Unsafe)
+            .await?;
+        Ok(c.into())
+    }
+
+    /// `DELETE /channels/{id}`: archives the channel (it stays readable with
+    /// `include_deleted`).
+    pub async fn archive_channel(&self, channel_id: &str) -> Result<(), MmError> {
+        let path = format!("/channels/{}", seg(channel_id));
+        self.call(Method::DELETE, &path, None, Retry::Idempotent)
+            .await?;
+        Ok(())
+    }
+
+    /// `POST /users`. The password is sent in the body only; it is never logged.
+    pub async fn create_user(
+        &self,
+        username: &str,
+        email: &str,
+        password: &str,
+    ) -> Result<MmUser, MmError> {
+        let body = wire::UserIn {
+            username,
+            email,
+            password,
+        };
+        let u: wire::User = self
+            .send_json(Method::POST, "/users", &body, Retry::Unsafe)
+            .await?;
+        Ok(u.into())
+    }
+
+    /// `DELETE /users/{id}`: deactivates the account (`delete_at > 0`).
+    pub async fn deactivate_user(&self, user_id: &str) -> Result<(), MmError> {
+        let path = format!("/users/{}", seg(user_id));
+        self.call(Method::DELETE, &path, None, Retry::Idempotent)
+            .await?;
+        Ok(())
+    }
+
+    /// `POST /bots` (needs `EnableBotAccountCreation`), returned as its user account.
+    pub async fn create_bot(&self, username: &str, display_name: &str) -> Result<MmUser, MmError> {
+        let body = wire::BotIn {
+            username,
+            display_name,
+        };
+        let b: wire::Bot = self
+            .send_json(Method::POST, "/bots", &body, Retry::Unsafe)
+            .await?;
+        let mut users = self.users_by_ids(std::slice::from_ref(&b.user_id)).await?;
+        users.pop().ok_or_else(|| MmError::Inconsistent {
+            what: "POST /api/v4/bots".into(),
+            detail: format!("bot user {} was created but cannot be read back", b.user_id),
+        })
+    }
+}
