@@ -1,1 +1,463 @@
-//! placeholder
+//! What mattersync's integration tests share: the connection details of the real servers
+//! (`.local/servers.env`, written by `scripts/servers.sh up`), the skip-or-fail rule, and a
+//! [`Sandbox`] that gives each test its own area, team, channels, directory users and groups,
+//! so tests run in parallel without seeing each other's changes.
+//!
+//! The rule: a test that needs a server it cannot reach fails under CI (`CI` set) and is
+//! skipped with a visible message elsewhere.
+
+use ldap3::{LdapConnAsync, Mod};
+use mattersync_mattermost::{Client, ClientConfig, Secret};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// Connection details of the local test servers.
+#[derive(Debug, Clone)]
+pub struct Servers {
+    pub vars: BTreeMap<String, String>,
+}
+
+impl Servers {
+    /// The workspace root (two levels above this crate).
+    pub fn root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .nth(2)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    /// Reads `.local/servers.env` (or the file named by `MATTERSYNC_SERVERS_ENV`).
+    pub fn load() -> Option<Servers> {
+        let path = std::env::var_os("MATTERSYNC_SERVERS_ENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Self::root().join(".local/servers.env"));
+        let text = std::fs::read_to_string(path).ok()?;
+        Some(Servers {
+            vars: parse_env(&text),
+        })
+    }
+
+    pub fn get(&self, key: &str) -> String {
+        self.vars
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| panic!("{key} missing from .local/servers.env"))
+    }
+
+    pub fn ldap_password(&self) -> String {
+        let f = self.get("MATTERSYNC_LDAP_PASSWORD_FILE");
+        std::fs::read_to_string(&f)
+            .unwrap_or_else(|e| panic!("cannot read {f}: {e}"))
+            .trim_end_matches(['\r', '\n'])
+            .to_string()
+    }
+
+    pub fn mm_token(&self) -> String {
+        let f = self.get("MATTERSYNC_MM_TOKEN_FILE");
+        std::fs::read_to_string(&f)
+            .unwrap_or_else(|e| panic!("cannot read {f}: {e}"))
+            .trim()
+            .to_string()
+    }
+
+    /// A Mattermost client with the admin token of the test server.
+    pub fn mattermost(&self) -> Client {
+        Client::new(ClientConfig::new(
+            self.get("MATTERSYNC_MM_URL"),
+            Secret::new(self.mm_token()),
+        ))
+        .expect("mattermost client")
+    }
+
+    /// Whether the directory answers.
+    pub async fn ldap_up(&self) -> bool {
+        let url = self.get("MATTERSYNC_LDAP_URL");
+        match LdapConnAsync::new(&url).await {
+            Ok((conn, mut ldap)) => {
+                ldap3::drive!(conn);
+                let ok = ldap
+                    .simple_bind(&self.get("MATTERSYNC_LDAP_BIND_DN"), &self.ldap_password())
+                    .await
+                    .and_then(|r| r.success())
+                    .is_ok();
+                let _ = ldap.unbind().await;
+                ok
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// Parses `KEY=value` lines; values may be double-quoted.
+pub fn parse_env(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| {
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v);
+            (k.trim().to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// The servers, or `None` after printing why the test is skipped. Under CI a missing server
+/// is a failure, never a skip.
+pub async fn servers_or_skip(test: &str) -> Option<Servers> {
+    let servers = Servers::load();
+    let why = match &servers {
+        None => Some("no .local/servers.env (run scripts/servers.sh up)".to_string()),
+        Some(s) if !s.ldap_up().await => Some("389-ds does not answer".to_string()),
+        Some(s) => match s.mattermost().ping().await {
+            Ok(_) => None,
+            Err(e) => Some(format!("Mattermost does not answer: {e}")),
+        },
+    };
+    match why {
+        None => servers,
+        Some(why) if std::env::var_os("CI").is_some() => {
+            panic!("{test}: real servers required under CI: {why}")
+        }
+        Some(why) => {
+            eprintln!("SKIPPED {test}: {why}");
+            None
+        }
+    }
+}
+
+/// A directory user made for one test.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub uid: String,
+    /// The Mattermost account id, when it has one.
+    pub mm_id: Option<String>,
+}
+
+/// One test's own corner of both servers.
+pub struct Sandbox {
+    pub servers: Servers,
+    /// The area (and team name): `s` + 8 hex digits.
+    pub area: String,
+    pub team_id: String,
+    pub mm: Client,
+    pub dir: tempfile::TempDir,
+    base: String,
+}
+
+impl Sandbox {
+    /// A fresh sandbox, or `None` when the test is skipped (never under CI).
+    pub async fn new(test: &str) -> Option<Sandbox> {
+        let servers = servers_or_skip(test).await?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let area = format!("s{}", &id[..8]);
+        let mm = servers.mattermost();
+        let team = mm
+            .create_team(&area, &format!("Test {test}"))
+            .await
+            .expect("create the sandbox team");
+        let base = servers.get("MATTERSYNC_LDAP_BASE_DN");
+        Some(Sandbox {
+            servers,
+            area,
+            team_id: team.id,
+            mm,
+            dir: tempfile::tempdir().expect("tempdir"),
+            base,
+        })
+    }
+
+    /// `mm_<area>_<name>`.
+    pub fn group(&self, name: &str) -> String {
+        format!("mm_{}_{}", self.area, name)
+    }
+
+    /// The directory uid (and Mattermost username) for a short name.
+    pub fn uid(&self, name: &str) -> String {
+        format!("{}.{}", self.area, name)
+    }
+
+    pub fn user_dn(&self, uid: &str) -> String {
+        format!("uid={uid},cn=users,cn=accounts,{}", self.base)
+    }
+
+    pub fn group_dn(&self, cn: &str) -> String {
+        format!("cn={cn},cn=groups,cn=accounts,{}", self.base)
+    }
+
+    async fn ldap(&self) -> ldap3::Ldap {
+        let (conn, mut ldap) = LdapConnAsync::new(&self.servers.get("MATTERSYNC_LDAP_URL"))
+            .await
+            .expect("ldap connect");
+        ldap3::drive!(conn);
+        ldap.simple_bind(
+            &self.servers.get("MATTERSYNC_LDAP_BIND_DN"),
+            &self.servers.ldap_password(),
+        )
+        .await
+        .and_then(|r| r.success())
+        .expect("ldap bind");
+        ldap
+    }
+
+    /// Creates a directory user (and, with `account`, a Mattermost account with the same
+    /// username and email).
+    pub async fn user(&self, name: &str, account: bool, disabled: bool) -> TestUser {
+        let uid = self.uid(name);
+        let mail = format!("{uid}@example.org");
+        let mut ldap = self.ldap().await;
+        let mut attrs: Vec<(&str, HashSet<&str>)> = vec![
+            (
+                "objectClass",
+                [
+                    "top",
+                    "person",
+                    "organizationalperson",
+                    "inetorgperson",
+                    "inetuser",
+                    "ipaobject",
+                    "fasuser",
+                ]
+                .into_iter()
+                .collect(),
+            ),
+            ("uid", [uid.as_str()].into()),
+            ("cn", [name].into()),
+            ("sn", [name].into()),
+            ("mail", [mail.as_str()].into()),
+        ];
+        let unique = uuid::Uuid::new_v4().to_string();
+        attrs.push(("ipaUniqueID", [unique.as_str()].into()));
+        if disabled {
+            attrs.push(("nsAccountLock", ["TRUE"].into()));
+        }
+        ldap.add(&self.user_dn(&uid), attrs)
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("add user {uid}: {e}"));
+        let _ = ldap.unbind().await;
+        let mm_id = if account {
+            Some(self.account(&uid).await)
+        } else {
+            None
+        };
+        TestUser { uid, mm_id }
+    }
+
+    /// Creates the Mattermost account of a directory user (e.g. a pending user signs in).
+    pub async fn account(&self, uid: &str) -> String {
+        let password = format!("Pw-{}-9x!", uuid::Uuid::new_v4().simple());
+        self.mm
+            .create_user(uid, &format!("{uid}@example.org"), &password)
+            .await
+            .unwrap_or_else(|e| panic!("create account {uid}: {e}"))
+            .id
+    }
+
+    /// Creates a FAS group `mm_<area>_<name>` with direct members, nested groups and managers.
+    pub async fn create_group(
+        &self,
+        name: &str,
+        members: &[&TestUser],
+        nested: &[&str],
+        managers: &[&TestUser],
+    ) -> String {
+        let cn = self.group(name);
+        self.create_raw_group(&cn, members, nested, managers, true)
+            .await;
+        cn
+    }
+
+    /// Creates a group with any name (FAS or not).
+    pub async fn create_raw_group(
+        &self,
+        cn: &str,
+        members: &[&TestUser],
+        nested: &[&str],
+        managers: &[&TestUser],
+        fas: bool,
+    ) {
+        let mut ldap = self.ldap().await;
+        let mut classes: HashSet<&str> = [
+            "top",
+            "groupofnames",
+            "nestedgroup",
+            "ipausergroup",
+            "ipaobject",
+        ]
+        .into();
+        if fas {
+            classes.insert("fasgroup");
+        }
+        let member_dns: Vec<String> = members
+            .iter()
+            .map(|u| self.user_dn(&u.uid))
+            .chain(nested.iter().map(|g| self.group_dn(g)))
+            .collect();
+        let manager_dns: Vec<String> = managers.iter().map(|u| self.user_dn(&u.uid)).collect();
+        let unique = uuid::Uuid::new_v4().to_string();
+        let mut attrs: Vec<(&str, HashSet<&str>)> = vec![
+            ("objectClass", classes),
+            ("cn", [cn].into()),
+            ("description", ["test group"].into()),
+            ("ipaUniqueID", [unique.as_str()].into()),
+        ];
+        if !member_dns.is_empty() {
+            attrs.push(("member", member_dns.iter().map(String::as_str).collect()));
+        }
+        if !manager_dns.is_empty() {
+            attrs.push((
+                "memberManager",
+                manager_dns.iter().map(String::as_str).collect(),
+            ));
+        }
+        ldap.add(&self.group_dn(cn), attrs)
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("add group {cn}: {e}"));
+        let _ = ldap.unbind().await;
+    }
+
+    async fn modify_group(&self, cn: &str, m: Mod<String>) {
+        let mut ldap = self.ldap().await;
+        ldap.modify(&self.group_dn(cn), vec![m])
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("modify group {cn}: {e}"));
+        let _ = ldap.unbind().await;
+    }
+
+    pub async fn add_member(&self, cn: &str, user: &TestUser) {
+        self.modify_group(
+            cn,
+            Mod::Add("member".to_string(), [self.user_dn(&user.uid)].into()),
+        )
+        .await
+    }
+
+    pub async fn remove_member(&self, cn: &str, user: &TestUser) {
+        self.modify_group(
+            cn,
+            Mod::Delete("member".to_string(), [self.user_dn(&user.uid)].into()),
+        )
+        .await
+    }
+
+    pub async fn set_managers(&self, cn: &str, managers: &[&TestUser]) {
+        let dns: HashSet<String> = managers.iter().map(|u| self.user_dn(&u.uid)).collect();
+        self.modify_group(cn, Mod::Replace("memberManager".to_string(), dns))
+            .await
+    }
+
+    /// Creates a channel in the sandbox team and returns its id.
+    pub async fn channel(&self, name: &str, private: bool) -> String {
+        self.mm
+            .create_channel(&self.team_id, name, name, private)
+            .await
+            .unwrap_or_else(|e| panic!("create channel {name}: {e}"))
+            .id
+    }
+
+    /// The channel's members: username → channel admin.
+    pub async fn members(&self, channel_id: &str) -> BTreeMap<String, bool> {
+        let members = self
+            .mm
+            .channel_members(channel_id)
+            .await
+            .expect("channel members");
+        let ids: Vec<String> = members.keys().cloned().collect();
+        let users = self.mm.users_by_ids(&ids).await.expect("users by ids");
+        users
+            .into_iter()
+            .map(|u| {
+                let admin = members.get(&u.id).is_some_and(|m| m.scheme_admin);
+                (u.username, admin)
+            })
+            .collect()
+    }
+
+    /// Puts a user in the team and the channel by hand (a "manual member").
+    pub async fn add_by_hand(&self, channel_id: &str, user_id: &str) {
+        self.mm
+            .add_team_members(&self.team_id, &[user_id.to_string()])
+            .await
+            .expect("team add");
+        self.mm
+            .add_channel_members(channel_id, &[user_id.to_string()])
+            .await
+            .expect("channel add");
+    }
+
+    /// Takes a user out of a channel the way leaving on their own does.
+    pub async fn leave(&self, channel_id: &str, user_id: &str) {
+        self.mm
+            .remove_channel_member(channel_id, user_id)
+            .await
+            .expect("leave channel");
+    }
+
+    /// Writes a configuration for this sandbox (LDAPS with the test CA, the sandbox area
+    /// mapped to its team, a ledger in the sandbox's temp dir) plus `extra` TOML, and
+    /// returns its path.
+    pub fn config(&self, extra: &str) -> PathBuf {
+        self.config_with(&self.servers.get("MATTERSYNC_LDAPS_URL"), extra)
+    }
+
+    /// As [`Sandbox::config`], with another directory URI (e.g. a fault-injecting proxy).
+    pub fn config_with(&self, ldap_uri: &str, extra: &str) -> PathBuf {
+        let s = &self.servers;
+        let text = format!(
+            r#"[directory]
+kind = "ldap"
+uri = "{uri}"
+ca_file = "{ca}"
+bind_dn = "{bind}"
+bind_password_file = "{pw}"
+base_dn = "{base}"
+group_filter = "(&(objectClass=fasGroup)(cn=mm_{area}_*))"
+timeout_secs = 10
+
+[areas]
+{area} = "{area}"
+
+[mattermost]
+url = "{mm}"
+token_file = "{token}"
+
+[ledger]
+path = "{ledger}"
+
+{extra}
+"#,
+            uri = ldap_uri,
+            ca = s.get("MATTERSYNC_LDAP_CA_FILE"),
+            bind = s.get("MATTERSYNC_LDAP_BIND_DN"),
+            pw = s.get("MATTERSYNC_LDAP_PASSWORD_FILE"),
+            base = self.base,
+            area = self.area,
+            mm = s.get("MATTERSYNC_MM_URL"),
+            token = s.get("MATTERSYNC_MM_TOKEN_FILE"),
+            ledger = self.dir.path().join("ledger.db").display(),
+        );
+        let path = self.dir.path().join("config.toml");
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_files_parse_with_and_without_quotes() {
+        let vars = parse_env("# c\nA=1\nB=\"cn=Directory Manager\"\n\nC=x=y\n");
+        assert_eq!(vars["A"], "1");
+        assert_eq!(vars["B"], "cn=Directory Manager");
+        assert_eq!(vars["C"], "x=y");
+        assert_eq!(vars.len(), 3);
+    }
+}
