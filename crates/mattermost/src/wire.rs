@@ -152,3 +152,8 @@ pub(crate) struct BotIn<'a> {
 pub(crate) struct Bot {
     pub user_id: String,
 }
+
+#[derive(Debug, Serialize)]
+pub(crate) struct UserActiveIn {
+    pub active: bool,
+}

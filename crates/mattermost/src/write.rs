@@ -20,6 +20,17 @@ const MISSING_CHANNEL_MEMBER: &str = "app.channel.get_member.missing.app_error";
 const MISSING_ACCOUNT: &str = "app.user.missing_account.const";
 const MISSING_TEAM_MEMBER: &str = "api.team.remove_user_from_team.missing.app_error";
 const INVALID_BODY_PARAM: &str = "api.context.invalid_body_param.app_error";
+/// Error ids with which `POST /channels/{id}/members` refuses the whole call for a reason
+/// that is not about one user (asking again per user would only repeat it).
+const CHANNEL_LEVEL: &[&str] = &[
+    "api.context.permissions.app_error",
+    "api.context.session_expired.app_error",
+    "app.channel.get.existing.app_error",
+    "app.channel.get.find.app_error",
+    "api.channel.add_user_to_channel.type.app_error",
+    "api.channel.add_members.user_denied",
+    "api.channel.add_members.error",
+];
 
 /// What a write did for one user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -283,9 +294,13 @@ impl Client {
                             }
                             return Ok(self.add_channel_members_one_by_one(channel_id, &part).await);
                         }
-                        if api.status == 400 {
-                            // Every user failed (the server returns the last error only):
-                            // ask per user to learn each reason.
+                        if (400..500).contains(&api.status)
+                            && api.status != 401
+                            && !CHANNEL_LEVEL.contains(&api.id.as_str())
+                        {
+                            // Every user failed and the server returned the last error only
+                            // (e.g. 403 for a deactivated account): ask per user to learn
+                            // each reason.
                             return Ok(self.add_channel_members_one_by_one(channel_id, &part).await);
                         }
                         return Err(e);
@@ -445,6 +460,18 @@ impl Client {
         Ok(c.into())
     }
 
+    /// `DELETE /teams/{id}`: archives the team, or deletes it with everything in it when
+    /// `permanent` (needs `ServiceSettings.EnableAPITeamDeletion`).
+    pub async fn delete_team(&self, team_id: &str, permanent: bool) -> Result<(), MmError> {
+        let mut path = format!("/teams/{}", seg(team_id));
+        if permanent {
+            path.push_str("?permanent=true");
+        }
+        self.call(Method::DELETE, &path, None, Retry::Idempotent)
+            .await?;
+        Ok(())
+    }
+
     /// `DELETE /channels/{id}`: archives the channel (it stays readable with
     /// `include_deleted`).
     pub async fn archive_channel(&self, channel_id: &str) -> Result<(), MmError> {
@@ -472,11 +499,18 @@ impl Client {
         Ok(u.into())
     }
 
-    /// `DELETE /users/{id}`: deactivates the account (`delete_at > 0`).
-    pub async fn deactivate_user(&self, user_id: &str) -> Result<(), MmError> {
-        let path = format!("/users/{}", seg(user_id));
-        self.call(Method::DELETE, &path, None, Retry::Idempotent)
-            .await?;
+    /// `PUT /users/{id}/active`: deactivates (`delete_at > 0`) or reactivates an account.
+    /// Reactivation counts against the server's user limit (250 active users on a server
+    /// without a licence).
+    pub async fn set_user_active(&self, user_id: &str, active: bool) -> Result<(), MmError> {
+        let path = format!("/users/{}/active", seg(user_id));
+        self.send(
+            Method::PUT,
+            &path,
+            &wire::UserActiveIn { active },
+            Retry::Idempotent,
+        )
+        .await?;
         Ok(())
     }
 

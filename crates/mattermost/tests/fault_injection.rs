@@ -719,3 +719,52 @@ async fn read_state_assembles_teams_channels_and_users_and_skips_missing_ones() 
     assert!(state.channels["rl/gone"].archived);
     assert_eq!(state.users.keys().collect::<Vec<_>>(), ["ua", "ub", "uz"]);
 }
+
+#[tokio::test]
+async fn channel_batch_where_every_user_fails_is_asked_per_user_unless_the_channel_is_the_problem()
+{
+    let server = FakeServer::start(|req, _| {
+        let body = req.json();
+        if req.path().contains("/denied/") {
+            return Reply::error(
+                403,
+                "api.context.permissions.app_error",
+                "You do not have the appropriate permissions.",
+            );
+        }
+        match body["user_id"].as_str() {
+            Some(u) if u.ends_with('1') => Reply::value(201, member(u, false)),
+            _ => Reply::error(
+                403,
+                "app.channel.add_member.deleted_user.app_error",
+                "Can't add a deactivated user to a channel.",
+            ),
+        }
+    })
+    .await;
+    let c = client(&server);
+    let ids: Vec<String> = (0..3).map(|i| id('u', i)).collect();
+    let out = c.add_channel_members("ch1", &ids).await.expect("per user");
+    assert_eq!(server.requests().len(), 4, "batch, then one call per user");
+    let ok: Vec<_> = out
+        .iter()
+        .filter(|o| o.is_success())
+        .map(|o| &o.user_id)
+        .collect();
+    assert_eq!(ok, [&id('u', 1)]);
+    assert!(out[0]
+        .error()
+        .expect("why")
+        .contains("app.channel.add_member.deleted_user.app_error"));
+
+    let err = c
+        .add_channel_members("denied", &ids)
+        .await
+        .expect_err("permission");
+    assert_eq!(err.status(), Some(403));
+    assert_eq!(
+        server.requests().len(),
+        5,
+        "no per-user calls for a channel-level error"
+    );
+}
