@@ -259,9 +259,12 @@ impl Client {
         self.users_by("/users/ids", ids).await
     }
 
-    /// `POST /users/usernames` in batches of 200. Unknown names are simply not returned.
+    /// `POST /users/usernames` in batches of 200, deactivated accounts and bots included.
+    /// Names are lower-cased first (Mattermost stores them lower-case and compares exactly).
+    /// Unknown names are simply not returned.
     pub async fn users_by_usernames(&self, usernames: &[String]) -> Result<Vec<MmUser>, MmError> {
-        self.users_by("/users/usernames", usernames).await
+        let lower: Vec<String> = usernames.iter().map(|u| u.to_lowercase()).collect();
+        self.users_by("/users/usernames", &lower).await
     }
 
     /// `GET /users`, all pages: every account, bots and deactivated ones included.

@@ -311,8 +311,8 @@ async fn users_by_usernames_are_batched_by_200_and_mapped() {
         let names: Vec<String> = serde_json::from_slice(&req.body).expect("array");
         let users: Vec<_> = names
             .iter()
-            .map(|n| {
-                let i: usize = n.trim_start_matches("user").parse().expect("n");
+            .filter_map(|n| {
+                let i: usize = n.strip_prefix("user")?.parse().ok()?;
                 let mut u = user(&id('u', i), n);
                 if i == 1 {
                     u["is_bot"] = json!(true);
@@ -324,7 +324,7 @@ async fn users_by_usernames_are_batched_by_200_and_mapped() {
                     u["auth_service"] = json!("openid");
                     u["auth_data"] = json!("sub-3");
                 }
-                u
+                Some(u)
             })
             .collect();
         Reply::value(200, json!(users))
@@ -355,9 +355,16 @@ async fn users_by_usernames_are_batched_by_200_and_mapped() {
     );
     assert_eq!(by("user4").email, "user4@example.org");
     assert!(!by("user4").inactive && !by("user4").is_bot);
+    // Names go lower-case, duplicates once.
+    let none = c
+        .users_by_usernames(&["Alice".into(), "alice".into()])
+        .await
+        .expect("lookup");
+    assert!(none.is_empty());
+    assert_eq!(server.requests()[3].json(), json!(["alice"]));
     // No call for nothing.
     assert!(c.users_by_ids(&[]).await.expect("empty").is_empty());
-    assert_eq!(server.requests().len(), 3);
+    assert_eq!(server.requests().len(), 4);
 }
 
 #[tokio::test]
