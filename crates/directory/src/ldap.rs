@@ -350,6 +350,20 @@ impl LdapDirectory {
             if res.rc != 0 {
                 return Err(result_error(&op, &res));
             }
+            // With paging, the server applies the request's size limit to each page (each is a
+            // separate operation), so count the whole result here.
+            if self.cfg.size_limit > 0 && out.len() > self.cfg.size_limit as usize {
+                return Err(DirectoryError::Operation {
+                    op,
+                    rc: 4,
+                    reason: result_code_name(4),
+                    detail: format!(
+                        ": more than size_limit = {} entries (counted by mattersync)",
+                        self.cfg.size_limit
+                    ),
+                    hint: "; raise size_limit",
+                });
+            }
             if !paged {
                 break;
             }
@@ -468,6 +482,7 @@ fn bind_error(cfg: &LdapConfig, bind_dn: &str, res: LdapResult) -> DirectoryErro
 /// A connect failure: TLS problems get their own variant and advice.
 fn connect_error(cfg: &LdapConfig, e: LdapError) -> DirectoryError {
     let uri = cfg.uri.clone();
+    let tls = cfg.starttls || uri_scheme(&cfg.uri).as_deref() == Some("ldaps");
     let tls_hint = if cfg.ca_file.is_some() {
         "; check that ca_file holds the CA that issued the directory's certificate and that the \
          certificate names the host in uri"
@@ -485,6 +500,14 @@ fn connect_error(cfg: &LdapConfig, e: LdapError) -> DirectoryError {
             hint: tls_hint,
             source: Box::new(LdapError::Io { source }),
         },
+        LdapError::Io { source } if tls && source.kind() == std::io::ErrorKind::UnexpectedEof => {
+            DirectoryError::Tls {
+                uri,
+                hint: "; the server closed the connection during the TLS handshake: does this \
+                       port serve TLS (ldaps://) or StartTLS?",
+                source: Box::new(LdapError::Io { source }),
+            }
+        }
         LdapError::LdapResult { result } => DirectoryError::Tls {
             uri: uri.clone(),
             hint: "; the server refused StartTLS: use ldaps:// or enable TLS on the server",
