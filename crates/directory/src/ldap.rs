@@ -18,6 +18,7 @@ use crate::dn::Dn;
 use crate::error::{result_code_hint, result_code_name, DirectoryError};
 
 const PAGED_RESULTS_OID: &str = "1.2.840.113556.1.4.319";
+const MAX_EMPTY_PAGES: u32 = 100;
 
 /// An open, bound connection to the directory. Operations take `&mut self`: one at a time.
 /// After a timeout or a lost connection every further call fails; connect again.
@@ -286,6 +287,7 @@ impl LdapDirectory {
         let page_size = i32::try_from(self.cfg.page_size).unwrap_or(i32::MAX);
         let mut out = Vec::new();
         let mut cookie: Vec<u8> = Vec::new();
+        let mut empty_pages = 0u32;
         let mut pages = 0u32;
         loop {
             pages += 1;
@@ -301,6 +303,7 @@ impl LdapDirectory {
                 .into();
                 self.ldap.with_controls(vec![ctrl]);
             }
+            let before = out.len();
             let started = self
                 .ldap
                 .streaming_search(base, scope, filter, attrs.to_vec())
@@ -368,7 +371,27 @@ impl LdapDirectory {
                 break;
             }
             match paged_cookie(&res) {
-                Ok(Some(next)) if !next.is_empty() => cookie = next,
+                Ok(Some(next)) if !next.is_empty() => {
+                    // 389-ds reuses one cookie for every page, so only a run of empty pages
+                    // tells a server that pages forever.
+                    empty_pages = if out.len() == before {
+                        empty_pages + 1
+                    } else {
+                        0
+                    };
+                    if empty_pages > MAX_EMPTY_PAGES {
+                        let err = DirectoryError::Protocol {
+                            op,
+                            detail: format!(
+                                "the server sent {empty_pages} empty pages in a row and still \
+                                 offers more"
+                            ),
+                        };
+                        self.broken = Some(err.to_string());
+                        return Err(err);
+                    }
+                    cookie = next;
+                }
                 Ok(_) => break,
                 Err(detail) => {
                     let err = DirectoryError::Protocol { op, detail };

@@ -254,7 +254,9 @@ impl LdapDirectory {
     /// the same shape as a snapshot. `None` when there is no such group.
     pub async fn group(&mut self, cn: &str) -> Result<Option<Directory>, DirectoryError> {
         let group_base = self.config().group_base();
+        let user_base = self.config().user_base();
         self.check_readable("group_base", &group_base).await?;
+        self.check_readable("user_base", &user_base).await?;
         let f = format!(
             "(&{}(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=group)))",
             filter::eq("cn", cn)
@@ -322,6 +324,18 @@ impl LdapDirectory {
             }
             reads += 1;
             let Some(entry) = self.read_entry(&dn, &attrs).await? else {
+                if under_groups && !under_users {
+                    // A group we cannot see would silently drop its members: fail closed.
+                    let by = groups
+                        .values()
+                        .find(|g| g.refs().any(|r| r == &dn))
+                        .map_or_else(|| "a group".to_string(), |g| format!("group {}", g.cn));
+                    return Err(DirectoryError::Inconsistent(format!(
+                        "{by} lists {dn} as a member or manager, but that entry cannot be read \
+                         (deleted without referential integrity, or hidden from the bind \
+                         account); remove the stale value or grant read access"
+                    )));
+                }
                 debug!(dn = %dn, "referenced entry does not exist");
                 continue;
             };

@@ -187,6 +187,14 @@ async fn a_member_dn_that_does_not_parse_is_an_error_not_a_missing_member() {
 }
 
 #[tokio::test]
+async fn a_server_that_pages_forever_is_stopped() {
+    let (err, searches) = snapshot_with(at(GROUPS, 1, Fault::EndlessPaging)).await;
+    assert!(matches!(err, DirectoryError::Protocol { .. }), "{err:?}");
+    assert!(err.to_string().contains("empty pages"), "{err}");
+    assert!(searches.len() < 200, "{}", searches.len());
+}
+
+#[tokio::test]
 async fn a_refused_bind_is_an_error_with_its_code() {
     for rc in [49, 53] {
         let mock = MockLdap::start(Script {
@@ -248,4 +256,12 @@ async fn an_empty_bind_password_is_refused_before_it_becomes_an_anonymous_bind()
         matches!(&err, Some(DirectoryError::Config(m)) if m.contains("empty")),
         "{err:?}"
     );
+}
+
+/// The engine runs reads on a multi-threaded runtime: the futures must be `Send`.
+#[allow(dead_code)]
+fn futures_are_send(dir: &mut LdapDirectory, cfg: &LdapConfig) {
+    fn send<T: Send>(_: T) {}
+    send(LdapDirectory::connect(cfg));
+    send(dir.snapshot());
 }

@@ -461,6 +461,48 @@ async fn real_dirsrv_nesting_cycles_foreign_groups_and_odd_member_dns() {
 }
 
 #[tokio::test]
+async fn real_dirsrv_a_nested_group_that_cannot_be_read_is_an_error_not_an_empty_group() {
+    let d =
+        dirsrv!("real_dirsrv_a_nested_group_that_cannot_be_read_is_an_error_not_an_empty_group");
+    let mut sb = Sandbox::new(&d, None).await;
+    let ana = sb.user("ana", false).await;
+    let ben = sb.user("ben", false).await;
+    let inner = sb
+        .group("inner", false, std::slice::from_ref(&ben), &[])
+        .await;
+    sb.group("mm_t_a", true, &[ana, inner.clone()], &[]).await;
+    // The reader sees everything: the nested member is there.
+    let snap = snapshot(&sb.reader_config()).await;
+    assert_eq!(snap.effective_members("mm_t_a"), set(&["ana", "ben"]));
+
+    // Hidden from the reader by an ACI: an error naming the group, not a smaller group.
+    sb.hide_from_reader(&inner).await;
+    let mut dir = connect(&sb.reader_config()).await;
+    let err = dir.snapshot().await.err();
+    match err {
+        Some(e @ DirectoryError::Inconsistent(_)) => {
+            let msg = e.to_string();
+            assert!(msg.starts_with("group mm_t_a lists cn=inner,"), "{msg}");
+            assert!(msg.contains("cannot be read"), "{msg}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A member value naming a group that does not exist fails the same way.
+    let ghost = sb.group_dn("ghost");
+    let b = sb.group("mm_t_b", true, &[], &[]).await;
+    sb.add_member(&b, &ghost).await;
+    let mut cfg = sb.config();
+    cfg.group_filter = "(cn=mm_t_b)".into();
+    let mut dir = connect(&cfg).await;
+    let err = dir.snapshot().await.err();
+    assert!(
+        matches!(&err, Some(DirectoryError::Inconsistent(m)) if m.contains("cn=ghost,")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
 async fn real_dirsrv_a_referral_under_the_group_base_is_an_error() {
     let d = dirsrv!("real_dirsrv_a_referral_under_the_group_base_is_an_error");
     let mut sb = Sandbox::new(&d, None).await;

@@ -33,6 +33,8 @@ pub enum Fault {
     MalformedEntry,
     /// Send an entry whose member DN does not parse.
     BadMemberDn,
+    /// Answer every page of this search with no entries and a cookie for more.
+    EndlessPaging,
 }
 
 /// Which search gets the fault: the first subtree search whose base equals `base`
@@ -342,6 +344,20 @@ async fn serve(mut sock: TcpStream, script: Script, log: Arc<Mutex<Vec<String>>>
                     (matching.clone(), None)
                 };
                 let this_fault = match &fault {
+                    Some(f)
+                        if scope != 0
+                            && f.base.eq_ignore_ascii_case(&base)
+                            && matches!(f.fault, Fault::EndlessPaging) =>
+                    {
+                        // Every page: no entries, "there is more".
+                        let out = message(
+                            req.id,
+                            result_op(0x65, 0, "", None),
+                            Some(paged_control(b"again")),
+                        );
+                        sock.write_all(&out).await.ok()?;
+                        continue;
+                    }
                     Some(f)
                         if scope != 0 && f.base.eq_ignore_ascii_case(&base) && f.page == page =>
                     {

@@ -196,17 +196,29 @@ impl Sandbox {
 
     /// Add a member value to an existing group (e.g. to close a cycle).
     pub async fn add_member(&mut self, group_dn: &str, member: &str) {
+        self.add_value(group_dn, "member", member).await
+    }
+
+    /// Add one value of an attribute to an existing sandbox entry.
+    pub async fn add_value(&mut self, dn: &str, attr: &str, value: &str) {
         let res = self
             .admin
-            .modify(
-                group_dn,
-                vec![ldap3::Mod::Add("member".to_string(), set(&[member]))],
-            )
+            .modify(dn, vec![ldap3::Mod::Add(attr.to_string(), set(&[value]))])
             .await
             .and_then(|r| r.success());
         if let Err(e) = res {
-            panic!("sandbox: add member {member} to {group_dn}: {e}");
+            panic!("sandbox: add {attr} {value} to {dn}: {e}");
         }
+    }
+
+    /// Hide an entry from the sandbox's reader (an ACI on the entry denying everything).
+    pub async fn hide_from_reader(&mut self, dn: &str) {
+        let aci = format!(
+            "(targetattr=\"*\")(version 3.0; acl \"hide from reader\"; deny (all) \
+             userdn=\"ldap:///{}\";)",
+            self.reader_dn
+        );
+        self.add_value(dn, "aci", &aci).await
     }
 
     /// A smart referral entry (objectClass referral) at `cn=<cn>,<parent>`.
