@@ -252,7 +252,7 @@ impl Client {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            self.inner.counters.attempt(&method);
+            self.inner.counters.attempt(&method, is_read(&method, path));
             let started = Instant::now();
             let mut req = self.inner.http.request(method.clone(), &url);
             if let Some(b) = &body {
@@ -431,6 +431,17 @@ fn api_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ApiError {
     err
 }
 
+/// Whether a call only reads: a `GET`, or one of the `POST`s that look accounts or members
+/// up by a list of ids or names.
+fn is_read(method: &Method, path: &str) -> bool {
+    if *method == Method::GET {
+        return true;
+    }
+    let path = path.split('?').next().unwrap_or(path);
+    *method == Method::POST
+        && (path == "/users/ids" || path == "/users/usernames" || path.ends_with("/members/ids"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,5 +536,23 @@ mod tests {
         );
         assert_eq!(e.id, "");
         assert!(e.message.contains("bad gateway"));
+    }
+
+    #[test]
+    fn lookups_by_post_count_as_reads() {
+        assert!(super::is_read(&Method::GET, "/channels/x/members?page=0"));
+        assert!(super::is_read(&Method::POST, "/users/ids"));
+        assert!(super::is_read(&Method::POST, "/users/usernames"));
+        assert!(super::is_read(&Method::POST, "/channels/x/members/ids"));
+        assert!(!super::is_read(&Method::POST, "/channels/x/members"));
+        assert!(!super::is_read(
+            &Method::POST,
+            "/teams/x/members/batch?graceful=true"
+        ));
+        assert!(!super::is_read(
+            &Method::PUT,
+            "/channels/x/members/y/schemeRoles"
+        ));
+        assert!(!super::is_read(&Method::DELETE, "/channels/x/members/y"));
     }
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     calls: AtomicU64,
+    writes: AtomicU64,
     get: AtomicU64,
     post: AtomicU64,
     put: AtomicU64,
@@ -23,8 +24,11 @@ fn bump(c: &AtomicU64) {
 
 impl Counters {
     /// One HTTP attempt (a retry counts again).
-    pub(crate) fn attempt(&self, method: &reqwest::Method) {
+    pub(crate) fn attempt(&self, method: &reqwest::Method, read: bool) {
         bump(&self.calls);
+        if !read {
+            bump(&self.writes);
+        }
         bump(match *method {
             reqwest::Method::GET => &self.get,
             reqwest::Method::POST => &self.post,
@@ -50,6 +54,7 @@ impl Counters {
         let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
         ApiStats {
             calls: r(&self.calls),
+            writes: r(&self.writes),
             get: r(&self.get),
             post: r(&self.post),
             put: r(&self.put),
@@ -68,6 +73,8 @@ impl Counters {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ApiStats {
     pub calls: u64,
+    /// Attempts that change something (not a `GET`, not a look-up `POST`).
+    pub writes: u64,
     pub get: u64,
     pub post: u64,
     pub put: u64,
@@ -88,6 +95,7 @@ impl ApiStats {
     pub fn since(&self, earlier: &ApiStats) -> ApiStats {
         ApiStats {
             calls: self.calls.saturating_sub(earlier.calls),
+            writes: self.writes.saturating_sub(earlier.writes),
             get: self.get.saturating_sub(earlier.get),
             post: self.post.saturating_sub(earlier.post),
             put: self.put.saturating_sub(earlier.put),

@@ -47,6 +47,7 @@ pub enum DirectoryKind {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(dead_code)] // `kind` and `freeipa` are for `group` commands
 pub struct DirectorySection {
     #[serde(default)]
     pub kind: DirectoryKind,
@@ -92,6 +93,7 @@ fn default_timeout() -> u64 {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[allow(dead_code)] // for `group` commands through FreeIPA's JSON-RPC API
 pub struct FreeipaSection {
     pub url: String,
     pub user: String,

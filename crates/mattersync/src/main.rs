@@ -1,2 +1,544 @@
+//! `mattersync`: directory (FreeIPA/RAS, LDAP) to Mattermost group sync.
+
 mod config;
-fn main() {}
+mod engine;
+mod output;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use mattersync_core::{Admins, Link, LinkSource, Mode, Plan, Readd, Target};
+use mattersync_ledger::{AuditQuery, Ledger, RunLock};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit codes, as documented in the README.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const ERROR: u8 = 1;
+    pub const CHANGES_PENDING: u8 = 2;
+    pub const STALE_PLAN: u8 = 3;
+    pub const GUARD_TRIPPED: u8 = 4;
+    pub const PARTIAL: u8 = 5;
+    pub const LOCKED: u8 = 6;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "mattersync",
+    version,
+    about = "Directory groups to Mattermost channels, safely."
+)]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, env = "MATTERSYNC_CONFIG", default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Log filter (e.g. info, mattersync=debug); logs go to stderr.
+    #[arg(long, global = true, env = "MATTERSYNC_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration and test connectivity to both sides.
+    Check,
+    /// Show what a sync would change.
+    Plan(PlanArgs),
+    /// Make the changes (a fresh plan, or a saved one if it is still current).
+    Apply(ApplyArgs),
+    /// Recent runs and what the ledger holds.
+    Status,
+    /// Why a user is (or is not) in a channel.
+    Explain {
+        /// Username (Mattermost) or uid (directory).
+        user: String,
+        /// team/channel; all linked channels when omitted.
+        channel: Option<String>,
+    },
+    /// Query the audit trail.
+    Audit(AuditArgs),
+    /// List links and where each comes from.
+    Links,
+    /// Link a group to a team or a channel (kept in the ledger).
+    Link(LinkArgs),
+    /// Remove a link made with `link`.
+    Unlink { group: String, target: String },
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    /// Save the plan for a later `apply`.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Exit 2 when the plan has changes, 0 when it has none.
+    #[arg(long)]
+    detailed_exitcode: bool,
+}
+
+#[derive(Args)]
+struct ApplyArgs {
+    /// A plan saved with `plan --out`; refused if the state changed since.
+    plan: Option<PathBuf>,
+    /// Do not ask.
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Apply even though a removal guard tripped.
+    #[arg(long)]
+    allow_mass_removal: bool,
+}
+
+#[derive(Args)]
+struct AuditArgs {
+    #[arg(long)]
+    user: Option<String>,
+    /// team or team/channel
+    #[arg(long)]
+    scope: Option<String>,
+    #[arg(long)]
+    run: Option<String>,
+    #[arg(long)]
+    failed: bool,
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+}
+
+#[derive(Args)]
+struct LinkArgs {
+    group: String,
+    /// team or team/channel
+    target: String,
+    #[arg(long)]
+    mode: Option<Mode>,
+    #[arg(long)]
+    admins: Option<Admins>,
+    #[arg(long)]
+    readd: Option<Readd>,
+}
+
+/// An error with its exit code.
+#[derive(Debug)]
+struct Exit(u8, anyhow::Error);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.1)
+    }
+}
+impl std::error::Error for Exit {}
+
+fn fail(code: u8, e: anyhow::Error) -> anyhow::Error {
+    anyhow::Error::new(Exit(code, e))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(exit::ERROR);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let code = e.downcast_ref::<Exit>().map(|x| x.0).unwrap_or(exit::ERROR);
+            eprintln!("error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8> {
+    let cfg = config::load(&cli.config)?;
+    match cli.command {
+        Command::Check => check(&cfg, cli.json).await,
+        Command::Plan(a) => plan_cmd(&cfg, cli.json, a).await,
+        Command::Apply(a) => apply_cmd(&cfg, cli.json, a).await,
+        Command::Status => status(&cfg, cli.json),
+        Command::Explain { user, channel } => {
+            explain(&cfg, cli.json, &user, channel.as_deref()).await
+        }
+        Command::Audit(a) => audit(&cfg, cli.json, a),
+        Command::Links => links(&cfg, cli.json).await,
+        Command::Link(a) => link(&cfg, cli.json, a),
+        Command::Unlink { group, target } => unlink(&cfg, cli.json, &group, &target),
+    }
+}
+
+fn open_ledger(cfg: &config::Config) -> Result<Ledger> {
+    Ledger::open(&cfg.ledger.path).context("opening the ledger")
+}
+
+fn lock(cfg: &config::Config) -> Result<RunLock> {
+    RunLock::acquire(&cfg.ledger.path).map_err(|e| fail(exit::LOCKED, e.into()))
+}
+
+async fn check(cfg: &config::Config, json: bool) -> Result<u8> {
+    let mut report = serde_json::Map::new();
+    report.insert("config".into(), "ok".into());
+    let mm = engine::mattermost_client(cfg)?;
+    let version = mm.ping().await.context("mattermost: ping failed")?;
+    let me = mm
+        .me()
+        .await
+        .context("mattermost: the token does not authenticate")?;
+    report.insert("mattermost_version".into(), version.raw.clone().into());
+    report.insert("mattermost_user".into(), me.username.clone().into());
+    let mut dir = mattersync_directory::LdapDirectory::connect(&engine::ldap_config(cfg)?)
+        .await
+        .context("directory: cannot connect")?;
+    let snap = dir.snapshot().await.context("directory: read failed")?;
+    report.insert("directory_groups".into(), snap.groups.len().into());
+    report.insert("directory_users".into(), snap.users.len().into());
+    let ledger = open_ledger(cfg)?;
+    report.insert("ledger_schema".into(), ledger.schema_version()?.into());
+    if json {
+        println!("{}", serde_json::Value::Object(report));
+    } else {
+        println!("config            ok");
+        println!("mattermost        {} (as {})", version.raw, me.username);
+        println!(
+            "directory         {} groups, {} users",
+            snap.groups.len(),
+            snap.users.len()
+        );
+        println!(
+            "ledger            {} (schema {})",
+            cfg.ledger.path.display(),
+            ledger.schema_version()?
+        );
+    }
+    Ok(exit::OK)
+}
+
+async fn plan_cmd(cfg: &config::Config, json: bool, a: PlanArgs) -> Result<u8> {
+    let ledger = open_ledger(cfg)?;
+    let mm = engine::mattermost_client(cfg)?;
+    let state = engine::gather(cfg, &ledger, &mm).await?;
+    let plan = state.plan();
+    for w in &state.warnings {
+        eprintln!("warning: {w}");
+    }
+    if let Some(out) = &a.out {
+        output::save_plan(out, &plan)?;
+    }
+    let calls = mm.stats();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&output::plan_json(&plan, &calls))?
+        );
+    } else {
+        print!("{}", output::plan_text(&plan));
+        println!("{}", output::calls_text(&calls));
+    }
+    Ok(if a.detailed_exitcode && plan.has_changes() {
+        exit::CHANGES_PENDING
+    } else {
+        exit::OK
+    })
+}
+
+async fn apply_cmd(cfg: &config::Config, json: bool, a: ApplyArgs) -> Result<u8> {
+    let _lock = lock(cfg)?;
+    let mut ledger = open_ledger(cfg)?;
+    let mm = engine::mattermost_client(cfg)?;
+    let saved: Option<Plan> = match &a.plan {
+        Some(p) => Some(output::load_plan(p).map_err(|e| fail(exit::STALE_PLAN, e))?),
+        None => None,
+    };
+    let state = engine::gather(cfg, &ledger, &mm).await?;
+    for w in &state.warnings {
+        eprintln!("warning: {w}");
+    }
+    let plan = state.plan();
+    if let Some(saved) = &saved {
+        if saved.fingerprint != plan.fingerprint {
+            return Err(fail(
+                exit::STALE_PLAN,
+                anyhow::anyhow!(
+                    "the saved plan is stale: the directory, Mattermost or the ledger changed since it was made (fingerprint {} now {}); run `mattersync plan` again",
+                    short(&saved.fingerprint),
+                    short(&plan.fingerprint)
+                ),
+            ));
+        }
+        if *saved != plan {
+            return Err(fail(
+                exit::STALE_PLAN,
+                anyhow::anyhow!("the saved plan does not match what its fingerprint says it was computed from; it was edited after it was saved — refusing it"),
+            ));
+        }
+    }
+    if !plan.guard_trips.is_empty() && !a.allow_mass_removal {
+        if !json {
+            print!("{}", output::plan_text(&plan));
+        }
+        let why: Vec<String> = plan.guard_trips.iter().map(|g| g.to_string()).collect();
+        return Err(fail(
+            exit::GUARD_TRIPPED,
+            anyhow::anyhow!(
+                "removal guard tripped, nothing was changed: {}. If the directory really changed this much, re-run with --allow-mass-removal",
+                why.join("; ")
+            ),
+        ));
+    }
+    if !plan.has_changes() {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"changed": false, "api_calls": mm.stats()})
+            );
+        } else {
+            println!("No changes. {}", output::calls_text(&mm.stats()));
+        }
+        return Ok(exit::OK);
+    }
+    if !json {
+        print!("{}", output::plan_text(&plan));
+    }
+    if !a.yes {
+        if !std::io::stdin().is_terminal() {
+            bail!("refusing to apply without confirmation: not a terminal; pass --yes");
+        }
+        eprint!("Apply these changes? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("Nothing changed.");
+            return Ok(exit::OK);
+        }
+    }
+    let (_tx, stop) = tokio::sync::watch::channel(false);
+    let report = engine::apply(&plan, &mut ledger, &mm, &stop).await?;
+    let calls = mm.stats();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"changed": true, "report": report, "api_calls": calls})
+        );
+    } else {
+        println!(
+            "Applied run {}: {} actions, {} user changes ok, {} failed.",
+            report.run_id, report.actions, report.users_ok, report.users_failed
+        );
+        for f in &report.failures {
+            println!("  failed: {f}");
+        }
+        println!("{}", output::calls_text(&calls));
+    }
+    Ok(if report.users_failed > 0 {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    })
+}
+
+fn short(s: &str) -> &str {
+    s.get(..12).unwrap_or(s)
+}
+
+fn status(cfg: &config::Config, json: bool) -> Result<u8> {
+    let ledger = open_ledger(cfg)?;
+    let runs = ledger.runs(10)?;
+    let facts = ledger.facts()?;
+    let owned: usize = facts
+        .channels
+        .values()
+        .chain(facts.teams.values())
+        .flat_map(|m| m.values())
+        .filter(|r| {
+            r.origin == mattersync_core::Origin::Added
+                && r.state == mattersync_core::RecordState::Present
+        })
+        .count();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"runs": runs, "owned_memberships": owned, "links_in_ledger": ledger.links()?.len()})
+        );
+        return Ok(exit::OK);
+    }
+    println!(
+        "Ledger {}: {} memberships owned, {} links made with `link`.",
+        cfg.ledger.path.display(),
+        owned,
+        ledger.links()?.len()
+    );
+    if runs.is_empty() {
+        println!("No runs yet.");
+    }
+    for r in runs {
+        println!(
+            "{}  {:5}  {:8}  ok {:>5}  failed {:>4}  api calls {:>5}  {}",
+            r.started_at,
+            r.kind,
+            r.outcome.as_deref().unwrap_or("running"),
+            r.actions_ok,
+            r.actions_failed,
+            r.api_calls,
+            r.id
+        );
+    }
+    Ok(exit::OK)
+}
+
+async fn explain(
+    cfg: &config::Config,
+    json: bool,
+    user: &str,
+    channel: Option<&str>,
+) -> Result<u8> {
+    let ledger = open_ledger(cfg)?;
+    let mm = engine::mattermost_client(cfg)?;
+    let state = engine::gather(cfg, &ledger, &mm).await?;
+    let plan = state.plan();
+    let text = output::explain(&state, &plan, &ledger, user, channel)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&text)?);
+    } else {
+        for line in text {
+            println!("{line}");
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn audit(cfg: &config::Config, json: bool, a: AuditArgs) -> Result<u8> {
+    let ledger = open_ledger(cfg)?;
+    let events = ledger.events(&AuditQuery {
+        user: a.user,
+        scope: a.scope,
+        run: a.run,
+        failed_only: a.failed,
+        limit: a.limit,
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&events)?);
+    } else {
+        for e in events {
+            println!(
+                "{}  {:22} {:30} {:20} {:7} {}{}",
+                e.at,
+                e.action,
+                e.scope,
+                e.username,
+                e.outcome,
+                e.groups.join(","),
+                e.detail.map(|d| format!("  ({d})")).unwrap_or_default()
+            );
+        }
+    }
+    Ok(exit::OK)
+}
+
+async fn links(cfg: &config::Config, json: bool) -> Result<u8> {
+    let ledger = open_ledger(cfg)?;
+    let directory = if cfg.defaults.auto_link {
+        let mut dir =
+            mattersync_directory::LdapDirectory::connect(&engine::ldap_config(cfg)?).await?;
+        dir.snapshot().await?
+    } else {
+        Default::default()
+    };
+    let (links, warnings) = engine::resolve_links(cfg, &directory, ledger.links()?)?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&links)?);
+    } else {
+        println!(
+            "{:30} {:40} {:10} {:22} {:7} source",
+            "group", "target", "mode", "admins", "readd"
+        );
+        for l in links {
+            println!(
+                "{:30} {:40} {:10} {:22} {:7} {}",
+                l.group,
+                l.target.to_string(),
+                l.mode.to_string(),
+                l.admins.to_string(),
+                l.readd.to_string(),
+                engine::source_name(l.source)
+            );
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn link(cfg: &config::Config, json: bool, a: LinkArgs) -> Result<u8> {
+    let target: Target = a.target.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let link = Link {
+        group: a.group,
+        target,
+        mode: a.mode.unwrap_or(cfg.defaults.mode),
+        admins: a.admins.unwrap_or_else(|| cfg.defaults.admins.clone()),
+        readd: a.readd.unwrap_or(cfg.defaults.readd),
+        source: LinkSource::Ledger,
+    };
+    let naming = cfg.naming()?;
+    naming
+        .parse(&link.group)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ledger = open_ledger(cfg)?;
+    let changed = ledger.put_link(&link, "cli")?;
+    if let Ok(file) = cfg.file_links() {
+        if file
+            .iter()
+            .any(|f| f.group == link.group && f.target == link.target)
+        {
+            eprintln!(
+                "warning: the config file also declares {}; the config file wins",
+                link.id()
+            );
+        }
+    }
+    if json {
+        println!("{}", serde_json::json!({"changed": changed, "link": link}));
+    } else {
+        println!(
+            "{} {}",
+            if changed { "linked" } else { "unchanged:" },
+            link.id()
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn unlink(cfg: &config::Config, json: bool, group: &str, target: &str) -> Result<u8> {
+    let target: Target = target.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let ledger = open_ledger(cfg)?;
+    let changed = ledger.remove_link(group, &target)?;
+    if !changed {
+        if let Ok(file) = cfg.file_links() {
+            if file.iter().any(|f| f.group == group && f.target == target) {
+                bail!("{group}->{target} is declared in the config file; remove it there");
+            }
+        }
+    }
+    if json {
+        println!("{}", serde_json::json!({"changed": changed}));
+    } else if changed {
+        println!("unlinked {group}->{target}");
+    } else {
+        println!("unchanged: no link {group}->{target} in the ledger");
+    }
+    Ok(exit::OK)
+}

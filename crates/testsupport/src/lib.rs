@@ -146,6 +146,42 @@ pub struct Sandbox {
     pub mm: Client,
     pub dir: tempfile::TempDir,
     base: String,
+    /// Accounts made for this sandbox; deactivated when it is dropped, because a server
+    /// without a licence refuses new accounts past 250 active ones.
+    accounts: std::sync::Mutex<Vec<String>>,
+    /// The token's own account (creator of the sandbox's channels), left out of `members`.
+    pub admin: String,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let ids: Vec<String> = self
+            .accounts
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        let servers = self.servers.clone();
+        let team = self.team_id.clone();
+        // Drop may run inside the test's runtime: clean up from a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                // A client of this runtime's own: the test's pooled connections belong to
+                // the test's runtime, which is blocked in this drop.
+                let mm = servers.mattermost();
+                for id in ids {
+                    let _ = mm.set_user_active(&id, false).await;
+                }
+                let _ = mm.delete_team(&team, false).await;
+            });
+        })
+        .join();
+    }
 }
 
 impl Sandbox {
@@ -160,6 +196,7 @@ impl Sandbox {
             .await
             .expect("create the sandbox team");
         let base = servers.get("MATTERSYNC_LDAP_BASE_DN");
+        let admin = mm.me().await.expect("the admin token's account").username;
         Some(Sandbox {
             servers,
             area,
@@ -167,6 +204,8 @@ impl Sandbox {
             mm,
             dir: tempfile::tempdir().expect("tempdir"),
             base,
+            accounts: std::sync::Mutex::new(Vec::new()),
+            admin,
         })
     }
 
@@ -250,11 +289,16 @@ impl Sandbox {
     /// Creates the Mattermost account of a directory user (e.g. a pending user signs in).
     pub async fn account(&self, uid: &str) -> String {
         let password = format!("Pw-{}-9x!", uuid::Uuid::new_v4().simple());
-        self.mm
+        let id = self
+            .mm
             .create_user(uid, &format!("{uid}@example.org"), &password)
             .await
             .unwrap_or_else(|e| panic!("create account {uid}: {e}"))
-            .id
+            .id;
+        if let Ok(mut v) = self.accounts.lock() {
+            v.push(id.clone());
+        }
+        id
     }
 
     /// Creates a FAS group `mm_<area>_<name>` with direct members, nested groups and managers.
@@ -361,7 +405,7 @@ impl Sandbox {
             .id
     }
 
-    /// The channel's members: username → channel admin.
+    /// The channel's members but the admin account: username → channel admin.
     pub async fn members(&self, channel_id: &str) -> BTreeMap<String, bool> {
         let members = self
             .mm
@@ -372,6 +416,7 @@ impl Sandbox {
         let users = self.mm.users_by_ids(&ids).await.expect("users by ids");
         users
             .into_iter()
+            .filter(|u| u.username != self.admin)
             .map(|u| {
                 let admin = members.get(&u.id).is_some_and(|m| m.scheme_admin);
                 (u.username, admin)

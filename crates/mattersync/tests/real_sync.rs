@@ -1,0 +1,390 @@
+//! The SOP end to end against the real 389-ds and Mattermost: the real binary, a sandbox of
+//! its own per test (area, team, channels, users, groups).
+
+mod common;
+
+use common::{apply, names, run};
+use mattersync_testsupport::Sandbox;
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn real_servers_linked_group_members_land_in_the_channel_team_first_and_a_rerun_writes_nothing(
+) {
+    let Some(sb) = Sandbox::new("linked_group_members_land").await else {
+        return;
+    };
+    let alice = sb.user("alice", true, false).await;
+    let bob = sb.user("bob", true, false).await;
+    let g = sb.create_group("infra", &[&alice, &bob], &[], &[]).await;
+    let ch = sb.channel("infra", false).await;
+    let cfg = sb.config(&format!(
+        "[[link]]\ngroup = \"{g}\"\nchannel = \"{}/infra\"\n",
+        sb.area
+    ));
+
+    let first = apply(&cfg);
+    assert_eq!(first["changed"], true, "{first}");
+    assert_eq!(first["report"]["users_failed"], 0, "{first}");
+    assert_eq!(
+        names(&sb.members(&ch).await),
+        sorted(vec![alice.uid.clone(), bob.uid.clone()])
+    );
+    let team = sb.mm.team_members(&sb.team_id).await.expect("team members");
+    for u in [&alice, &bob] {
+        assert!(
+            team.contains_key(u.mm_id.as_deref().expect("account")),
+            "{} in team",
+            u.uid
+        );
+    }
+
+    // A second apply right after reports no changes and makes no write calls.
+    let out = run(&cfg, &["apply", "--yes", "--json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let v = out.json();
+    assert_eq!(v["changed"], false, "{v}");
+    assert_eq!(v["api_calls"]["writes"], 0, "{v}");
+    assert_eq!(v["api_calls"]["put"], 0, "{v}");
+    assert_eq!(v["api_calls"]["delete"], 0, "{v}");
+    assert!(v["api_calls"]["calls"].as_u64().unwrap_or(0) > 0, "{v}");
+    let plan = run(&cfg, &["plan", "--json", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    // The first apply wrote: team batch, channel batch.
+    assert!(
+        first["api_calls"]["writes"].as_u64().unwrap_or(0) >= 2,
+        "{first}"
+    );
+}
+
+#[tokio::test]
+async fn real_servers_sync_removes_a_user_who_left_the_group_but_add_keeps_them() {
+    let Some(sb) = Sandbox::new("sync_vs_add").await else {
+        return;
+    };
+    let alice = sb.user("alice", true, false).await;
+    let bob = sb.user("bob", true, false).await;
+    let g = sb.create_group("team", &[&alice, &bob], &[], &[]).await;
+    let synced = sb.channel("synced", false).await;
+    let added = sb.channel("added", false).await;
+    let cfg = sb.config(&format!(
+        "[[link]]\ngroup = \"{g}\"\nchannel = \"{a}/synced\"\nmode = \"sync\"\n\n[[link]]\ngroup = \"{g}\"\nchannel = \"{a}/added\"\nmode = \"add\"\n",
+        a = sb.area
+    ));
+    apply(&cfg);
+    assert_eq!(sb.members(&synced).await.len(), 2);
+
+    sb.remove_member(&g, &bob).await;
+    let v = apply(&cfg);
+    assert_eq!(v["report"]["users_failed"], 0, "{v}");
+    assert_eq!(names(&sb.members(&synced).await), vec![alice.uid.clone()]);
+    assert_eq!(
+        names(&sb.members(&added).await),
+        sorted(vec![alice.uid.clone(), bob.uid.clone()])
+    );
+    // The audit trail says who removed bob and why.
+    let audit = run(&cfg, &["audit", "--json", "--user", &bob.uid]);
+    let events = audit.json();
+    let events = events.as_array().expect("events");
+    assert!(
+        events.iter().any(|e| e["action"] == "remove_channel_member"
+            && e["outcome"] == "ok"
+            && e["scope"] == format!("{}/synced", sb.area)),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn real_servers_manual_members_stay_in_sync_and_go_in_exclusive_but_bots_stay() {
+    let Some(sb) = Sandbox::new("manual_members").await else {
+        return;
+    };
+    let alice = sb.user("alice", true, false).await;
+    let manual = sb.user("manual", true, false).await;
+    let g = sb.create_group("ops", &[&alice], &[], &[]).await;
+    let synced = sb.channel("synced", false).await;
+    let exclusive = sb.channel("exclusive", false).await;
+    let bot = sb
+        .mm
+        .create_bot(&format!("{}-bot", sb.area), "bot")
+        .await
+        .expect("bot");
+    let manual_id = manual.mm_id.clone().expect("account");
+    for ch in [&synced, &exclusive] {
+        sb.add_by_hand(ch, &manual_id).await;
+        sb.add_by_hand(ch, &bot.id).await;
+    }
+    let cfg = sb.config(&format!(
+        "[[link]]\ngroup = \"{g}\"\nchannel = \"{a}/synced\"\n\n[[link]]\ngroup = \"{g}\"\nchannel = \"{a}/exclusive\"\nmode = \"exclusive\"\n\n[guards]\nmax_removal_ratio = 1.0\n",
+        a = sb.area
+    ));
+    apply(&cfg);
+    let s = names(&sb.members(&synced).await);
+    assert!(
+        s.contains(&manual.uid) && s.contains(&alice.uid) && s.contains(&bot.username),
+        "{s:?}"
+    );
+    let e = names(&sb.members(&exclusive).await);
+    assert!(!e.contains(&manual.uid), "{e:?}");
+    assert!(e.contains(&alice.uid) && e.contains(&bot.username), "{e:?}");
+}
+
+#[tokio::test]
+async fn real_servers_a_user_who_left_on_their_own_is_not_readded_unless_readd_always() {
+    let Some(sb) = Sandbox::new("left_on_their_own").await else {
+        return;
+    };
+    let alice = sb.user("alice", true, false).await;
+    let g = sb.create_group("news", &[&alice], &[], &[]).await;
+    let quiet = sb.channel("quiet", false).await;
+    let announce = sb.channel("announce", false).await;
+    let cfg = sb.config(&format!(
+        "[[link]]\ngroup = \"{g}\"\nchannel = \"{a}/quiet\"\n\n[[link]]\ngroup = \"{g}\"\nchannel = \"{a}/announce\"\nreadd = \"always\"\n",
+        a = sb.area
+    ));
+    apply(&cfg);
+    let id = alice.mm_id.clone().expect("account");
+    sb.leave(&quiet, &id).await;
+    sb.leave(&announce, &id).await;
+    apply(&cfg);
+    assert!(sb.members(&quiet).await.is_empty());
+    assert_eq!(names(&sb.members(&announce).await), vec![alice.uid.clone()]);
+    // And it stays that way on later runs.
+    apply(&cfg);
+    assert!(sb.members(&quiet).await.is_empty());
+    let explain = run(
+        &cfg,
+        &["explain", &alice.uid, &format!("{}/quiet", sb.area)],
+    );
+    assert_eq!(explain.code, 0, "{explain:?}");
+    assert!(explain.stdout.contains("departed"), "{explain:?}");
+}
+
+#[tokio::test]
+async fn real_servers_managers_become_channel_admins_and_are_demoted_when_they_stop_managing() {
+    let Some(sb) = Sandbox::new("managers_admins").await else {
+        return;
+    };
+    let neil = sb.user("neil", true, false).await;
+    let label = sb.user("label", true, false).await;
+    let g = sb
+        .create_group("infra", &[&neil, &label], &[], &[&neil])
+        .await;
+    let ch = sb.channel("infra", false).await;
+    let cfg = sb.config(&format!(
+        "[[link]]\ngroup = \"{g}\"\nchannel = \"{}/infra\"\nadmins = \"managers\"\n",
+        sb.area
+    ));
+    apply(&cfg);
+    let m = sb.members(&ch).await;
+    assert_eq!(m.get(&neil.uid), Some(&true), "{m:?}");
+    assert_eq!(m.get(&label.uid), Some(&false), "{m:?}");
+
+    sb.set_managers(&g, &[&label]).await;
+    apply(&cfg);
+    let m = sb.members(&ch).await;
+    assert_eq!(m.get(&neil.uid), Some(&false), "{m:?}");
+    assert_eq!(m.get(&label.uid), Some(&true), "{m:?}");
+}
+
+#[tokio::test]
+async fn real_servers_nested_members_count_and_the_disabled_user_does_not() {
+    let Some(sb) = Sandbox::new("nested_disabled").await else {
+        return;
+    };
+    let alice = sb.user("alice", true, false).await;
+    let oncall = sb.user("oncall", true, false).await;
+    let locked = sb.user("locked", true, true).await;
+    let inner = format!("{}_inner", sb.area);
+    sb.create_raw_group(&inner, &[&oncall, &locked], &[], &[], false)
+        .await;
+    let g = sb.create_group("infra", &[&alice], &[&inner], &[]).await;
+    let ch = sb.channel("infra", false).await;
+    let cfg = sb.config(&format!(
+        "[[link]]\ngroup = \"{g}\"\nchannel = \"{}/infra\"\n",
+        sb.area
+    ));
+    apply(&cfg);
+    assert_eq!(
+        names(&sb.members(&ch).await),
+        sorted(vec![alice.uid.clone(), oncall.uid.clone()])
+    );
+}
+
+#[tokio::test]
+async fn real_servers_a_pending_user_is_picked_up_when_their_account_appears() {
+    let Some(sb) = Sandbox::new("pending_user").await else {
+        return;
+    };
+    let alice = sb.user("alice", true, false).await;
+    let late = sb.user("late", false, false).await;
+    let g = sb.create_group("docs", &[&alice, &late], &[], &[]).await;
+    let ch = sb.channel("docs", false).await;
+    let cfg = sb.config(&format!(
+        "[[link]]\ngroup = \"{g}\"\nchannel = \"{}/docs\"\n",
+        sb.area
+    ));
+    let plan = run(&cfg, &["plan", "--json"]).json();
+    let notes = plan["plan"]["notes"].as_array().expect("notes").clone();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n["type"] == "pending_user" && n["uid"] == late.uid.as_str()),
+        "{notes:?}"
+    );
+    apply(&cfg);
+    assert_eq!(names(&sb.members(&ch).await), vec![alice.uid.clone()]);
+    sb.account(&late.uid).await;
+    apply(&cfg);
+    assert_eq!(
+        names(&sb.members(&ch).await),
+        sorted(vec![alice.uid.clone(), late.uid.clone()])
+    );
+}
+
+#[tokio::test]
+async fn real_servers_two_groups_on_one_channel_do_not_remove_each_others_members() {
+    let Some(sb) = Sandbox::new("two_groups").await else {
+        return;
+    };
+    let a = sb.user("a", true, false).await;
+    let b = sb.user("b", true, false).await;
+    let ga = sb.create_group("docs", &[&a], &[], &[]).await;
+    let gb = sb.create_group("web", &[&b], &[], &[]).await;
+    let ch = sb.channel("shared", false).await;
+    let cfg = sb.config(&format!(
+        "[[link]]\ngroup = \"{ga}\"\nchannel = \"{t}/shared\"\n\n[[link]]\ngroup = \"{gb}\"\nchannel = \"{t}/shared\"\n",
+        t = sb.area
+    ));
+    apply(&cfg);
+    apply(&cfg);
+    assert_eq!(
+        names(&sb.members(&ch).await),
+        sorted(vec![a.uid.clone(), b.uid.clone()])
+    );
+    // b moves into docs as well and leaves web: still wanted, still there.
+    sb.add_member(&ga, &b).await;
+    sb.remove_member(&gb, &b).await;
+    apply(&cfg);
+    assert_eq!(
+        names(&sb.members(&ch).await),
+        sorted(vec![a.uid.clone(), b.uid.clone()])
+    );
+}
+
+#[tokio::test]
+async fn real_servers_the_removal_guard_trips_says_why_and_changes_nothing() {
+    let Some(sb) = Sandbox::new("guard_trips").await else {
+        return;
+    };
+    let mut users = Vec::new();
+    for i in 0..4 {
+        users.push(sb.user(&format!("u{i}"), true, false).await);
+    }
+    let refs: Vec<&_> = users.iter().collect();
+    let g = sb.create_group("big", &refs, &[], &[]).await;
+    let ch = sb.channel("big", false).await;
+    let cfg = sb.config(&format!(
+        "[[link]]\ngroup = \"{g}\"\nchannel = \"{}/big\"\n\n[guards]\nmax_removals = 2\n",
+        sb.area
+    ));
+    apply(&cfg);
+    for u in &users[..3] {
+        sb.remove_member(&g, u).await;
+    }
+    let out = run(&cfg, &["apply", "--yes"]);
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("3 removals planned, more than guards.max_removals = 2"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("--allow-mass-removal"), "{out:?}");
+    assert_eq!(sb.members(&ch).await.len(), 4);
+    let out = run(&cfg, &["apply", "--yes", "--allow-mass-removal"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(names(&sb.members(&ch).await), vec![users[3].uid.clone()]);
+}
+
+#[tokio::test]
+async fn real_servers_a_directory_that_cannot_be_read_removes_nothing_and_says_so() {
+    let Some(sb) = Sandbox::new("directory_down").await else {
+        return;
+    };
+    let alice = sb.user("alice", true, false).await;
+    let bob = sb.user("bob", true, false).await;
+    let g = sb.create_group("infra", &[&alice, &bob], &[], &[]).await;
+    let ch = sb.channel("infra", false).await;
+    let link = format!(
+        "[[link]]\ngroup = \"{g}\"\nchannel = \"{}/infra\"\n\n[guards]\nmax_removal_ratio = 1.0\n",
+        sb.area
+    );
+    apply(&sb.config(&link));
+    // A closed port: the directory is down.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    let down = sb.config_with(&format!("ldap://127.0.0.1:{port}"), &link);
+    let out = run(&down, &["apply", "--yes"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("directory") && out.stderr.contains("nothing was changed"),
+        "{out:?}"
+    );
+    assert_eq!(sb.members(&ch).await.len(), 2);
+}
+
+#[tokio::test]
+async fn real_servers_a_saved_plan_is_applied_only_while_it_is_current() {
+    let Some(sb) = Sandbox::new("saved_plan").await else {
+        return;
+    };
+    let alice = sb.user("alice", true, false).await;
+    let bob = sb.user("bob", true, false).await;
+    let g = sb.create_group("infra", &[&alice], &[], &[]).await;
+    let ch = sb.channel("infra", false).await;
+    let cfg = sb.config(&format!(
+        "[[link]]\ngroup = \"{g}\"\nchannel = \"{}/infra\"\n",
+        sb.area
+    ));
+    let file = sb.dir.path().join("plan.json");
+    let file_s = file.to_string_lossy().to_string();
+    let out = run(&cfg, &["plan", "--out", &file_s, "--detailed-exitcode"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    // The directory changes: the saved plan is stale.
+    sb.add_member(&g, &bob).await;
+    let out = run(&cfg, &["apply", &file_s, "--yes"]);
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stderr.contains("stale"), "{out:?}");
+    assert!(sb.members(&ch).await.is_empty());
+    // A fresh plan applies.
+    let out = run(&cfg, &["plan", "--out", &file_s]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = run(&cfg, &["apply", &file_s, "--yes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        names(&sb.members(&ch).await),
+        sorted(vec![alice.uid.clone(), bob.uid.clone()])
+    );
+}
+
+#[tokio::test]
+async fn real_servers_apply_without_a_terminal_needs_yes() {
+    let Some(sb) = Sandbox::new("needs_yes").await else {
+        return;
+    };
+    let alice = sb.user("alice", true, false).await;
+    let g = sb.create_group("infra", &[&alice], &[], &[]).await;
+    let ch = sb.channel("infra", false).await;
+    let cfg = sb.config(&format!(
+        "[[link]]\ngroup = \"{g}\"\nchannel = \"{}/infra\"\n",
+        sb.area
+    ));
+    let out = run(&cfg, &["apply"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("--yes"), "{out:?}");
+    assert!(sb.members(&ch).await.is_empty());
+}
