@@ -2,7 +2,9 @@
 
 mod config;
 mod engine;
+mod group;
 mod output;
+mod serve;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -68,6 +70,11 @@ enum Command {
     Link(LinkArgs),
     /// Remove a link made with `link`.
     Unlink { group: String, target: String },
+    /// Create and manage directory groups the way the SOP says.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
+    /// Run as a service: change-driven sync, periodic reconcile, HTTP API, slash command.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Args)]
@@ -178,6 +185,8 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Links => links(&cfg, cli.json).await,
         Command::Link(a) => link(&cfg, cli.json, a),
         Command::Unlink { group, target } => unlink(&cfg, cli.json, &group, &target),
+        Command::Group(g) => group::run(&cfg, cli.json, g).await,
+        Command::Serve(a) => serve::run(cfg, a).await,
     }
 }
 
