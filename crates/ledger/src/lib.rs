@@ -34,7 +34,10 @@ type Result<T> = std::result::Result<T, LedgerError>;
 type Subject<'a> = (&'a str, &'a str, Vec<String>);
 
 /// Migrations, in order; the index + 1 is the schema version (`PRAGMA user_version`).
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_intents.sql"),
+];
 
 /// The outcome of one action for one user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,7 +226,7 @@ impl Ledger {
         let mut facts = LedgerFacts::default();
         let mut stmt = self
             .conn
-            .prepare("SELECT scope_kind, scope_id, user_id, origin, state FROM memberships")?;
+            .prepare("SELECT scope_kind, scope_id, user_id, origin, state FROM memberships WHERE state != 'intended'")?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -301,10 +304,10 @@ impl Ledger {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (scope_kind, scope_id, user_id) DO UPDATE SET
                    origin = excluded.origin, state = excluded.state, groups = excluded.groups,
-                   updated_at = excluded.updated_at, run_id = excluded.run_id",
+                   updated_at = excluded.updated_at, run_id = excluded.run_id, intent = NULL",
             )?;
             let mut set_state = tx.prepare(
-                "UPDATE memberships SET state = ?4, updated_at = ?5, run_id = ?6
+                "UPDATE memberships SET state = ?4, updated_at = ?5, run_id = ?6, intent = NULL
                  WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
             )?;
             let kind = action.kind();
@@ -418,6 +421,16 @@ impl Ledger {
                     detail
                 ])?;
                 if result.is_err() {
+                    if action.writes_mattermost() {
+                        tx.execute(
+                            "DELETE FROM memberships WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3 AND state = 'intended'",
+                            params![scope_kind, scope_id, user_id],
+                        )?;
+                        tx.execute(
+                            "UPDATE memberships SET intent = NULL WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
+                            params![scope_kind, scope_id, user_id],
+                        )?;
+                    }
                     continue;
                 }
                 match action {
@@ -484,6 +497,128 @@ impl Ledger {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Notes, before the API call, the adds and removals an action is about to make, so that
+    /// a run killed before it records the outcome can be resolved on the next run
+    /// ([`Ledger::resolve_intents`]). Other actions need no intent.
+    pub fn intend(&mut self, run_id: &str, action: &Action) -> Result<()> {
+        let (kind, scope_id, users, intent): (&str, &str, Vec<(&str, Vec<String>)>, &str) =
+            match action {
+                Action::AddTeamMembers { team_id, users, .. } => (
+                    "team",
+                    team_id,
+                    users
+                        .iter()
+                        .map(|u| (u.id.as_str(), u.groups.clone()))
+                        .collect(),
+                    "add",
+                ),
+                Action::AddChannelMembers {
+                    channel_id, users, ..
+                } => (
+                    "channel",
+                    channel_id,
+                    users
+                        .iter()
+                        .map(|u| (u.id.as_str(), u.groups.clone()))
+                        .collect(),
+                    "add",
+                ),
+                Action::RemoveChannelMember {
+                    channel_id, user, ..
+                } => (
+                    "channel",
+                    channel_id,
+                    vec![(user.id.as_str(), Vec::new())],
+                    "remove",
+                ),
+                Action::RemoveTeamMember { team_id, user, .. } => (
+                    "team",
+                    team_id,
+                    vec![(user.id.as_str(), Vec::new())],
+                    "remove",
+                ),
+                _ => return Ok(()),
+            };
+        let at = now();
+        let tx = self.conn.transaction()?;
+        for (user_id, groups) in users {
+            let n = tx.execute(
+                "UPDATE memberships SET intent = ?4 WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
+                params![kind, scope_id, user_id, intent],
+            )?;
+            if n == 0 && intent == "add" {
+                tx.execute(
+                    "INSERT INTO memberships (scope_kind, scope_id, user_id, origin, state, groups, updated_at, run_id, intent)
+                     VALUES (?1, ?2, ?3, 'added', 'intended', ?4, ?5, ?6, 'add')",
+                    params![kind, scope_id, user_id, groups_json(&groups), at, run_id],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Settles intents left by a run that stopped between an API call and its record:
+    /// `is_member(kind, scope_id, user_id)` says what Mattermost shows now (`None`: that
+    /// scope was not read, leave it). An intended add that happened becomes a membership
+    /// mattersync added; one that did not is forgotten; an intended removal that happened
+    /// becomes a removal. Returns how many intents were settled.
+    pub fn resolve_intents(
+        &self,
+        run_id: &str,
+        is_member: impl Fn(&str, &str, &str) -> Option<bool>,
+    ) -> Result<usize> {
+        let pending: Vec<(String, String, String, String, String)> = {
+            let mut stmt = self.conn.prepare(
+                "SELECT scope_kind, scope_id, user_id, intent, state FROM memberships WHERE intent IS NOT NULL",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?;
+            rows.collect::<std::result::Result<_, _>>()?
+        };
+        let at = now();
+        let tx = self.conn.unchecked_transaction()?;
+        let mut settled = 0;
+        for (kind, scope, user, intent, state) in pending {
+            let Some(member) = is_member(&kind, &scope, &user) else {
+                continue;
+            };
+            let key = params![kind, scope, user];
+            match (intent.as_str(), member) {
+                ("add", true) => {
+                    tx.execute(
+                        "UPDATE memberships SET origin = 'added', state = 'present', intent = NULL, updated_at = ?4, run_id = ?5
+                         WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
+                        params![kind, scope, user, at, run_id],
+                    )?;
+                }
+                ("remove", false) => {
+                    tx.execute(
+                        "UPDATE memberships SET state = 'removed', intent = NULL, updated_at = ?4, run_id = ?5
+                         WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
+                        params![kind, scope, user, at, run_id],
+                    )?;
+                }
+                _ if state == "intended" => {
+                    tx.execute(
+                        "DELETE FROM memberships WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
+                        key,
+                    )?;
+                }
+                _ => {
+                    tx.execute(
+                        "UPDATE memberships SET intent = NULL WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
+                        key,
+                    )?;
+                }
+            }
+            settled += 1;
+        }
+        tx.commit()?;
+        Ok(settled)
     }
 
     /// Links kept in the ledger (made by `mattersync link` or the slash command).

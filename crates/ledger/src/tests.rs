@@ -221,3 +221,87 @@ fn the_run_lock_is_exclusive_and_released_on_drop() {
     drop(first);
     RunLock::acquire(&path).expect("lock after release");
 }
+
+fn add_action(ids: &[&str]) -> Action {
+    Action::AddChannelMembers {
+        channel_id: "c1".into(),
+        channel: "rl/infra".into(),
+        users: ids.iter().map(|i| member(i)).collect(),
+    }
+}
+
+#[test]
+fn an_intended_add_is_not_a_fact_until_it_is_recorded_or_resolved() {
+    let mut l = Ledger::open_in_memory().expect("ledger");
+    let run = l.begin_run("apply", None).expect("run");
+    l.intend(&run, &add_action(&["a", "b"])).expect("intend");
+    assert!(l.facts().expect("facts").channels.is_empty());
+    // A run killed here: the next run sees a member in Mattermost, b not.
+    let next = l.begin_run("apply", None).expect("run");
+    let n = l
+        .resolve_intents(&next, |kind, scope, user| {
+            (kind == "channel" && scope == "c1").then_some(user == "a")
+        })
+        .expect("resolve");
+    assert_eq!(n, 2);
+    let f = l.facts().expect("facts");
+    assert_eq!(
+        f.channels["c1"].get("a"),
+        Some(&Record {
+            origin: Origin::Added,
+            state: RecordState::Present
+        })
+    );
+    assert!(!f.channels["c1"].contains_key("b"));
+    // Nothing is left to settle.
+    assert_eq!(
+        l.resolve_intents(&next, |_, _, _| Some(true))
+            .expect("again"),
+        0
+    );
+}
+
+#[test]
+fn an_intended_removal_that_happened_becomes_a_removal_and_failures_roll_back() {
+    let mut l = Ledger::open_in_memory().expect("ledger");
+    let run = l.begin_run("apply", None).expect("run");
+    l.record(&run, &add_action(&["a", "b"]), &[ok("a"), ok("b")])
+        .expect("add");
+    let remove = |id: &str| Action::RemoveChannelMember {
+        channel_id: "c1".into(),
+        channel: "rl/infra".into(),
+        user: user(id),
+        mode: Mode::Sync,
+    };
+    l.intend(&run, &remove("a")).expect("intend a");
+    l.intend(&run, &remove("b")).expect("intend b");
+    // b's removal failed and was recorded as such: its intent is gone, it stays present.
+    l.record(
+        &run,
+        &remove("b"),
+        &[UserOutcome {
+            user_id: "b".into(),
+            result: Err("HTTP 500".into()),
+        }],
+    )
+    .expect("record failure");
+    // An intended add that failed leaves no row.
+    l.intend(&run, &add_action(&["c"])).expect("intend c");
+    l.record(
+        &run,
+        &add_action(&["c"]),
+        &[UserOutcome {
+            user_id: "c".into(),
+            result: Err("HTTP 403".into()),
+        }],
+    )
+    .expect("record c");
+    let n = l
+        .resolve_intents(&run, |_, _, user| Some(user != "a"))
+        .expect("resolve");
+    assert_eq!(n, 1, "only a's intent was left");
+    let f = l.facts().expect("facts");
+    assert_eq!(f.channels["c1"]["a"].state, RecordState::Removed);
+    assert_eq!(f.channels["c1"]["b"].state, RecordState::Present);
+    assert!(!f.channels["c1"].contains_key("c"));
+}

@@ -188,6 +188,29 @@ pub async fn gather_with(
             mattermost.users.insert(u.id.clone(), u);
         }
     }
+    // Settle what a run killed between an API call and its record left behind.
+    let settled = ledger.resolve_intents("resolve", |kind, scope_id, user_id| {
+        let members = if kind == "team" {
+            mattermost
+                .teams
+                .values()
+                .find(|t| t.id == scope_id)
+                .map(|t| &t.members)
+        } else {
+            mattermost
+                .channels
+                .values()
+                .find(|c| c.id == scope_id)
+                .map(|c| &c.members)
+        };
+        members.map(|m| m.contains_key(user_id))
+    })?;
+    if settled > 0 {
+        tracing::warn!(
+            settled,
+            "settled writes an interrupted run had not recorded"
+        );
+    }
     let mut allow = cfg.exclusive.allow.clone();
     allow.insert(me.username.clone());
     let policy = Policy {
@@ -209,6 +232,8 @@ pub async fn gather_with(
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct ApplyReport {
     pub run_id: String,
+    /// Stopped by a signal before every action ran.
+    pub stopped: bool,
     pub actions: usize,
     pub users_ok: usize,
     pub users_failed: usize,
@@ -225,18 +250,28 @@ pub async fn apply(
 ) -> Result<ApplyReport> {
     let before = mm.stats();
     let run_id = ledger.begin_run("apply", Some(&plan.fingerprint))?;
+    // Fault injection for the crash tests: die like `kill -9` right after the N-th write
+    // call returned and before its outcome is recorded.
+    let abort_after: Option<usize> = std::env::var("MATTERSYNC_FAULT_ABORT_AFTER_WRITE")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let mut writes_done = 0usize;
     let mut report = ApplyReport {
         run_id: run_id.clone(),
         ..Default::default()
     };
     for action in &plan.actions {
         if *stop.borrow() {
+            report.stopped = true;
             report
                 .failures
                 .push("stopped by signal before the remaining actions".to_string());
             break;
         }
         report.actions += 1;
+        ledger
+            .intend(&run_id, action)
+            .context("ledger: noting an intended change")?;
         let outcomes: Vec<UserOutcome> = match mm.apply(action).await {
             Ok(outs) => outs
                 .into_iter()
@@ -261,6 +296,12 @@ pub async fn apply(
                 })
                 .collect(),
         };
+        if action.writes_mattermost() {
+            writes_done += 1;
+            if abort_after == Some(writes_done) {
+                std::process::abort();
+            }
+        }
         for o in &outcomes {
             match &o.result {
                 Ok(()) => report.users_ok += 1,

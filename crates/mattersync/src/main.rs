@@ -334,7 +334,21 @@ async fn apply_cmd(cfg: &config::Config, json: bool, a: ApplyArgs) -> Result<u8>
             return Ok(exit::OK);
         }
     }
-    let (_tx, stop) = tokio::sync::watch::channel(false);
+    let (tx, stop) = tokio::sync::watch::channel(false);
+    // SIGINT/SIGTERM: finish the action in flight, record it, stop.
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("signal received: finishing the change in flight, then stopping");
+        let _ = tx.send(true);
+    });
     let report = engine::apply(&plan, &mut ledger, &mm, &stop).await?;
     let calls = mm.stats();
     if json {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{apply, names, run};
+use common::{apply, names, run, run_env};
 use mattersync_testsupport::Sandbox;
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
@@ -387,4 +387,66 @@ async fn real_servers_apply_without_a_terminal_needs_yes() {
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("--yes"), "{out:?}");
     assert!(sb.members(&ch).await.is_empty());
+}
+
+#[tokio::test]
+async fn real_servers_a_run_killed_between_a_write_and_its_record_keeps_ownership_on_the_next_run()
+{
+    let Some(sb) = Sandbox::new("killed_mid_apply").await else {
+        return;
+    };
+    let alice = sb.user("alice", true, false).await;
+    let bob = sb.user("bob", true, false).await;
+    let g = sb.create_group("infra", &[&alice, &bob], &[], &[]).await;
+    let ch = sb.channel("infra", false).await;
+    let cfg = sb.config(&format!(
+        "[[link]]\ngroup = \"{g}\"\nchannel = \"{}/infra\"\n\n[guards]\nmax_removal_ratio = 1.0\n",
+        sb.area
+    ));
+    // Write 1 adds both to the team, write 2 to the channel; the process dies right after
+    // write 2 returned, before its outcome reached the ledger.
+    let out = run_env(
+        &cfg,
+        &["apply", "--yes"],
+        &[("MATTERSYNC_FAULT_ABORT_AFTER_WRITE", "2")],
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+    assert_eq!(
+        names(&sb.members(&ch).await),
+        sorted(vec![alice.uid.clone(), bob.uid.clone()])
+    );
+    // The next run settles the interrupted writes: nothing left to do, and nothing to record
+    // as pre-existing (the ledger knows mattersync added them).
+    let plan = run(&cfg, &["plan", "--json"]).json();
+    assert_eq!(plan["plan"]["actions"], serde_json::json!([]), "{plan}");
+    // So when bob leaves the group, sync removes him: the membership is still mattersync's.
+    sb.remove_member(&g, &bob).await;
+    apply(&cfg);
+    assert_eq!(names(&sb.members(&ch).await), vec![alice.uid.clone()]);
+    // The lock died with the process: runs are possible again right away.
+    let status = run(&cfg, &["status"]);
+    assert_eq!(status.code, 0, "{status:?}");
+}
+
+#[tokio::test]
+async fn real_servers_a_second_run_while_one_holds_the_lock_is_refused() {
+    let Some(sb) = Sandbox::new("lock_held").await else {
+        return;
+    };
+    let alice = sb.user("alice", true, false).await;
+    let g = sb.create_group("infra", &[&alice], &[], &[]).await;
+    let ch = sb.channel("infra", false).await;
+    let cfg = sb.config(&format!(
+        "[[link]]\ngroup = \"{g}\"\nchannel = \"{}/infra\"\n",
+        sb.area
+    ));
+    let ledger = sb.dir.path().join("ledger.db");
+    let held = mattersync_ledger::RunLock::acquire(&ledger).expect("take the lock");
+    let out = run(&cfg, &["apply", "--yes"]);
+    assert_eq!(out.code, 6, "{out:?}");
+    assert!(out.stderr.contains("runs never overlap"), "{out:?}");
+    assert!(sb.members(&ch).await.is_empty());
+    drop(held);
+    apply(&cfg);
+    assert_eq!(names(&sb.members(&ch).await), vec![alice.uid.clone()]);
 }

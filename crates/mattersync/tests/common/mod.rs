@@ -34,7 +34,13 @@ impl std::fmt::Debug for Out {
 
 /// Runs `mattersync --config <config> <args>` with no terminal on stdin.
 pub fn run(config: &Path, args: &[&str]) -> Out {
+    run_env(config, args, &[])
+}
+
+/// As [`run`], with extra environment variables.
+pub fn run_env(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
     let out = Command::new(env!("CARGO_BIN_EXE_mattersync"))
+        .envs(env.iter().copied())
         .arg("--config")
         .arg(config)
         .args(args)
