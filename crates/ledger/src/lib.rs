@@ -30,6 +30,9 @@ pub enum LedgerError {
 
 type Result<T> = std::result::Result<T, LedgerError>;
 
+/// A user an intended write touches: id, the groups that caused it.
+type Intended<'a> = (&'a str, Vec<String>);
+
 /// A user an action touched: id, username, the groups that caused it.
 type Subject<'a> = (&'a str, &'a str, Vec<String>);
 
@@ -503,44 +506,43 @@ impl Ledger {
     /// a run killed before it records the outcome can be resolved on the next run
     /// ([`Ledger::resolve_intents`]). Other actions need no intent.
     pub fn intend(&mut self, run_id: &str, action: &Action) -> Result<()> {
-        let (kind, scope_id, users, intent): (&str, &str, Vec<(&str, Vec<String>)>, &str) =
-            match action {
-                Action::AddTeamMembers { team_id, users, .. } => (
-                    "team",
-                    team_id,
-                    users
-                        .iter()
-                        .map(|u| (u.id.as_str(), u.groups.clone()))
-                        .collect(),
-                    "add",
-                ),
-                Action::AddChannelMembers {
-                    channel_id, users, ..
-                } => (
-                    "channel",
-                    channel_id,
-                    users
-                        .iter()
-                        .map(|u| (u.id.as_str(), u.groups.clone()))
-                        .collect(),
-                    "add",
-                ),
-                Action::RemoveChannelMember {
-                    channel_id, user, ..
-                } => (
-                    "channel",
-                    channel_id,
-                    vec![(user.id.as_str(), Vec::new())],
-                    "remove",
-                ),
-                Action::RemoveTeamMember { team_id, user, .. } => (
-                    "team",
-                    team_id,
-                    vec![(user.id.as_str(), Vec::new())],
-                    "remove",
-                ),
-                _ => return Ok(()),
-            };
+        let (kind, scope_id, users, intent): (&str, &str, Vec<Intended<'_>>, &str) = match action {
+            Action::AddTeamMembers { team_id, users, .. } => (
+                "team",
+                team_id,
+                users
+                    .iter()
+                    .map(|u| (u.id.as_str(), u.groups.clone()))
+                    .collect(),
+                "add",
+            ),
+            Action::AddChannelMembers {
+                channel_id, users, ..
+            } => (
+                "channel",
+                channel_id,
+                users
+                    .iter()
+                    .map(|u| (u.id.as_str(), u.groups.clone()))
+                    .collect(),
+                "add",
+            ),
+            Action::RemoveChannelMember {
+                channel_id, user, ..
+            } => (
+                "channel",
+                channel_id,
+                vec![(user.id.as_str(), Vec::new())],
+                "remove",
+            ),
+            Action::RemoveTeamMember { team_id, user, .. } => (
+                "team",
+                team_id,
+                vec![(user.id.as_str(), Vec::new())],
+                "remove",
+            ),
+            _ => return Ok(()),
+        };
         let at = now();
         let tx = self.conn.transaction()?;
         for (user_id, groups) in users {
