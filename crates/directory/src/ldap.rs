@@ -214,6 +214,11 @@ impl LdapDirectory {
         &self.cfg
     }
 
+    /// The ldap3 handle, for the change-notification session (`syncrepl.rs`).
+    pub(crate) fn handle(&mut self) -> &mut Ldap {
+        &mut self.ldap
+    }
+
     fn who(&self) -> String {
         self.cfg
             .bind_dn

@@ -29,6 +29,7 @@ pub mod error;
 pub mod filter;
 mod ldap;
 mod snapshot;
+pub mod syncrepl;
 
 pub use config::{LdapConfig, Secret};
 pub use dn::{escape_dn_value, Dn, DnError};
