@@ -6,6 +6,11 @@
 //! The rule: a test that needs a server it cannot reach fails under CI (`CI` set) and is
 //! skipped with a visible message elsewhere.
 
+pub mod proxy;
+
+/// The LDAP client the sandbox uses, for tests that change the directory in other ways.
+pub use ldap3;
+
 use ldap3::{LdapConnAsync, Mod};
 use mattersync_mattermost::{Client, ClientConfig, Secret};
 use std::collections::{BTreeMap, HashSet};
