@@ -161,6 +161,23 @@ fn parse_state(s: &str) -> Result<RecordState> {
     }
 }
 
+/// The unsettled intent (`add`/`remove`) on a membership, if any.
+fn pending_intent(
+    tx: &rusqlite::Transaction<'_>,
+    scope_kind: &str,
+    scope_id: &str,
+    user_id: &str,
+) -> Result<Option<String>> {
+    Ok(tx
+        .query_row(
+            "SELECT intent FROM memberships WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
+            params![scope_kind, scope_id, user_id],
+            |r| r.get::<_, Option<String>>(0),
+        )
+        .optional()?
+        .flatten())
+}
+
 fn groups_json(groups: &[String]) -> String {
     serde_json::to_string(groups).unwrap_or_else(|_| "[]".to_string())
 }
@@ -424,16 +441,12 @@ impl Ledger {
                     detail
                 ])?;
                 if result.is_err() {
-                    if action.writes_mattermost() {
-                        tx.execute(
-                            "DELETE FROM memberships WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3 AND state = 'intended'",
-                            params![scope_kind, scope_id, user_id],
-                        )?;
-                        tx.execute(
-                            "UPDATE memberships SET intent = NULL WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
-                            params![scope_kind, scope_id, user_id],
-                        )?;
-                    }
+                    // A failed call may still have acted: the server did the change but its
+                    // answer was lost (a timeout, a reset connection, retries that ran out).
+                    // The intent noted before the call stays, and the next run settles it
+                    // from what Mattermost shows (`resolve_intents`), so a membership
+                    // mattersync made is never taken for a pre-existing one, nor a removal it
+                    // made for the user leaving on their own.
                     continue;
                 }
                 match action {
@@ -450,11 +463,21 @@ impl Ledger {
                         ])?;
                     }
                     Action::RecordPreexisting { .. } => {
+                        // A member with an unsettled add of mattersync's is one it added
+                        // (the rule of `resolve_intents`, for a plan made without settling).
+                        let origin = if pending_intent(&tx, scope_kind, scope_id, user_id)?
+                            .as_deref()
+                            == Some("add")
+                        {
+                            Origin::Added
+                        } else {
+                            Origin::Preexisting
+                        };
                         upsert.execute(params![
                             scope_kind,
                             scope_id,
                             user_id,
-                            origin_str(Origin::Preexisting),
+                            origin_str(origin),
                             state_str(RecordState::Present),
                             groups_json(&groups),
                             at,
@@ -462,11 +485,20 @@ impl Ledger {
                         ])?;
                     }
                     Action::RecordDeparted { .. } => {
+                        // Gone with an unsettled removal of mattersync's: it removed them.
+                        let state = if pending_intent(&tx, scope_kind, scope_id, user_id)?
+                            .as_deref()
+                            == Some("remove")
+                        {
+                            RecordState::Removed
+                        } else {
+                            RecordState::Departed
+                        };
                         set_state.execute(params![
                             scope_kind,
                             scope_id,
                             user_id,
-                            state_str(RecordState::Departed),
+                            state_str(state),
                             at,
                             run_id
                         ])?;

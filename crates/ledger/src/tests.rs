@@ -262,46 +262,146 @@ fn an_intended_add_is_not_a_fact_until_it_is_recorded_or_resolved() {
 }
 
 #[test]
-fn an_intended_removal_that_happened_becomes_a_removal_and_failures_roll_back() {
+fn an_intended_removal_that_happened_becomes_a_removal_and_failures_are_settled_next_run() {
     let mut l = Ledger::open_in_memory().expect("ledger");
     let run = l.begin_run("apply", None).expect("run");
     l.record(&run, &add_action(&["a", "b"]), &[ok("a"), ok("b")])
         .expect("add");
-    let remove = |id: &str| Action::RemoveChannelMember {
-        channel_id: "c1".into(),
-        channel: "rl/infra".into(),
-        user: user(id),
-        mode: Mode::Sync,
-    };
     l.intend(&run, &remove("a")).expect("intend a");
     l.intend(&run, &remove("b")).expect("intend b");
-    // b's removal failed and was recorded as such: its intent is gone, it stays present.
-    l.record(
-        &run,
-        &remove("b"),
-        &[UserOutcome {
-            user_id: "b".into(),
-            result: Err("HTTP 500".into()),
-        }],
-    )
-    .expect("record failure");
-    // An intended add that failed leaves no row.
+    // b's removal failed and was recorded as such; it stays present until the next run
+    // looks.
+    l.record(&run, &remove("b"), &[failed("b", "HTTP 500")])
+        .expect("record failure");
+    // An intended add that failed is not a fact.
     l.intend(&run, &add_action(&["c"])).expect("intend c");
-    l.record(
-        &run,
-        &add_action(&["c"]),
-        &[UserOutcome {
-            user_id: "c".into(),
-            result: Err("HTTP 403".into()),
-        }],
-    )
-    .expect("record c");
+    l.record(&run, &add_action(&["c"]), &[failed("c", "HTTP 403")])
+        .expect("record c");
+    let f = l.facts().expect("facts");
+    assert_eq!(f.channels["c1"]["b"].state, RecordState::Present);
+    assert!(!f.channels["c1"].contains_key("c"));
+    // The next run sees: a gone, b still there (its removal really failed), c not there
+    // (its add really failed).
     let n = l
-        .resolve_intents(&run, |_, _, user| Some(user != "a"))
+        .resolve_intents(&run, |_, _, user| Some(user == "b"))
         .expect("resolve");
-    assert_eq!(n, 1, "only a's intent was left");
+    assert_eq!(n, 3, "a's, b's and c's intents");
     let f = l.facts().expect("facts");
     assert_eq!(f.channels["c1"]["a"].state, RecordState::Removed);
     assert_eq!(f.channels["c1"]["b"].state, RecordState::Present);
     assert!(!f.channels["c1"].contains_key("c"));
+    assert_eq!(
+        l.resolve_intents(&run, |_, _, _| Some(true))
+            .expect("again"),
+        0
+    );
+}
+
+fn remove(id: &str) -> Action {
+    Action::RemoveChannelMember {
+        channel_id: "c1".into(),
+        channel: "rl/infra".into(),
+        user: user(id),
+        mode: Mode::Sync,
+    }
+}
+
+fn failed(id: &str, why: &str) -> UserOutcome {
+    UserOutcome {
+        user_id: id.to_string(),
+        result: Err(why.to_string()),
+    }
+}
+
+#[test]
+fn a_failed_write_whose_answer_was_lost_is_settled_from_what_mattermost_shows() {
+    let mut l = Ledger::open_in_memory().expect("ledger");
+    let run = l.begin_run("apply", None).expect("run");
+    l.record(&run, &add_action(&["b"]), &[ok("b")])
+        .expect("add b");
+    // The add of c and the removal of b reached Mattermost, but their answers were lost.
+    l.intend(&run, &add_action(&["c"])).expect("intend c");
+    l.record(&run, &add_action(&["c"]), &[failed("c", "timed out")])
+        .expect("record c");
+    l.intend(&run, &remove("b")).expect("intend b");
+    l.record(&run, &remove("b"), &[failed("b", "connection reset")])
+        .expect("record b");
+    let next = l.begin_run("apply", None).expect("run");
+    let n = l
+        .resolve_intents(&next, |_, _, user| Some(user == "c"))
+        .expect("resolve");
+    assert_eq!(n, 2);
+    let f = l.facts().expect("facts");
+    assert_eq!(
+        f.channels["c1"]["c"],
+        Record {
+            origin: Origin::Added,
+            state: RecordState::Present
+        },
+        "mattersync added c"
+    );
+    assert_eq!(
+        f.channels["c1"]["b"].state,
+        RecordState::Removed,
+        "mattersync removed b; b did not leave on their own"
+    );
+}
+
+#[test]
+fn a_plan_made_without_settling_still_keeps_ownership() {
+    // A caller that plans without resolve_intents sees c in the channel with no record and
+    // b gone while the ledger says present: the planner asks to record c as pre-existing and
+    // b as departed. The unsettled intents say otherwise, and win.
+    let mut l = Ledger::open_in_memory().expect("ledger");
+    let run = l.begin_run("apply", None).expect("run");
+    l.record(&run, &add_action(&["b"]), &[ok("b")])
+        .expect("add b");
+    l.intend(&run, &add_action(&["c"])).expect("intend c");
+    l.record(&run, &add_action(&["c"]), &[failed("c", "timed out")])
+        .expect("record c");
+    l.intend(&run, &remove("b")).expect("intend b");
+    l.record(&run, &remove("b"), &[failed("b", "connection reset")])
+        .expect("record b");
+    l.record(
+        &run,
+        &Action::RecordPreexisting {
+            scope_id: "c1".into(),
+            scope: "rl/infra".into(),
+            users: vec![user("c")],
+        },
+        &[],
+    )
+    .expect("preexisting");
+    l.record(
+        &run,
+        &Action::RecordDeparted {
+            scope_id: "c1".into(),
+            scope: "rl/infra".into(),
+            users: vec![user("b")],
+        },
+        &[],
+    )
+    .expect("departed");
+    let f = l.facts().expect("facts");
+    assert_eq!(f.channels["c1"]["c"].origin, Origin::Added);
+    assert_eq!(f.channels["c1"]["b"].state, RecordState::Removed);
+    // And a plain pre-existing member is still recorded as such.
+    l.record(
+        &run,
+        &Action::RecordPreexisting {
+            scope_id: "c1".into(),
+            scope: "rl/infra".into(),
+            users: vec![user("d")],
+        },
+        &[],
+    )
+    .expect("preexisting d");
+    assert_eq!(
+        l.facts().expect("facts").channels["c1"]["d"].origin,
+        Origin::Preexisting
+    );
+    assert_eq!(
+        l.resolve_intents(&run, |_, _, _| Some(true)).expect("none"),
+        0
+    );
 }
