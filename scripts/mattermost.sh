@@ -12,7 +12,10 @@
 #   scripts/mattermost.sh status   show what runs; exit 0 only when Mattermost answers
 #
 # MATTERSYNC_MM_PORT (8065) and MATTERSYNC_MM_DB (mattermost: database and role name) allow a
-# second instance, e.g. from another checkout; state always lives in that checkout's .local/.
+# second instance, e.g. from another checkout; state lives in that checkout's .local/. A second
+# instance from the same checkout also needs its own MATTERSYNC_MM_STATE_DIR (state: pid, config,
+# token, socket; default .local/mattermost) and MATTERSYNC_MM_ENV_FILE (default
+# .local/mattermost.env), e.g. the benchmark instance (scripts/bench/env.sh).
 # Any MM_* setting below can be overridden from the caller's environment on (re)start, e.g.
 #   MM_RATELIMITSETTINGS_ENABLE=true scripts/mattermost.sh restart
 # Secrets (db.password, admin.password, token) are files of mode 0600, never arguments.
@@ -21,8 +24,8 @@ umask 077
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
-state="$root/.local/mattermost"
-envfile="$root/.local/mattermost.env"
+state=${MATTERSYNC_MM_STATE_DIR:-$root/.local/mattermost}
+envfile=${MATTERSYNC_MM_ENV_FILE:-$root/.local/mattermost.env}
 pidfile="$state/mattermost.pid"
 logfile="$state/mattermost.log"
 sock="$state/mattermost_local.socket"
