@@ -15,6 +15,6 @@ pub use model::{
     MmUser, Origin, Record, RecordState,
 };
 pub use naming::{GroupName, NameError, Naming};
-pub use plan::{Action, GuardTrip, Note, Plan, PlanMember, UserRef};
+pub use plan::{Action, GuardTrip, Note, Plan, PlanMember, SavedPlanError, UserRef};
 pub use planner::{plan, PlanInput};
 pub use policy::{Admins, Guards, Link, LinkSource, Matching, Mode, Policy, Readd, Target};

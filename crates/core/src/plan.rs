@@ -241,3 +241,101 @@ impl Plan {
         m
     }
 }
+
+/// The version of the saved-plan file format (`mattersync plan --out`).
+pub const SAVED_PLAN_FORMAT: u32 = 1;
+
+/// A saved plan: `{"mattersync_plan": 1, "plan": {…}}`.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedPlan {
+    mattersync_plan: u32,
+    plan: Plan,
+}
+
+/// Why a saved plan cannot be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SavedPlanError {
+    #[error("not a plan saved by `mattersync plan --out`: {0}")]
+    Malformed(String),
+    #[error("plan format {0} is not supported (expected {SAVED_PLAN_FORMAT})")]
+    Format(u32),
+}
+
+impl Plan {
+    /// The plan as a saved-plan file.
+    pub fn to_saved_json(&self) -> String {
+        let saved = SavedPlan {
+            mattersync_plan: SAVED_PLAN_FORMAT,
+            plan: self.clone(),
+        };
+        // A plan is strings, numbers and lists: serializing it cannot fail.
+        serde_json::to_string_pretty(&saved).unwrap_or_default() + "\n"
+    }
+
+    /// Reads a saved-plan file. Whether the plan may be applied is another question: `apply`
+    /// runs it only if a fresh plan is the same.
+    pub fn from_saved_json(text: &str) -> Result<Plan, SavedPlanError> {
+        let saved: SavedPlan =
+            serde_json::from_str(text).map_err(|e| SavedPlanError::Malformed(e.to_string()))?;
+        if saved.mattersync_plan != SAVED_PLAN_FORMAT {
+            return Err(SavedPlanError::Format(saved.mattersync_plan));
+        }
+        Ok(saved.plan)
+    }
+}
+
+#[cfg(test)]
+mod saved_tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_plan_reads_back_the_same_and_other_files_are_refused() {
+        let plan = Plan {
+            fingerprint: "ab".repeat(32),
+            actions: vec![Action::RemoveTeamMember {
+                team_id: "t1".into(),
+                team: "rl".into(),
+                user: UserRef {
+                    id: "u1".into(),
+                    username: "neil".into(),
+                },
+            }],
+            notes: Vec::new(),
+            guard_trips: vec![GuardTrip::MaxRemovalRatio {
+                channel: "rl/infra".into(),
+                removals: 3,
+                members: 4,
+                max_ratio: 0.2,
+            }],
+        };
+        let text = plan.to_saved_json();
+        assert_eq!(Plan::from_saved_json(&text), Ok(plan));
+        assert!(matches!(
+            Plan::from_saved_json(
+                &text.replace("\"mattersync_plan\": 1", "\"mattersync_plan\": 2")
+            ),
+            Err(SavedPlanError::Format(2))
+        ));
+        for bad in [
+            "",
+            "{}",
+            "[]",
+            "{\"mattersync_plan\": 1}",
+            &text[..text.len() / 2],
+        ] {
+            assert!(
+                matches!(
+                    Plan::from_saved_json(bad),
+                    Err(SavedPlanError::Malformed(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        let extra = text.replacen("{", "{\"extra\": true, ", 1);
+        assert!(matches!(
+            Plan::from_saved_json(&extra),
+            Err(SavedPlanError::Malformed(m)) if m.contains("extra")
+        ));
+    }
+}

@@ -5,45 +5,18 @@ use anyhow::{bail, Context, Result};
 use mattersync_core::{Action, Note, Plan};
 use mattersync_ledger::Ledger;
 use mattersync_mattermost::ApiStats;
-use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// The saved-plan file format.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SavedPlan {
-    mattersync_plan: u32,
-    plan: Plan,
-}
-
-const PLAN_FORMAT: u32 = 1;
-
 pub fn save_plan(path: &Path, plan: &Plan) -> Result<()> {
-    let text = serde_json::to_string_pretty(&SavedPlan {
-        mattersync_plan: PLAN_FORMAT,
-        plan: plan.clone(),
-    })?;
-    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+    std::fs::write(path, plan.to_saved_json())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 pub fn load_plan(path: &Path) -> Result<Plan> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let saved: SavedPlan = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{} is not a plan saved by `mattersync plan --out`",
-            path.display()
-        )
-    })?;
-    if saved.mattersync_plan != PLAN_FORMAT {
-        bail!(
-            "{}: plan format {} is not supported (expected {PLAN_FORMAT})",
-            path.display(),
-            saved.mattersync_plan
-        );
-    }
-    Ok(saved.plan)
+    Plan::from_saved_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 pub fn plan_json(plan: &Plan, calls: &ApiStats) -> serde_json::Value {
