@@ -30,9 +30,11 @@ pub mod filter;
 mod ldap;
 mod snapshot;
 pub mod syncrepl;
+pub mod write;
 
 pub use config::{LdapConfig, Secret};
 pub use dn::{escape_dn_value, Dn, DnError};
 pub use error::{result_code_name, DirectoryError};
 pub use filter::escape_filter_value;
 pub use ldap::LdapDirectory;
+pub use write::{GroupEntry, GroupUpdate, IdSource, NewGroup, Schema, UserEntry, WriteError};
