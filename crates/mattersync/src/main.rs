@@ -125,6 +125,12 @@ struct LinkArgs {
     admins: Option<Admins>,
     #[arg(long)]
     readd: Option<Readd>,
+    /// Create the channel in Mattermost first if it does not exist (team/channel only).
+    #[arg(long)]
+    create_channel: bool,
+    /// With --create-channel: make it a private channel.
+    #[arg(long, requires = "create_channel")]
+    private: bool,
 }
 
 /// An error with its exit code.
@@ -520,8 +526,66 @@ fn link(cfg: &config::Config, json: bool, a: LinkArgs) -> Result<u8> {
     naming
         .parse(&link.group)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Opened first, so that a ledger that cannot be written never leaves a new channel
+    // without its link.
     let ledger = open_ledger(cfg)?;
-    let changed = ledger.put_link(&link, "cli")?;
+    let channel_created = if a.create_channel {
+        let Target::Channel { team, channel } = &link.target else {
+            bail!(
+                "--create-channel needs a team/channel target, not the team {}; nothing was changed",
+                link.target
+            );
+        };
+        // `link` runs in a synchronous arm of `run`: this is its one asynchronous step.
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                let mm = engine::mattermost_client(cfg)?;
+                let t = mm
+                    .team_by_name(team)
+                    .await
+                    .with_context(|| format!("mattermost: looking up team {team}"))?
+                    .filter(|t| !t.archived)
+                    .with_context(|| {
+                        format!("team {team} does not exist in Mattermost (or is archived); nothing was changed")
+                    })?;
+                let kind = |private: bool| if private { "private" } else { "public" };
+                match mm
+                    .channel_by_name(team, channel)
+                    .await
+                    .with_context(|| format!("mattermost: looking up channel {team}/{channel}"))?
+                {
+                    Some(c) if c.archived => bail!(
+                        "channel {team}/{channel} exists but is archived: restore it in Mattermost or pick another name; nothing was changed"
+                    ),
+                    Some(c) if c.private != a.private => bail!(
+                        "channel {team}/{channel} exists as a {} channel, not a {} one; mattersync does not change a channel's type; nothing was changed",
+                        kind(c.private),
+                        kind(a.private)
+                    ),
+                    Some(_) => Ok(false),
+                    None => {
+                        mm.create_channel(&t.id, channel, channel, a.private)
+                            .await
+                            .with_context(|| {
+                                format!("mattermost: creating the {} channel {team}/{channel}; nothing was changed", kind(a.private))
+                            })?;
+                        Ok(true)
+                    }
+                }
+            })
+        })?
+    } else {
+        false
+    };
+    let changed = ledger
+        .put_link(&link, "cli")
+        .with_context(|| {
+            if channel_created {
+                "recording the link failed after the channel was created: run the same command again to record it"
+            } else {
+                "recording the link"
+            }
+        })?;
     if let Ok(file) = cfg.file_links() {
         if file
             .iter()
@@ -534,8 +598,18 @@ fn link(cfg: &config::Config, json: bool, a: LinkArgs) -> Result<u8> {
         }
     }
     if json {
-        println!("{}", serde_json::json!({"changed": changed, "link": link}));
+        println!(
+            "{}",
+            serde_json::json!({"changed": changed || channel_created, "channel_created": channel_created, "link": link})
+        );
     } else {
+        if channel_created {
+            println!(
+                "created the {} channel {}",
+                if a.private { "private" } else { "public" },
+                link.target
+            );
+        }
         println!(
             "{} {}",
             if changed { "linked" } else { "unchanged:" },
