@@ -392,3 +392,68 @@ pub fn source_name(s: LinkSource) -> &'static str {
         LinkSource::Ledger => "ledger",
     }
 }
+
+/// As [`gather_with`], for links already resolved (for `serve`, the subset a directory change
+/// touches) and ledger facts already read: reads only the teams and channels those links
+/// name, so a change to one group costs a few API calls, and holds no ledger handle across
+/// the reads.
+pub async fn gather_links(
+    cfg: &Config,
+    mm: &Client,
+    directory: Directory,
+    links: Vec<Link>,
+    facts: LedgerFacts,
+    warnings: Vec<String>,
+) -> Result<State> {
+    let mut teams = BTreeSet::new();
+    let mut channels = BTreeSet::new();
+    let mut wanted = BTreeSet::new();
+    for l in &links {
+        teams.insert(l.target.team().to_string());
+        if let Target::Channel { team, channel } = &l.target {
+            channels.insert((team.clone(), channel.clone()));
+        }
+        wanted.extend(directory.effective_members(&l.group));
+        wanted.extend(directory.effective_managers(&l.group));
+        if let mattersync_core::Admins::Group(g) = &l.admins {
+            wanted.extend(directory.effective_members(g));
+        }
+    }
+    let me = mm
+        .me()
+        .await
+        .context("mattermost: cannot read the token's own account")?;
+    let teams: Vec<String> = teams.into_iter().collect();
+    let channels: Vec<(String, String)> = channels.into_iter().collect();
+    let usernames: Vec<String> = match cfg.mattermost.matching {
+        Matching::Username => wanted.into_iter().collect(),
+        _ => Vec::new(),
+    };
+    let mut mattermost = if links.is_empty() {
+        Mattermost::default()
+    } else {
+        mm.read_state(&teams, &channels, &usernames).await.context(
+            "mattermost: reading teams, channels and members failed; nothing was changed",
+        )?
+    };
+    if !links.is_empty() && !matches!(cfg.mattermost.matching, Matching::Username) {
+        for u in mm.all_users().await.context("mattermost: listing users")? {
+            mattermost.users.insert(u.id.clone(), u);
+        }
+    }
+    let mut allow = cfg.exclusive.allow.clone();
+    allow.insert(me.username.clone());
+    let policy = Policy {
+        links,
+        matching: cfg.mattermost.matching.clone(),
+        guards: cfg.guards.clone(),
+        allow,
+    };
+    Ok(State {
+        directory,
+        mattermost,
+        facts,
+        policy,
+        warnings,
+    })
+}

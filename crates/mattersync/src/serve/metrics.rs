@@ -1,0 +1,338 @@
+//! The service's metrics, in the Prometheus (OpenMetrics) text format at `/metrics`.
+//!
+//! Names (all prefixed `mattersync_`):
+//! - `runs_total{kind,outcome}`: sync cycles. `kind`: `full` (startup, periodic, after a
+//!   full directory refresh), `changes` (a directory change), `targets` (a slash command),
+//!   `manual` (`POST /sync`). `outcome`: `ok`, `no_changes`, `partial`, `guard_tripped`,
+//!   `directory_error`, `mattermost_error`, `error`, `stopped`.
+//! - `run_duration_seconds{kind}`, `phase_duration_seconds{phase}` (`directory`,
+//!   `mattermost`, `apply`): histograms.
+//! - `change_latency_seconds`: from a change notification to the end of the cycle that
+//!   applied it (histogram).
+//! - `actions_total{action,outcome}`: per-user changes by action type, `ok`/`failed`.
+//! - `mattermost_api_calls_total{method}`, `mattermost_api_retries_total`,
+//!   `mattermost_api_rate_limited_total`: every HTTP attempt to Mattermost.
+//! - `pending_users`, `last_success_timestamp_seconds`, `ready`, `directory_connected`:
+//!   gauges.
+//! - `guard_trips_total`, `directory_notifications_total{source}`,
+//!   `directory_sessions_total{refresh}` (`full`/`incremental`),
+//!   `directory_session_errors_total`, `directory_cookie_refused_total`,
+//!   `slash_commands_total{command,outcome}`.
+
+use mattersync_mattermost::ApiStats;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunLabels {
+    pub kind: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabel {
+    pub phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    pub action: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabel {
+    pub method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefreshLabel {
+    pub refresh: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommandLabels {
+    pub command: String,
+    pub outcome: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn seconds_histogram() -> Histogram {
+    // 5 ms .. ~82 s.
+    Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub runs: Family<RunLabels, Counter>,
+    pub run_duration: HistogramFamily<KindLabel>,
+    pub phase_duration: HistogramFamily<PhaseLabel>,
+    pub change_latency: Histogram,
+    pub actions: Family<ActionLabels, Counter>,
+    api_calls: Family<MethodLabel, Counter>,
+    api_retries: Counter,
+    api_rate_limited: Counter,
+    pub pending_users: Gauge,
+    pub last_success: Gauge<f64, AtomicU64>,
+    pub ready: Gauge,
+    pub directory_connected: Gauge,
+    pub guard_trips: Counter,
+    pub notifications: Family<SourceLabel, Counter>,
+    pub sessions: Family<RefreshLabel, Counter>,
+    pub session_errors: Counter,
+    pub cookie_refused: Counter,
+    pub slash: Family<CommandLabels, Counter>,
+    /// The Mattermost client's counters as of the last scrape.
+    api_seen: Mutex<ApiStats>,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut m = Metrics {
+            runs: Family::default(),
+            run_duration: Family::new_with_constructor(seconds_histogram),
+            phase_duration: Family::new_with_constructor(seconds_histogram),
+            change_latency: seconds_histogram(),
+            actions: Family::default(),
+            api_calls: Family::default(),
+            api_retries: Counter::default(),
+            api_rate_limited: Counter::default(),
+            pending_users: Gauge::default(),
+            last_success: Gauge::default(),
+            ready: Gauge::default(),
+            directory_connected: Gauge::default(),
+            guard_trips: Counter::default(),
+            notifications: Family::default(),
+            sessions: Family::default(),
+            session_errors: Counter::default(),
+            cookie_refused: Counter::default(),
+            slash: Family::default(),
+            api_seen: Mutex::new(ApiStats::default()),
+            registry: Registry::with_prefix("mattersync"),
+        };
+        let registry = &mut m.registry;
+        registry.register("runs", "Sync cycles by kind and outcome", m.runs.clone());
+        registry.register(
+            "run_duration_seconds",
+            "Duration of sync cycles",
+            m.run_duration.clone(),
+        );
+        registry.register(
+            "phase_duration_seconds",
+            "Duration of the phases of a sync cycle (directory read, Mattermost read, apply)",
+            m.phase_duration.clone(),
+        );
+        registry.register(
+            "change_latency_seconds",
+            "From a directory change notification to the end of the cycle that applied it",
+            m.change_latency.clone(),
+        );
+        registry.register(
+            "actions",
+            "Per-user changes made by plan actions, by action type and outcome",
+            m.actions.clone(),
+        );
+        registry.register(
+            "mattermost_api_calls",
+            "HTTP attempts to the Mattermost API, by method",
+            m.api_calls.clone(),
+        );
+        registry.register(
+            "mattermost_api_retries",
+            "Mattermost API attempts that were retries",
+            m.api_retries.clone(),
+        );
+        registry.register(
+            "mattermost_api_rate_limited",
+            "Mattermost API answers of 429 Too Many Requests",
+            m.api_rate_limited.clone(),
+        );
+        registry.register(
+            "pending_users",
+            "Directory members of linked groups without a Mattermost account",
+            m.pending_users.clone(),
+        );
+        registry.register(
+            "last_success_timestamp_seconds",
+            "Unix time of the end of the last successful sync cycle",
+            m.last_success.clone(),
+        );
+        registry.register("ready", "1 when /readyz answers 200", m.ready.clone());
+        registry.register(
+            "directory_connected",
+            "1 while the change source (syncrepl session or poller) is working",
+            m.directory_connected.clone(),
+        );
+        registry.register(
+            "guard_trips",
+            "Plans not applied because a removal guard tripped",
+            m.guard_trips.clone(),
+        );
+        registry.register(
+            "directory_notifications",
+            "Directory change notifications about users or groups, by source",
+            m.notifications.clone(),
+        );
+        registry.register(
+            "directory_sessions",
+            "syncrepl sessions started, by refresh (incremental: resumed from a cookie)",
+            m.sessions.clone(),
+        );
+        registry.register(
+            "directory_session_errors",
+            "Change-source sessions that ended in an error",
+            m.session_errors.clone(),
+        );
+        registry.register(
+            "directory_cookie_refused",
+            "Saved syncrepl cookies the server refused (a full refresh followed)",
+            m.cookie_refused.clone(),
+        );
+        registry.register(
+            "slash_commands",
+            "Slash commands by command and outcome",
+            m.slash.clone(),
+        );
+        m
+    }
+
+    pub fn run(&self, kind: &str, outcome: &str) {
+        self.runs
+            .get_or_create(&RunLabels {
+                kind: kind.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn phase(&self, phase: &str, seconds: f64) {
+        self.phase_duration
+            .get_or_create(&PhaseLabel {
+                phase: phase.to_string(),
+            })
+            .observe(seconds);
+    }
+
+    pub fn action(&self, action: &str, outcome: &str, n: u64) {
+        self.actions
+            .get_or_create(&ActionLabels {
+                action: action.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc_by(n);
+    }
+
+    pub fn notification(&self, source: &str) {
+        self.notifications
+            .get_or_create(&SourceLabel {
+                source: source.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn session(&self, resumed: bool) {
+        self.sessions
+            .get_or_create(&RefreshLabel {
+                refresh: if resumed { "incremental" } else { "full" }.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn slash_command(&self, command: &str, outcome: &str) {
+        self.slash
+            .get_or_create(&CommandLabels {
+                command: command.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// The text exposition, after folding in what the Mattermost client counted since the
+    /// last scrape.
+    pub fn render(&self, api: ApiStats) -> String {
+        if let Ok(mut seen) = self.api_seen.lock() {
+            let d = api.since(&seen);
+            for (method, n) in [
+                ("GET", d.get),
+                ("POST", d.post),
+                ("PUT", d.put),
+                ("DELETE", d.delete),
+                ("other", d.other),
+            ] {
+                self.api_calls
+                    .get_or_create(&MethodLabel {
+                        method: method.to_string(),
+                    })
+                    .inc_by(n);
+            }
+            self.api_retries.inc_by(d.retries);
+            self.api_rate_limited.inc_by(d.rate_limited);
+            *seen = api;
+        }
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_names_every_family_and_folds_in_api_calls() {
+        let m = Metrics::new();
+        m.run("changes", "ok");
+        m.run("changes", "ok");
+        m.action("add_channel_members", "ok", 3);
+        m.guard_trips.inc();
+        m.session(true);
+        m.pending_users.set(4);
+        let text = m.render(ApiStats {
+            calls: 5,
+            get: 4,
+            post: 1,
+            ..Default::default()
+        });
+        for line in [
+            "mattersync_runs_total{kind=\"changes\",outcome=\"ok\"} 2",
+            "mattersync_actions_total{action=\"add_channel_members\",outcome=\"ok\"} 3",
+            "mattersync_guard_trips_total 1",
+            "mattersync_directory_sessions_total{refresh=\"incremental\"} 1",
+            "mattersync_pending_users 4",
+            "mattersync_mattermost_api_calls_total{method=\"GET\"} 4",
+            "# TYPE mattersync_change_latency_seconds histogram",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+        // The next scrape adds only what is new.
+        let text = m.render(ApiStats {
+            calls: 7,
+            get: 6,
+            post: 1,
+            ..Default::default()
+        });
+        assert!(text
+            .lines()
+            .any(|l| l == "mattersync_mattermost_api_calls_total{method=\"GET\"} 6"));
+    }
+}

@@ -1,0 +1,257 @@
+//! Which links a directory change can affect. Pure: two snapshots and the links in, the links
+//! to plan out. The planner itself never learns that it sees only part of the links.
+//!
+//! The unit the planner reasons about is a scope (a channel, or a team with a team-level
+//! link), so a scope is planned whole or not at all: every link of an affected channel (two
+//! groups on one channel never remove each other's members), and every link in a team that
+//! has a team-level link (whose removals look at all of the team's channel links).
+
+use mattersync_core::{Admins, DirUser, Directory, Link, Target};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What a group means to a sync: its effective members (with the user records the planner
+/// matches on) and its effective managers. `None` for a group the directory does not hold.
+type View<'a> = Option<(BTreeMap<String, Option<&'a DirUser>>, BTreeSet<String>)>;
+
+fn view<'a>(dir: &'a Directory, cn: &str) -> View<'a> {
+    dir.groups.get(cn)?;
+    let members = dir
+        .effective_members(cn)
+        .into_iter()
+        .map(|uid| {
+            let user = dir.users.get(&uid);
+            (uid, user)
+        })
+        .collect();
+    Some((members, dir.effective_managers(cn)))
+}
+
+/// The groups whose view changed between two snapshots: added or gone, members or managers
+/// changed (nested groups included), or a member's account record changed (disabled, email,
+/// auth id).
+pub fn changed_groups(old: &Directory, new: &Directory) -> BTreeSet<String> {
+    old.groups
+        .keys()
+        .chain(new.groups.keys())
+        .filter(|cn| view(old, cn) != view(new, cn))
+        .cloned()
+        .collect()
+}
+
+/// The targets whose links differ between two resolutions (a link added, removed or
+/// changed: from the ledger, the file, or the naming convention).
+pub fn changed_targets(old: &[Link], new: &[Link]) -> BTreeSet<Target> {
+    let a: BTreeSet<&Link> = old.iter().collect();
+    let b: BTreeSet<&Link> = new.iter().collect();
+    a.symmetric_difference(&b)
+        .map(|l| l.target.clone())
+        .collect()
+}
+
+/// The links to plan when `groups` changed and `targets` were asked for: every link that
+/// names a changed group (as its group or its admins group) or an asked-for target, widened
+/// to whole scopes.
+pub fn affected_links(
+    links: &[Link],
+    groups: &BTreeSet<String>,
+    targets: &BTreeSet<Target>,
+) -> Vec<Link> {
+    let touched = |l: &Link| {
+        groups.contains(&l.group)
+            || matches!(&l.admins, Admins::Group(g) if groups.contains(g))
+            || targets.contains(&l.target)
+    };
+    let mut channels: BTreeSet<&Target> = BTreeSet::new();
+    let mut teams: BTreeSet<&str> = BTreeSet::new();
+    let team_linked: BTreeSet<&str> = links
+        .iter()
+        .filter(|l| matches!(l.target, Target::Team { .. }))
+        .map(|l| l.target.team())
+        .collect();
+    for l in links.iter().filter(|l| touched(l)) {
+        match &l.target {
+            Target::Team { team } => {
+                teams.insert(team);
+            }
+            Target::Channel { team, .. } if team_linked.contains(team.as_str()) => {
+                teams.insert(team);
+            }
+            t @ Target::Channel { .. } => {
+                channels.insert(t);
+            }
+        }
+    }
+    // Asked-for targets that no link names any more (an unlink) need no planning: nothing
+    // is linked there.
+    links
+        .iter()
+        .filter(|l| teams.contains(l.target.team()) || channels.contains(&l.target))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mattersync_core::{DirGroup, LinkSource, Mode, Readd};
+
+    fn user(uid: &str) -> (String, DirUser) {
+        (
+            uid.to_string(),
+            DirUser {
+                uid: uid.to_string(),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn group(cn: &str, users: &[&str], nested: &[&str]) -> (String, DirGroup) {
+        (
+            cn.to_string(),
+            DirGroup {
+                id: format!("id-{cn}"),
+                cn: cn.to_string(),
+                member_users: users.iter().map(|s| s.to_string()).collect(),
+                member_groups: nested.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn dir(groups: Vec<(String, DirGroup)>) -> Directory {
+        Directory {
+            users: ["a", "b", "c", "d"].into_iter().map(user).collect(),
+            groups: groups.into_iter().collect(),
+        }
+    }
+
+    fn link(group: &str, target: &str) -> Link {
+        Link {
+            group: group.to_string(),
+            target: target.parse().expect("target"),
+            mode: Mode::Sync,
+            admins: Admins::None,
+            readd: Readd::Never,
+            source: LinkSource::Config,
+        }
+    }
+
+    fn set(items: &[&str]) -> BTreeSet<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_member_change_marks_its_group_and_the_groups_that_nest_it() {
+        let old = dir(vec![
+            group("mm_x_outer", &["a"], &["mm_x_inner"]),
+            group("mm_x_inner", &["b"], &[]),
+            group("mm_x_other", &["c"], &[]),
+        ]);
+        let mut new = old.clone();
+        if let Some(g) = new.groups.get_mut("mm_x_inner") {
+            g.member_users.insert("d".into());
+        }
+        assert_eq!(
+            changed_groups(&old, &new),
+            set(&["mm_x_inner", "mm_x_outer"])
+        );
+        assert!(changed_groups(&old, &old.clone()).is_empty());
+    }
+
+    #[test]
+    fn groups_that_appear_or_vanish_and_account_changes_count() {
+        let old = dir(vec![
+            group("mm_x_a", &["a"], &[]),
+            group("mm_x_b", &["b"], &[]),
+        ]);
+        let mut new = dir(vec![
+            group("mm_x_a", &["a"], &[]),
+            group("mm_x_c", &[], &[]),
+        ]);
+        assert_eq!(changed_groups(&old, &new), set(&["mm_x_b", "mm_x_c"]));
+        // Disabling a member changes what the group means to a sync.
+        if let Some(u) = new.users.get_mut("a") {
+            u.email = Some("a@example.org".into());
+        }
+        assert!(changed_groups(&old, &new).contains("mm_x_a"));
+        // A change to a user no group holds changes nothing.
+        let mut quiet = old.clone();
+        if let Some(u) = quiet.users.get_mut("d") {
+            u.disabled = true;
+        }
+        assert!(changed_groups(&old, &quiet).is_empty());
+    }
+
+    #[test]
+    fn managers_count() {
+        let old = dir(vec![group("mm_x_a", &["a"], &[])]);
+        let mut new = old.clone();
+        if let Some(g) = new.groups.get_mut("mm_x_a") {
+            g.manager_users.insert("b".into());
+        }
+        assert_eq!(changed_groups(&old, &new), set(&["mm_x_a"]));
+    }
+
+    #[test]
+    fn every_link_of_an_affected_channel_is_planned_and_nothing_else() {
+        let links = vec![
+            link("mm_x_a", "t/one"),
+            link("mm_x_b", "t/one"),
+            link("mm_x_b", "t/two"),
+            link("mm_x_c", "t/three"),
+            link("mm_x_d", "u/four"),
+        ];
+        let got = affected_links(&links, &set(&["mm_x_a"]), &BTreeSet::new());
+        assert_eq!(got, vec![links[0].clone(), links[1].clone()]);
+        // A group on two channels brings both channels' links.
+        let got = affected_links(&links, &set(&["mm_x_b"]), &BTreeSet::new());
+        assert_eq!(got, links[..3].to_vec());
+        assert!(affected_links(&links, &set(&["mm_x_z"]), &BTreeSet::new()).is_empty());
+    }
+
+    #[test]
+    fn a_team_link_makes_its_whole_team_one_scope() {
+        let links = vec![
+            link("mm_x_team", "t"),
+            link("mm_x_a", "t/one"),
+            link("mm_x_b", "t/two"),
+            link("mm_x_c", "u/three"),
+        ];
+        let got = affected_links(&links, &set(&["mm_x_a"]), &BTreeSet::new());
+        assert_eq!(got, links[..3].to_vec());
+        let got = affected_links(&links, &set(&["mm_x_team"]), &BTreeSet::new());
+        assert_eq!(got, links[..3].to_vec());
+    }
+
+    #[test]
+    fn admins_groups_and_asked_for_targets_count() {
+        let mut admins = link("mm_x_a", "t/one");
+        admins.admins = Admins::Group("mm_x_leads".into());
+        let links = vec![admins.clone(), link("mm_x_b", "t/two")];
+        assert_eq!(
+            affected_links(&links, &set(&["mm_x_leads"]), &BTreeSet::new()),
+            vec![admins]
+        );
+        let targets: BTreeSet<Target> = ["t/two".parse().expect("target")].into();
+        assert_eq!(
+            affected_links(&links, &BTreeSet::new(), &targets),
+            vec![links[1].clone()]
+        );
+        // A target with no link left (after an unlink) plans nothing.
+        let gone: BTreeSet<Target> = ["t/gone".parse().expect("target")].into();
+        assert!(affected_links(&links, &BTreeSet::new(), &gone).is_empty());
+    }
+
+    #[test]
+    fn changed_targets_are_those_whose_links_differ() {
+        let old = vec![link("mm_x_a", "t/one"), link("mm_x_b", "t/two")];
+        let mut moved = link("mm_x_b", "t/two");
+        moved.mode = Mode::Add;
+        let new = vec![link("mm_x_a", "t/one"), moved, link("mm_x_c", "t/three")];
+        let got: Vec<String> = changed_targets(&old, &new)
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        assert_eq!(got, ["t/three", "t/two"]);
+    }
+}

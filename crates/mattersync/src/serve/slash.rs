@@ -1,0 +1,720 @@
+//! The endpoint of a Mattermost custom slash command (`/mattersync …` typed in a channel):
+//! `link <group>`, `unlink <group>`, `status`, `explain @user`, `help`.
+//!
+//! Mattermost POSTs the command as a form with the command's verification token; the token
+//! is compared in constant time, then link changes are allowed only to the channel's admins
+//! and system admins. Answers are ephemeral (only the person who typed sees them) and say
+//! what the change will do before the worker does it.
+//!
+//! This module knows two of Mattermost's wire shapes that the REST adapter does not cover:
+//! the slash-command request and response (Mattermost calls us), and the `roles` of
+//! `GET /api/v4/users/{id}` (for "is this a system admin?").
+
+use super::scope;
+use super::state::{Request, Shared};
+use super::worker::read_directory;
+use crate::{config, engine, output};
+use anyhow::{Context, Result};
+use axum::extract::{Form, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use mattersync_core::{
+    Action, Admins, Directory, Link, LinkSource, Mode, Note, Plan, Readd, Target,
+};
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+use tracing::{info, warn};
+
+/// Constant-time string comparison (for tokens).
+pub fn same_secret(given: &str, expected: &str) -> bool {
+    given.as_bytes().ct_eq(expected.as_bytes()).into()
+}
+
+/// A parsed command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Link {
+        group: String,
+        mode: Option<Mode>,
+        admins: Option<Admins>,
+        readd: Option<Readd>,
+    },
+    Unlink {
+        group: String,
+    },
+    Status,
+    Explain {
+        user: String,
+    },
+    Help,
+}
+
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Link { .. } => "link",
+            Command::Unlink { .. } => "unlink",
+            Command::Status => "status",
+            Command::Explain { .. } => "explain",
+            Command::Help => "help",
+        }
+    }
+}
+
+pub const USAGE: &str = "Usage (in the channel to change):\n\
+* `/mattersync link <group> [mode=add|sync|exclusive] [admins=none|managers|group:<name>] [readd=never|always]` — members of the directory group follow into this channel\n\
+* `/mattersync unlink <group>` — stop following the group here\n\
+* `/mattersync status` — the links of this channel and the last sync\n\
+* `/mattersync explain @user` — why someone is (not) in this channel\n\
+Linking and unlinking is for channel admins and system admins.";
+
+/// Parses the text after the trigger word.
+pub fn parse(text: &str) -> Result<Command, String> {
+    let mut words = text.split_whitespace();
+    let Some(verb) = words.next() else {
+        return Ok(Command::Help);
+    };
+    let rest: Vec<&str> = words.collect();
+    match verb.to_ascii_lowercase().as_str() {
+        "help" => Ok(Command::Help),
+        "status" if rest.is_empty() => Ok(Command::Status),
+        "status" => Err("`status` takes no arguments".to_string()),
+        "explain" => match rest.as_slice() {
+            [user] => {
+                let user = user.trim_start_matches('@');
+                if user.is_empty() {
+                    Err("`explain` needs a user: `/mattersync explain @user`".to_string())
+                } else {
+                    Ok(Command::Explain {
+                        user: user.to_string(),
+                    })
+                }
+            }
+            _ => Err("`explain` needs one user: `/mattersync explain @user`".to_string()),
+        },
+        "unlink" => match rest.as_slice() {
+            [group] => Ok(Command::Unlink {
+                group: group.to_string(),
+            }),
+            _ => Err("`unlink` needs one group: `/mattersync unlink <group>`".to_string()),
+        },
+        "link" => {
+            let Some((group, options)) = rest.split_first() else {
+                return Err("`link` needs a group: `/mattersync link <group>`".to_string());
+            };
+            let (mut mode, mut admins, mut readd) = (None, None, None);
+            for o in options {
+                let (key, value) = o
+                    .trim_start_matches("--")
+                    .split_once('=')
+                    .ok_or_else(|| format!("{o:?}: options are key=value, e.g. mode=add"))?;
+                match key {
+                    "mode" => mode = Some(value.parse::<Mode>()?),
+                    "admins" => admins = Some(value.parse::<Admins>()?),
+                    "readd" => readd = Some(value.parse::<Readd>()?),
+                    _ => return Err(format!("unknown option {key:?}: use mode, admins or readd")),
+                }
+            }
+            Ok(Command::Link {
+                group: group.to_string(),
+                mode,
+                admins,
+                readd,
+            })
+        }
+        other => Err(format!("unknown command {other:?}")),
+    }
+}
+
+/// The form Mattermost posts (unknown fields are ignored).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SlashRequest {
+    pub token: String,
+    pub team_domain: String,
+    pub channel_id: String,
+    pub channel_name: String,
+    pub user_id: String,
+    pub user_name: String,
+    pub text: String,
+}
+
+fn ephemeral(text: impl Into<String>) -> Response {
+    Json(serde_json::json!({
+        "response_type": "ephemeral",
+        "text": text.into(),
+    }))
+    .into_response()
+}
+
+pub async fn handle(State(shared): State<Arc<Shared>>, Form(req): Form<SlashRequest>) -> Response {
+    let expected = config::secret(
+        "MATTERSYNC_SLASH_TOKEN",
+        shared.settings.slash_token_file.as_deref(),
+        "serve.slash_command_token_file",
+    );
+    let expected = match expected {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            return (
+                StatusCode::NOT_FOUND,
+                "the slash command is not enabled: set serve.slash_command_token_file",
+            )
+                .into_response()
+        }
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "cannot read the slash command token");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the slash command token is unreadable",
+            )
+                .into_response();
+        }
+    };
+    if !same_secret(&req.token, &expected) {
+        shared.metrics.slash_command("unknown", "bad_token");
+        warn!(user = %req.user_name, "slash command with a wrong token refused");
+        return (StatusCode::UNAUTHORIZED, "wrong slash command token").into_response();
+    }
+    let command = match parse(&req.text) {
+        Ok(c) => c,
+        Err(e) => {
+            shared.metrics.slash_command("invalid", "bad_request");
+            return ephemeral(format!("{e}.\n{USAGE}"));
+        }
+    };
+    info!(user = %req.user_name, channel = %req.channel_name, command = command.name(), "slash command");
+    let (outcome, text) = match run(&shared, &req, &command).await {
+        Ok(Answer::Done(t)) => ("ok", t),
+        Ok(Answer::Refused(t)) => ("refused", t),
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "slash command failed");
+            ("error", format!("Nothing was changed: {e:#}"))
+        }
+    };
+    shared.metrics.slash_command(command.name(), outcome);
+    ephemeral(text)
+}
+
+enum Answer {
+    Done(String),
+    Refused(String),
+}
+
+fn channel_target(req: &SlashRequest) -> Result<Target, String> {
+    let t: Target = format!("{}/{}", req.team_domain, req.channel_name)
+        .parse()
+        .map_err(|_| {
+            "type the command in a team's channel (not a direct or group message)".to_string()
+        })?;
+    Ok(t)
+}
+
+async fn run(shared: &Arc<Shared>, req: &SlashRequest, command: &Command) -> Result<Answer> {
+    if *command == Command::Help {
+        return Ok(Answer::Done(USAGE.to_string()));
+    }
+    let target = match channel_target(req) {
+        Ok(t) => t,
+        Err(e) => return Ok(Answer::Refused(e)),
+    };
+    match command {
+        Command::Link {
+            group,
+            mode,
+            admins,
+            readd,
+        } => {
+            if let Some(refusal) = may_change_links(shared, req).await? {
+                return Ok(Answer::Refused(refusal));
+            }
+            let cfg = &shared.cfg;
+            let naming = cfg.naming()?;
+            if let Err(e) = naming.parse(group) {
+                return Ok(Answer::Refused(format!("Not linked: {e}")));
+            }
+            let dir = directory(shared).await?;
+            if !dir.groups.contains_key(group) {
+                return Ok(Answer::Refused(format!(
+                    "Not linked: the directory has no group **{group}** (as of the last read)."
+                )));
+            }
+            let link = Link {
+                group: group.clone(),
+                target: target.clone(),
+                mode: mode.unwrap_or(cfg.defaults.mode),
+                admins: admins
+                    .clone()
+                    .unwrap_or_else(|| cfg.defaults.admins.clone()),
+                readd: readd.unwrap_or(cfg.defaults.readd),
+                source: LinkSource::Ledger,
+            };
+            if let Some(f) = cfg
+                .file_links()?
+                .into_iter()
+                .find(|f| f.group == link.group && f.target == link.target)
+            {
+                return Ok(Answer::Refused(format!(
+                    "**{group}** is already linked here by the configuration file (mode `{}`, admins `{}`, readd `{}`); change it there.",
+                    f.mode, f.admins, f.readd
+                )));
+            }
+            let changed = shared
+                .ledger
+                .lock()
+                .await
+                .put_link(&link, &format!("slash:{}", req.user_name))?;
+            let head = format!(
+                "{} **{group}** to this channel (mode `{}`, admins `{}`, readd `{}`).",
+                if changed { "Linked" } else { "Already linked:" },
+                link.mode,
+                link.admins,
+                link.readd
+            );
+            let preview = match preview(shared, dir, &target).await {
+                Ok(p) => what_happens(&p, &target, Some(group)),
+                Err(e) => format!("Could not preview the sync ({e:#}); it runs shortly."),
+            };
+            let mode_note = match link.mode {
+                Mode::Add => "In `add` mode nobody is ever removed.",
+                Mode::Sync => "In `sync` mode, people mattersync added leave again when they leave every group linked here; people it did not add are never removed.",
+                Mode::Exclusive => "In `exclusive` mode, anyone not in a group linked here is removed (bots and the allow-list excepted).",
+            };
+            ask_sync(shared, &target).await;
+            Ok(Answer::Done(format!("{head}\n{preview}\n{mode_note}")))
+        }
+        Command::Unlink { group } => {
+            if let Some(refusal) = may_change_links(shared, req).await? {
+                return Ok(Answer::Refused(refusal));
+            }
+            let removed = shared.ledger.lock().await.remove_link(group, &target)?;
+            if !removed {
+                let cfg = &shared.cfg;
+                let in_file = cfg
+                    .file_links()?
+                    .iter()
+                    .any(|f| f.group == *group && f.target == target);
+                let conventional = cfg.defaults.auto_link
+                    && cfg
+                        .naming()
+                        .ok()
+                        .and_then(|n| cfg.convention_link(&n, group))
+                        .is_some_and(|l| l.target == target);
+                return Ok(Answer::Refused(if in_file {
+                    format!(
+                        "**{group}** is linked here by the configuration file; remove it there."
+                    )
+                } else if conventional {
+                    format!("**{group}** is linked here by the naming convention (`auto_link`); it cannot be unlinked from Mattermost.")
+                } else {
+                    format!("**{group}** is not linked to this channel; nothing changed.")
+                }));
+            }
+            let dir = directory(shared).await?;
+            let preview = match preview(shared, dir, &target).await {
+                Ok(p) if p.links.is_empty() => "No group is linked here any more: mattersync leaves the channel's members as they are.".to_string(),
+                Ok(p) => what_happens(&p, &target, None),
+                Err(e) => format!("Could not preview the sync ({e:#}); it runs shortly."),
+            };
+            ask_sync(shared, &target).await;
+            Ok(Answer::Done(format!(
+                "Unlinked **{group}** from this channel.\n{preview}"
+            )))
+        }
+        Command::Status => {
+            let dir = directory(shared).await?;
+            let (links, _) = {
+                let ledger = shared.ledger.lock().await;
+                engine::resolve_links(&shared.cfg, &dir, ledger.links()?)?
+            };
+            let here: Vec<&Link> = links.iter().filter(|l| l.target == target).collect();
+            let mut out = vec![format!("**mattersync** in `{target}`:")];
+            if here.is_empty() {
+                out.push("No group is linked to this channel.".to_string());
+            }
+            let (pending, last, guard, why) = shared.read_status(|s| {
+                (
+                    s.pending.clone(),
+                    s.cycles.front().cloned(),
+                    s.guard_trips.clone(),
+                    s.not_ready(shared.source_active()),
+                )
+            });
+            for l in here {
+                let members = dir.effective_members(&l.group);
+                let waiting = pending.values().filter(|g| g.contains(&l.group)).count();
+                out.push(format!(
+                    "* **{}** — mode `{}`, admins `{}`, readd `{}`, from the {}; {} member(s) in the directory, {} without a Mattermost account",
+                    l.group,
+                    l.mode,
+                    l.admins,
+                    l.readd,
+                    match l.source {
+                        LinkSource::Config => "configuration file",
+                        LinkSource::Convention => "naming convention",
+                        LinkSource::Ledger => "`link` command",
+                    },
+                    members.len(),
+                    waiting
+                ));
+            }
+            if let Some(c) = last {
+                out.push(format!(
+                    "Last sync: {} ({}), {}, {} action(s).",
+                    c.started_at, c.kind, c.outcome, c.actions
+                ));
+            }
+            if let Some((at, trips)) = guard {
+                out.push(format!(
+                    "⚠ A removal guard stopped a sync at {at}: {}. Nothing was removed.",
+                    trips.join("; ")
+                ));
+            }
+            if !why.is_empty() {
+                out.push(format!("The service is not ready: {}.", why.join("; ")));
+            }
+            Ok(Answer::Done(out.join("\n")))
+        }
+        Command::Explain { user } => {
+            let dir = directory(shared).await?;
+            let p = preview(shared, dir, &target).await?;
+            let ledger = shared.ledger.lock().await;
+            let lines =
+                output::explain(&p.state, &p.plan, &ledger, user, Some(&target.to_string()))?;
+            Ok(Answer::Done(lines.join("\n")))
+        }
+        Command::Help => Ok(Answer::Done(USAGE.to_string())),
+    }
+}
+
+async fn ask_sync(shared: &Shared, target: &Target) {
+    let req = Request::Targets {
+        targets: [target.clone()].into(),
+    };
+    if shared.requests.send(req).await.is_err() {
+        warn!("the sync worker is gone; the change waits for a restart");
+    }
+}
+
+/// The latest directory read, or a fresh one.
+async fn directory(shared: &Shared) -> Result<Arc<Directory>> {
+    if let Some(d) = shared.read_status(|s| s.directory_snapshot.clone()) {
+        return Ok(d);
+    }
+    Ok(Arc::new(read_directory(&shared.ldap).await?))
+}
+
+struct Preview {
+    links: Vec<Link>,
+    state: engine::State,
+    plan: Plan,
+}
+
+/// The plan for one channel as things stand (links from the ledger included).
+async fn preview(shared: &Shared, dir: Arc<Directory>, target: &Target) -> Result<Preview> {
+    let (links, warnings, facts) = {
+        let ledger = shared.ledger.lock().await;
+        let (links, warnings) = engine::resolve_links(&shared.cfg, &dir, ledger.links()?)?;
+        (links, warnings, ledger.facts()?)
+    };
+    let selected = scope::affected_links(&links, &BTreeSet::new(), &[target.clone()].into());
+    let here: Vec<Link> = selected
+        .iter()
+        .filter(|l| l.target == *target)
+        .cloned()
+        .collect();
+    let state = engine::gather_links(
+        &shared.cfg,
+        &shared.mm,
+        (*dir).clone(),
+        selected,
+        facts,
+        warnings,
+    )
+    .await?;
+    let plan = state.plan();
+    Ok(Preview {
+        links: here,
+        state,
+        plan,
+    })
+}
+
+fn names(mut v: Vec<String>) -> String {
+    v.sort();
+    v.dedup();
+    let shown: Vec<String> = v.iter().take(20).map(|n| format!("@{n}")).collect();
+    let more = v.len().saturating_sub(shown.len());
+    if more > 0 {
+        format!("{} and {more} more", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// What the plan will do in this channel, in words.
+fn what_happens(p: &Preview, target: &Target, group: Option<&str>) -> String {
+    let path = target.to_string();
+    let (mut adds, mut removals, mut promote, mut demote) = (vec![], vec![], vec![], vec![]);
+    for a in &p.plan.actions {
+        match a {
+            Action::AddChannelMembers { channel, users, .. } if *channel == path => {
+                adds.extend(users.iter().map(|u| u.username.clone()))
+            }
+            Action::RemoveChannelMember { channel, user, .. } if *channel == path => {
+                removals.push(user.username.clone())
+            }
+            Action::SetChannelAdmin {
+                channel,
+                user,
+                admin,
+                ..
+            } if *channel == path => {
+                if *admin {
+                    promote.push(user.username.clone())
+                } else {
+                    demote.push(user.username.clone())
+                }
+            }
+            _ => {}
+        }
+    }
+    let linked: BTreeSet<&str> = p.links.iter().map(|l| l.group.as_str()).collect();
+    let mut pending = Vec::new();
+    let mut not_readded = Vec::new();
+    for n in &p.plan.notes {
+        match n {
+            Note::PendingUser { uid, groups }
+                if groups.iter().any(|g| linked.contains(g.as_str()))
+                    && group.is_none_or(|g| groups.iter().any(|x| x == g)) =>
+            {
+                pending.push(uid.clone())
+            }
+            Note::NotReadded { channel, username } if *channel == path => {
+                not_readded.push(username.clone())
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if !adds.is_empty() {
+        out.push(format!("{} will be added: {}.", adds.len(), names(adds)));
+    }
+    if !removals.is_empty() {
+        out.push(format!(
+            "{} will be removed (mattersync added them and no group linked here wants them): {}.",
+            removals.len(),
+            names(removals)
+        ));
+    }
+    if !promote.is_empty() {
+        out.push(format!("Made channel admin: {}.", names(promote)));
+    }
+    if !demote.is_empty() {
+        out.push(format!("No longer channel admin: {}.", names(demote)));
+    }
+    if !pending.is_empty() {
+        out.push(format!(
+            "{} without a Mattermost account yet, added when the account appears: {}.",
+            pending.len(),
+            pending.join(", ")
+        ));
+    }
+    if !not_readded.is_empty() {
+        out.push(format!(
+            "Not added again because they left on their own (readd = never): {}.",
+            names(not_readded)
+        ));
+    }
+    if !p.plan.guard_trips.is_empty() {
+        let why: Vec<String> = p.plan.guard_trips.iter().map(|g| g.to_string()).collect();
+        out.push(format!(
+            "⚠ A removal guard will stop this sync: {}. Nothing will be removed until an admin confirms.",
+            why.join("; ")
+        ));
+    }
+    if out.is_empty() {
+        "Nothing to change: the channel already matches.".to_string()
+    } else {
+        format!("What happens now: {}", out.join(" "))
+    }
+}
+
+/// `None` when the user may change links in the channel, else why not.
+async fn may_change_links(shared: &Shared, req: &SlashRequest) -> Result<Option<String>> {
+    let members = shared
+        .mm
+        .channel_members(&req.channel_id)
+        .await
+        .context("cannot check your channel role")?;
+    if members.get(&req.user_id).is_some_and(|m| m.scheme_admin) {
+        return Ok(None);
+    }
+    if shared
+        .system_admins
+        .is_system_admin(&req.user_id)
+        .await
+        .context("cannot check your system role")?
+    {
+        return Ok(None);
+    }
+    Ok(Some(
+        "Only channel admins and system admins may link or unlink groups. Nothing was changed."
+            .to_string(),
+    ))
+}
+
+/// Answers "is this user a system admin?" from `GET /api/v4/users/{id}`.
+pub struct SystemAdmins {
+    http: reqwest::Client,
+    base: String,
+    token: mattersync_mattermost::Secret,
+}
+
+#[derive(Deserialize)]
+struct UserRoles {
+    #[serde(default)]
+    roles: String,
+}
+
+impl SystemAdmins {
+    pub fn new(cfg: &config::Config) -> Result<SystemAdmins> {
+        let m = &cfg.mattermost;
+        let token = config::secret(
+            "MATTERSYNC_MATTERMOST_TOKEN",
+            m.token_file.as_deref(),
+            "mattermost.token_file",
+        )?
+        .context("mattermost: no token")?;
+        let mut b = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(m.timeout_secs))
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(path) = &m.ca_file {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("mattermost.ca_file {}", path.display()))?;
+            for c in reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("mattermost.ca_file {}", path.display()))?
+            {
+                b = b.add_root_certificate(c);
+            }
+        }
+        if m.insecure {
+            b = b.danger_accept_invalid_certs(true);
+        }
+        let base = m.url.trim().trim_end_matches('/');
+        let base = base.strip_suffix("/api/v4").unwrap_or(base);
+        Ok(SystemAdmins {
+            http: b.build().context("HTTP client")?,
+            base: format!("{base}/api/v4"),
+            token: mattersync_mattermost::Secret::new(token),
+        })
+    }
+
+    pub async fn is_system_admin(&self, user_id: &str) -> Result<bool> {
+        if user_id.is_empty() || !user_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Ok(false);
+        }
+        let resp = self
+            .http
+            .get(format!("{}/users/{user_id}", self.base))
+            .bearer_auth(self.token.expose())
+            .send()
+            .await
+            .context("GET /api/v4/users/{id}")?;
+        let status = resp.status();
+        if !status.is_success() {
+            anyhow::bail!("GET /api/v4/users/{{id}} answered {status}");
+        }
+        let u: UserRoles = resp.json().await.context("GET /api/v4/users/{id}: body")?;
+        Ok(u.roles.split_whitespace().any(|r| r == "system_admin"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_parse() {
+        assert_eq!(parse(""), Ok(Command::Help));
+        assert_eq!(parse("  help "), Ok(Command::Help));
+        assert_eq!(parse("status"), Ok(Command::Status));
+        assert_eq!(
+            parse("explain @neil"),
+            Ok(Command::Explain {
+                user: "neil".into()
+            })
+        );
+        assert_eq!(
+            parse("unlink mm_rl_infra"),
+            Ok(Command::Unlink {
+                group: "mm_rl_infra".into()
+            })
+        );
+        assert_eq!(
+            parse("link mm_rl_infra mode=add admins=managers readd=always"),
+            Ok(Command::Link {
+                group: "mm_rl_infra".into(),
+                mode: Some(Mode::Add),
+                admins: Some(Admins::Managers),
+                readd: Some(Readd::Always),
+            })
+        );
+        assert_eq!(
+            parse("LINK mm_rl_infra --admins=group:mm_rl_leads"),
+            Ok(Command::Link {
+                group: "mm_rl_infra".into(),
+                mode: None,
+                admins: Some(Admins::Group("mm_rl_leads".into())),
+                readd: None,
+            })
+        );
+    }
+
+    #[test]
+    fn bad_commands_say_what_is_wrong() {
+        for (text, needle) in [
+            ("link", "needs a group"),
+            ("link mm_x mode=mirror", "not a mode"),
+            ("link mm_x colour=red", "unknown option"),
+            ("link mm_x add", "key=value"),
+            ("unlink", "needs one group"),
+            ("unlink a b", "needs one group"),
+            ("explain", "needs one user"),
+            ("explain @", "needs a user"),
+            ("status now", "no arguments"),
+            ("frobnicate", "unknown command"),
+        ] {
+            match parse(text) {
+                Err(e) => assert!(e.contains(needle), "{text}: {e}"),
+                Ok(c) => panic!("{text}: parsed as {c:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn secrets_compare_exactly() {
+        assert!(same_secret("abc123", "abc123"));
+        assert!(!same_secret("abc124", "abc123"));
+        assert!(!same_secret("abc12", "abc123"));
+        assert!(!same_secret("", "abc123"));
+    }
+
+    #[test]
+    fn only_team_channels_are_targets() {
+        let req = |team: &str, channel: &str| SlashRequest {
+            team_domain: team.into(),
+            channel_name: channel.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            channel_target(&req("rocky-linux", "infra")).map(|t| t.to_string()),
+            Ok("rocky-linux/infra".to_string())
+        );
+        assert!(channel_target(&req("", "abc__def")).is_err());
+        assert!(channel_target(&req("rocky-linux", "")).is_err());
+    }
+}

@@ -1,0 +1,283 @@
+//! What the parts of the service share: settings, metrics, the status the HTTP side shows,
+//! and the requests the sync worker takes.
+
+use super::metrics::Metrics;
+use crate::config::Config;
+use mattersync_core::{Directory, Link, Target};
+use mattersync_directory::LdapConfig;
+use mattersync_ledger::Ledger;
+use mattersync_mattermost::{Client, Secret};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// How many cycles and errors the status page keeps.
+pub const KEEP_CYCLES: usize = 30;
+pub const KEEP_ERRORS: usize = 20;
+
+/// Where directory changes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeSource {
+    /// syncrepl when the server offers it, polling otherwise.
+    Auto,
+    /// RFC 4533 refreshAndPersist only.
+    Syncrepl,
+    /// `modifyTimestamp` queries plus a periodic full listing.
+    Poll,
+    /// No change notifications: the periodic full reconcile only.
+    Off,
+}
+
+/// The service's settings, from the `[serve]` section and the command line.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: String,
+    pub full_reconcile: Duration,
+    pub changes: ChangeSource,
+    pub debounce: Duration,
+    pub poll_interval: Duration,
+    pub poll_listing: Duration,
+    pub heartbeat: Duration,
+    pub api_token: Option<Secret>,
+    /// Read at every slash request, so a token Mattermost regenerates needs no restart.
+    pub slash_token_file: Option<PathBuf>,
+}
+
+/// A request to the sync worker.
+#[derive(Debug)]
+pub enum Request {
+    /// Users or groups changed in the directory (`cookie`: the newest syncrepl cookie).
+    Changed {
+        at: Instant,
+        cookie: Option<Vec<u8>>,
+    },
+    /// The change source cannot say what changed (a full refresh): reconcile everything.
+    Resync {
+        reason: String,
+        cookie: Option<Vec<u8>>,
+    },
+    /// A newer cookie, nothing to do.
+    Cookie(Vec<u8>),
+    /// The change source is in place and nothing changed (the first full reconcile may run).
+    Ready,
+    /// The server refused the saved cookie: forget it.
+    ForgetCookie,
+    /// Sync these targets now (a slash command linked or unlinked something).
+    Targets { targets: BTreeSet<Target> },
+    /// A full reconcile now (`POST /sync`), answered when it ends.
+    Full {
+        allow_mass_removal: bool,
+        reply: Option<oneshot::Sender<CycleReport>>,
+    },
+}
+
+/// How a cycle ended, as `/sync`, the status page and the metrics report it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CycleReport {
+    pub kind: &'static str,
+    pub outcome: &'static str,
+    /// RFC 3339.
+    pub started_at: String,
+    pub duration_ms: u64,
+    /// What was planned: `all`, or the groups/targets a change touched.
+    pub scope: String,
+    pub links: usize,
+    pub actions: usize,
+    pub users_ok: usize,
+    pub users_failed: usize,
+    pub api_calls: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub guard_trips: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl CycleReport {
+    pub fn succeeded(&self) -> bool {
+        matches!(self.outcome, "ok" | "no_changes")
+    }
+}
+
+/// A remembered error.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorEntry {
+    pub at: String,
+    pub what: String,
+    pub message: String,
+}
+
+/// Whether one side answered the last time it was asked.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Health {
+    pub ok: bool,
+    pub checked: bool,
+    pub detail: String,
+}
+
+/// The change source's state.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceState {
+    pub mode: String,
+    pub connected: bool,
+    pub detail: String,
+}
+
+/// What the HTTP side shows. Written by the worker and the watcher.
+#[derive(Debug)]
+pub struct Status {
+    pub started_at: String,
+    pub directory: Health,
+    pub mattermost: Health,
+    pub source: SourceState,
+    pub cycles: VecDeque<CycleReport>,
+    pub errors: VecDeque<ErrorEntry>,
+    /// The guard trips of the last plan that had any, until a cycle succeeds.
+    pub guard_trips: Option<(String, Vec<String>)>,
+    /// Directory uid → the linked groups that want them, without a Mattermost account.
+    pub pending: BTreeMap<String, BTreeSet<String>>,
+    /// The links as of the last directory read.
+    pub links: Vec<Link>,
+    pub warnings: Vec<String>,
+    /// The last directory snapshot (for slash commands and member counts).
+    pub directory_snapshot: Option<Arc<Directory>>,
+    pub last_success: Option<String>,
+    /// A full reconcile has succeeded since the start.
+    pub reconciled: bool,
+}
+
+impl Status {
+    pub fn new(mode: &str) -> Status {
+        Status {
+            started_at: now_rfc3339(),
+            directory: Health::default(),
+            mattermost: Health::default(),
+            source: SourceState {
+                mode: mode.to_string(),
+                connected: false,
+                detail: "starting".to_string(),
+            },
+            cycles: VecDeque::new(),
+            errors: VecDeque::new(),
+            guard_trips: None,
+            pending: BTreeMap::new(),
+            links: Vec::new(),
+            warnings: Vec::new(),
+            directory_snapshot: None,
+            last_success: None,
+            reconciled: false,
+        }
+    }
+
+    pub fn error(&mut self, what: &str, message: String) {
+        self.errors.push_front(ErrorEntry {
+            at: now_rfc3339(),
+            what: what.to_string(),
+            message,
+        });
+        self.errors.truncate(KEEP_ERRORS);
+    }
+
+    /// Why the service is not ready, or nothing when it is.
+    pub fn not_ready(&self, source_active: bool) -> Vec<String> {
+        let mut why = Vec::new();
+        if !self.directory.ok {
+            why.push(format!(
+                "directory: {}",
+                if self.directory.checked {
+                    self.directory.detail.as_str()
+                } else {
+                    "not read yet"
+                }
+            ));
+        }
+        if source_active && !self.source.connected {
+            why.push(format!(
+                "change source ({}): {}",
+                self.source.mode, self.source.detail
+            ));
+        }
+        if !self.mattermost.ok {
+            why.push(format!(
+                "mattermost: {}",
+                if self.mattermost.checked {
+                    self.mattermost.detail.as_str()
+                } else {
+                    "not read yet"
+                }
+            ));
+        }
+        if !self.reconciled {
+            why.push("the first full reconcile has not succeeded yet".to_string());
+        }
+        match self.cycles.front() {
+            Some(c) if !c.succeeded() => why.push(format!(
+                "last run ({}) ended {}{}",
+                c.kind,
+                c.outcome,
+                c.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            )),
+            _ => {}
+        }
+        why
+    }
+}
+
+/// Everything the HTTP handlers, the worker and the watcher share.
+pub struct Shared {
+    pub cfg: Config,
+    pub settings: Settings,
+    pub metrics: Metrics,
+    pub status: RwLock<Status>,
+    pub requests: mpsc::Sender<Request>,
+    pub mm: Client,
+    pub ldap: LdapConfig,
+    /// The HTTP side's own ledger connection (the worker has another).
+    pub ledger: tokio::sync::Mutex<Ledger>,
+    pub system_admins: super::slash::SystemAdmins,
+}
+
+impl Shared {
+    /// Runs `f` on the status; a poisoned lock (a panic elsewhere) is recovered, since the
+    /// status is only ever plain data.
+    pub fn with_status<T>(&self, f: impl FnOnce(&mut Status) -> T) -> T {
+        let mut guard = match self.status.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        f(&mut guard)
+    }
+
+    pub fn read_status<T>(&self, f: impl FnOnce(&Status) -> T) -> T {
+        let guard = match self.status.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        f(&guard)
+    }
+
+    pub fn source_active(&self) -> bool {
+        self.settings.changes != ChangeSource::Off
+    }
+
+    /// Recomputes readiness (and its gauge); returns the reasons for not being ready.
+    pub fn readiness(&self) -> Vec<String> {
+        let why = self.read_status(|s| s.not_ready(self.source_active()));
+        self.metrics.ready.set(i64::from(why.is_empty()));
+        why
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
+}

@@ -1,0 +1,334 @@
+//! `mattersync serve` against the real 389-ds and Mattermost: the real binary, a sandbox of
+//! its own per test. Change-driven sync (syncrepl and polling), the cookie across restarts,
+//! metrics, the HTTP API, the run lock, and the removal guard.
+
+mod real_serve_support;
+
+use mattersync_ledger::Ledger;
+use mattersync_testsupport::Sandbox;
+use real_serve_support::{cursor_name, serve_section, wait_until, Service, API_TOKEN, PROPAGATION};
+use std::time::Instant;
+
+fn link(sb: &Sandbox, group: &str, channel: &str) -> String {
+    format!(
+        "[[link]]\ngroup = \"{group}\"\nchannel = \"{}/{channel}\"\n",
+        sb.area
+    )
+}
+
+async fn members(sb: &Sandbox, channel_id: &str) -> Vec<String> {
+    sb.members(channel_id).await.into_keys().collect()
+}
+
+#[tokio::test]
+async fn real_serve_a_membership_change_in_389ds_reaches_mattermost_and_the_metrics_move() {
+    let Some(sb) = Sandbox::new("serve_change_driven").await else {
+        return;
+    };
+    let alice = sb.user("alice", true, false).await;
+    let bob = sb.user("bob", true, false).await;
+    let g = sb.create_group("infra", &[&alice], &[], &[]).await;
+    let ch = sb.channel("infra", false).await;
+    let cfg = sb.config(&format!(
+        "{}\n{}",
+        link(&sb, &g, "infra"),
+        serve_section(sb.dir.path(), "")
+    ));
+    let svc = Service::start(&cfg, &[], "serve.log").await;
+    svc.wait_ready().await;
+    assert_eq!(members(&sb, &ch).await, vec![alice.uid.clone()]);
+    let m = svc.metrics().await;
+    assert!(
+        m.get("mattersync_runs_total{kind=\"full\",outcome=\"ok\"}") >= 1.0,
+        "{m:?}"
+    );
+    assert_eq!(
+        m.get("mattersync_directory_sessions_total{refresh=\"full\"}"),
+        1.0,
+        "{m:?}"
+    );
+    assert_eq!(m.get("mattersync_ready"), 1.0);
+    assert!(m.get("mattersync_last_success_timestamp_seconds") > 1.7e9);
+    let calls_before = m.sum("mattersync_mattermost_api_calls_total", &[]);
+
+    // A change to a group nothing links to is read, compared, and costs Mattermost nothing.
+    let other = sb.create_group("unlinked", &[&bob], &[], &[]).await;
+    let m = svc
+        .wait_metrics(&format!("a change cycle after creating {other}"), |m| {
+            m.get("mattersync_runs_total{kind=\"changes\",outcome=\"no_changes\"}") >= 1.0
+        })
+        .await;
+    assert_eq!(
+        m.sum("mattersync_mattermost_api_calls_total", &[]),
+        calls_before,
+        "a change to an unlinked group called Mattermost"
+    );
+    assert!(m.get("mattersync_directory_notifications_total{source=\"syncrepl\"}") >= 1.0);
+
+    // bob joins the linked group in the directory: he is in the channel moments later.
+    let t = Instant::now();
+    sb.add_member(&g, &bob).await;
+    let arrived = wait_until(PROPAGATION, || async {
+        members(&sb, &ch).await.contains(&bob.uid)
+    })
+    .await;
+    assert!(arrived, "bob never arrived:\n{}", svc.logs());
+    eprintln!(
+        "directory change -> Mattermost member: {:?} (test-side polling every 100 ms)",
+        t.elapsed()
+    );
+    let m = svc
+        .wait_metrics("the change cycle", |m| {
+            m.get("mattersync_runs_total{kind=\"changes\",outcome=\"ok\"}") >= 1.0
+                && m.get("mattersync_actions_total{action=\"add_channel_members\",outcome=\"ok\"}")
+                    >= 2.0
+                && m.get("mattersync_change_latency_seconds_count") >= 1.0
+        })
+        .await;
+    eprintln!(
+        "notification -> applied (service side): {:.0} ms",
+        1000.0 * m.get("mattersync_change_latency_seconds_sum")
+            / m.get("mattersync_change_latency_seconds_count")
+    );
+    assert!(m.sum("mattersync_mattermost_api_calls_total", &[]) > calls_before);
+
+    // alice leaves the group: in sync mode mattersync takes back what it added.
+    sb.remove_member(&g, &alice).await;
+    let gone = wait_until(PROPAGATION, || async {
+        !members(&sb, &ch).await.contains(&alice.uid)
+    })
+    .await;
+    assert!(gone, "alice was not removed:\n{}", svc.logs());
+    svc.wait_metrics("the removal", |m| {
+        m.get("mattersync_actions_total{action=\"remove_channel_member\",outcome=\"ok\"}") >= 1.0
+    })
+    .await;
+    assert_eq!(
+        members(&sb, &ch).await,
+        vec![bob.uid.clone()],
+        "{}",
+        svc.logs()
+    );
+}
+
+#[tokio::test]
+async fn real_serve_http_api_needs_its_token_and_sigterm_saves_the_cursor() {
+    let Some(sb) = Sandbox::new("serve_http_api").await else {
+        return;
+    };
+    let alice = sb.user("alice", true, false).await;
+    let g = sb.create_group("web", &[&alice], &[], &[]).await;
+    let ch = sb.channel("web", false).await;
+    let cfg = sb.config(&format!(
+        "{}\n{}",
+        link(&sb, &g, "web"),
+        serve_section(sb.dir.path(), "")
+    ));
+    let mut svc = Service::start(&cfg, &["--log-format", "json"], "serve.log").await;
+    svc.wait_ready().await;
+    assert_eq!(members(&sb, &ch).await, vec![alice.uid.clone()]);
+
+    let post = reqwest::Method::POST;
+    assert_eq!(svc.request(post.clone(), "/sync", None).await.0, 401);
+    assert_eq!(
+        svc.request(post.clone(), "/sync", Some("wrong")).await.0,
+        401
+    );
+    assert_eq!(svc.get("/plan").await.0, 401);
+    let (status, body) = svc.request(post.clone(), "/sync", Some(API_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(report["kind"], "manual", "{report}");
+    assert_eq!(report["outcome"], "no_changes", "{report}");
+    assert_eq!(
+        svc.metrics()
+            .await
+            .get("mattersync_runs_total{kind=\"manual\",outcome=\"no_changes\"}"),
+        1.0
+    );
+    let (status, body) = svc
+        .request(reqwest::Method::GET, "/plan", Some(API_TOKEN))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let plan: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(plan["changed"], false, "{plan}");
+    let (status, text) = svc
+        .request(reqwest::Method::GET, "/plan?format=text", Some(API_TOKEN))
+        .await;
+    assert_eq!(status, 200);
+    assert!(text.starts_with("Plan "), "{text}");
+
+    // The logs are JSON lines and never hold a token.
+    let logs = svc.logs();
+    assert!(
+        logs.lines()
+            .filter(|l| !l.trim().is_empty())
+            .all(|l| l.starts_with('{')),
+        "{logs}"
+    );
+    let mm_token = sb.servers.mm_token();
+    assert!(!logs.contains(API_TOKEN) && !logs.contains(&mm_token));
+
+    let status = svc.terminate();
+    assert!(status.success(), "exit {status:?}:\n{}", svc.logs());
+    assert!(svc.logs().contains("mattersync serve stopped"));
+    let ledger = Ledger::open(&sb.dir.path().join("ledger.db")).expect("ledger");
+    let name = cursor_name(
+        &sb.servers.get("MATTERSYNC_LDAPS_URL"),
+        &sb.servers.get("MATTERSYNC_LDAP_BIND_DN"),
+        &sb.servers.get("MATTERSYNC_LDAP_BASE_DN"),
+    );
+    let cookie = ledger.cursor(&name).expect("read cursor");
+    assert!(cookie.is_some(), "no cursor {name:?} saved");
+}
+
+#[tokio::test]
+async fn real_serve_resumes_from_the_saved_cookie_after_a_restart_without_a_full_refresh() {
+    let Some(sb) = Sandbox::new("serve_cookie_restart").await else {
+        return;
+    };
+    let alice = sb.user("alice", true, false).await;
+    let bob = sb.user("bob", true, false).await;
+    let g = sb.create_group("ops", &[&alice], &[], &[]).await;
+    let ch = sb.channel("ops", false).await;
+    let cfg = sb.config(&format!(
+        "{}\n{}",
+        link(&sb, &g, "ops"),
+        serve_section(sb.dir.path(), "")
+    ));
+    let mut first = Service::start(&cfg, &[], "first.log").await;
+    first.wait_ready().await;
+    assert_eq!(
+        first
+            .metrics()
+            .await
+            .get("mattersync_directory_sessions_total{refresh=\"full\"}"),
+        1.0
+    );
+    assert!(first.terminate().success(), "{}", first.logs());
+
+    // A change while the service is down.
+    sb.add_member(&g, &bob).await;
+
+    let second = Service::start(&cfg, &[], "second.log").await;
+    second.wait_ready().await;
+    let m = second.metrics().await;
+    assert_eq!(
+        m.get("mattersync_directory_sessions_total{refresh=\"incremental\"}"),
+        1.0,
+        "{m:?}\n{}",
+        second.logs()
+    );
+    assert_eq!(
+        m.get("mattersync_directory_sessions_total{refresh=\"full\"}"),
+        0.0
+    );
+    assert_eq!(m.get("mattersync_directory_cookie_refused_total"), 0.0);
+    let arrived = wait_until(PROPAGATION, || async {
+        members(&sb, &ch).await.contains(&bob.uid)
+    })
+    .await;
+    assert!(arrived, "{}", second.logs());
+}
+
+#[tokio::test]
+async fn real_serve_polls_modify_timestamps_where_syncrepl_is_not_used() {
+    let Some(sb) = Sandbox::new("serve_polling").await else {
+        return;
+    };
+    let alice = sb.user("alice", true, false).await;
+    let bob = sb.user("bob", true, false).await;
+    let g = sb.create_group("docs", &[&alice], &[], &[]).await;
+    let ch = sb.channel("docs", false).await;
+    let cfg = sb.config(&format!(
+        "{}\n{}",
+        link(&sb, &g, "docs"),
+        serve_section(sb.dir.path(), "")
+    ));
+    let svc = Service::start(
+        &cfg,
+        &["--changes", "poll", "--poll-interval", "1s"],
+        "serve.log",
+    )
+    .await;
+    svc.wait_ready().await;
+    assert_eq!(members(&sb, &ch).await, vec![alice.uid.clone()]);
+    sb.add_member(&g, &bob).await;
+    let arrived = wait_until(PROPAGATION, || async {
+        members(&sb, &ch).await.contains(&bob.uid)
+    })
+    .await;
+    assert!(arrived, "{}", svc.logs());
+    let m = svc
+        .wait_metrics("a poll notification", |m| {
+            m.get("mattersync_directory_notifications_total{source=\"poll\"}") >= 1.0
+        })
+        .await;
+    assert_eq!(m.sum("mattersync_directory_sessions_total", &[]), 0.0);
+}
+
+#[tokio::test]
+async fn real_serve_runs_one_instance_per_ledger() {
+    let Some(sb) = Sandbox::new("serve_single_instance").await else {
+        return;
+    };
+    let cfg = sb.config(&serve_section(sb.dir.path(), ""));
+    let first = Service::start(&cfg, &["--changes", "off"], "first.log").await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mattersync"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["serve", "--changes", "off"])
+        .env_remove("MATTERSYNC_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(6), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("one instance"), "{stderr}");
+    // The first one is unharmed.
+    assert_eq!(first.get("/healthz").await.0, 200);
+}
+
+#[tokio::test]
+async fn real_serve_a_tripped_guard_changes_nothing_until_allowed() {
+    let Some(sb) = Sandbox::new("serve_guard").await else {
+        return;
+    };
+    let alice = sb.user("alice", true, false).await;
+    let bob = sb.user("bob", true, false).await;
+    let g = sb.create_group("board", &[&alice, &bob], &[], &[]).await;
+    let ch = sb.channel("board", false).await;
+    let cfg = sb.config(&format!(
+        "{}\n[guards]\nmax_removals = 0\n\n{}",
+        link(&sb, &g, "board"),
+        serve_section(sb.dir.path(), "")
+    ));
+    let svc = Service::start(&cfg, &[], "serve.log").await;
+    svc.wait_ready().await;
+    assert_eq!(members(&sb, &ch).await.len(), 2);
+
+    sb.remove_member(&g, &alice).await;
+    svc.wait_metrics("a guard trip", |m| {
+        m.get("mattersync_guard_trips_total") >= 1.0
+    })
+    .await;
+    // Nobody was removed, and the service says why it is not ready.
+    assert_eq!(members(&sb, &ch).await.len(), 2);
+    let (status, body) = svc.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("guard_tripped"), "{body}");
+    let (_, page) = svc.get("/").await;
+    assert!(page.contains("A removal guard stopped a sync"), "{page}");
+
+    // An admin who knows the directory really changed lets it through.
+    let (status, body) = svc
+        .request(
+            reqwest::Method::POST,
+            "/sync?allow_mass_removal=true",
+            Some(API_TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(members(&sb, &ch).await, vec![bob.uid.clone()]);
+    assert_eq!(svc.get("/readyz").await.0, 200);
+}
