@@ -189,7 +189,7 @@ async fn run(cli: Cli) -> Result<u8> {
         }
         Command::Audit(a) => audit(&cfg, cli.json, a),
         Command::Links => links(&cfg, cli.json).await,
-        Command::Link(a) => link(&cfg, cli.json, a),
+        Command::Link(a) => link(&cfg, cli.json, a).await,
         Command::Unlink { group, target } => unlink(&cfg, cli.json, &group, &target),
         Command::Group(g) => group::run(&cfg, cli.json, g).await,
         Command::Serve(a) => serve::run(cfg, a).await,
@@ -512,7 +512,7 @@ async fn links(cfg: &config::Config, json: bool) -> Result<u8> {
     Ok(exit::OK)
 }
 
-fn link(cfg: &config::Config, json: bool, a: LinkArgs) -> Result<u8> {
+async fn link(cfg: &config::Config, json: bool, a: LinkArgs) -> Result<u8> {
     let target: Target = a.target.parse().map_err(|e: String| anyhow::anyhow!(e))?;
     let link = Link {
         group: a.group,
@@ -536,44 +536,42 @@ fn link(cfg: &config::Config, json: bool, a: LinkArgs) -> Result<u8> {
                 link.target
             );
         };
-        // `link` runs in a synchronous arm of `run`: this is its one asynchronous step.
-        tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(async {
-                let mm = engine::mattermost_client(cfg)?;
-                let t = mm
-                    .team_by_name(team)
+        async {
+        let mm = engine::mattermost_client(cfg)?;
+        let t = mm
+            .team_by_name(team)
+            .await
+            .with_context(|| format!("mattermost: looking up team {team}"))?
+            .filter(|t| !t.archived)
+            .with_context(|| {
+                format!("team {team} does not exist in Mattermost (or is archived); nothing was changed")
+            })?;
+        let kind = |private: bool| if private { "private" } else { "public" };
+        match mm
+            .channel_by_name(team, channel)
+            .await
+            .with_context(|| format!("mattermost: looking up channel {team}/{channel}"))?
+        {
+            Some(c) if c.archived => bail!(
+                "channel {team}/{channel} exists but is archived: restore it in Mattermost or pick another name; nothing was changed"
+            ),
+            Some(c) if c.private != a.private => bail!(
+                "channel {team}/{channel} exists as a {} channel, not a {} one; mattersync does not change a channel's type; nothing was changed",
+                kind(c.private),
+                kind(a.private)
+            ),
+            Some(_) => Ok(false),
+            None => {
+                mm.create_channel(&t.id, channel, channel, a.private)
                     .await
-                    .with_context(|| format!("mattermost: looking up team {team}"))?
-                    .filter(|t| !t.archived)
                     .with_context(|| {
-                        format!("team {team} does not exist in Mattermost (or is archived); nothing was changed")
+                        format!("mattermost: creating the {} channel {team}/{channel}; nothing was changed", kind(a.private))
                     })?;
-                let kind = |private: bool| if private { "private" } else { "public" };
-                match mm
-                    .channel_by_name(team, channel)
-                    .await
-                    .with_context(|| format!("mattermost: looking up channel {team}/{channel}"))?
-                {
-                    Some(c) if c.archived => bail!(
-                        "channel {team}/{channel} exists but is archived: restore it in Mattermost or pick another name; nothing was changed"
-                    ),
-                    Some(c) if c.private != a.private => bail!(
-                        "channel {team}/{channel} exists as a {} channel, not a {} one; mattersync does not change a channel's type; nothing was changed",
-                        kind(c.private),
-                        kind(a.private)
-                    ),
-                    Some(_) => Ok(false),
-                    None => {
-                        mm.create_channel(&t.id, channel, channel, a.private)
-                            .await
-                            .with_context(|| {
-                                format!("mattermost: creating the {} channel {team}/{channel}; nothing was changed", kind(a.private))
-                            })?;
-                        Ok(true)
-                    }
-                }
-            })
-        })?
+                Ok(true)
+            }
+        }
+        }
+        .await?
     } else {
         false
     };
