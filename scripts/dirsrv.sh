@@ -23,10 +23,14 @@ set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(dirname "$SCRIPT_DIR")
 
-INSTANCE=mattersync-test
+# DIRSRV_INSTANCE / DIRSRV_PORT / DIRSRV_SECURE_PORT make another instance (its own env,
+# seed stamp and CA file, suffixed with its name), e.g. the one tests restart at will:
+#   DIRSRV_INSTANCE=mattersync-restart DIRSRV_PORT=3391 DIRSRV_SECURE_PORT=3638 scripts/dirsrv.sh up
+INSTANCE=${DIRSRV_INSTANCE:-mattersync-test}
 HOST=127.0.0.1
-PORT=3389
-SECURE_PORT=3636
+PORT=${DIRSRV_PORT:-3389}
+SECURE_PORT=${DIRSRV_SECURE_PORT:-3636}
+[ "$INSTANCE" = mattersync-test ] && FILE_SUFFIX= || FILE_SUFFIX=-$INSTANCE
 SUFFIX=dc=rockylinux,dc=org
 ROOT_DN="cn=Directory Manager"
 LDAP_URL="ldap://$HOST:$PORT"
@@ -35,9 +39,9 @@ LDAPS_URL="ldaps://$HOST:$SECURE_PORT"
 LOCAL_DIR=$REPO_ROOT/.local
 STATE_DIR=$LOCAL_DIR/dirsrv
 PW_FILE=$STATE_DIR/dm.password
-CA_FILE=$STATE_DIR/ca.pem
-SEED_STAMP=$STATE_DIR/seed.sha256
-ENV_FILE=$LOCAL_DIR/dirsrv.env
+CA_FILE=$STATE_DIR/ca$FILE_SUFFIX.pem
+SEED_STAMP=$STATE_DIR/seed$FILE_SUFFIX.sha256
+ENV_FILE=$LOCAL_DIR/dirsrv$FILE_SUFFIX.env
 
 INST_DIR=/etc/dirsrv/slapd-$INSTANCE
 PID_FILE=/run/dirsrv/slapd-$INSTANCE.pid
@@ -343,7 +347,7 @@ export_ca() {
 
 write_env() {
   local tmp
-  tmp=$(mktemp "$LOCAL_DIR/dirsrv.env.XXXXXX")
+  tmp=$(mktemp "$ENV_FILE.XXXXXX")
   cat >"$tmp" <<EOF
 MATTERSYNC_LDAP_URL=$LDAP_URL
 MATTERSYNC_LDAPS_URL=$LDAPS_URL

@@ -80,6 +80,8 @@ pub struct Worker {
     next_full: Instant,
     retry_at: Option<Instant>,
     backoff: Duration,
+    /// The retry waits because the directory could not be read.
+    directory_down: bool,
     hold_until: Option<Instant>,
 }
 
@@ -145,6 +147,7 @@ impl Worker {
             next_full,
             retry_at: None,
             backoff: Duration::from_secs(1),
+            directory_down: false,
             hold_until,
         }
     }
@@ -173,8 +176,22 @@ impl Worker {
     }
 
     fn take(&mut self, req: Request) {
-        // Any word from the change source means it is in place.
+        // Any word from the change source means it is in place, and that the directory
+        // answers again: a retry that waits for it need not wait any longer.
         self.hold_until = None;
+        if self.directory_down
+            && matches!(
+                req,
+                Request::Changed { .. }
+                    | Request::Resync { .. }
+                    | Request::Ready
+                    | Request::Cookie(_)
+            )
+        {
+            self.directory_down = false;
+            self.retry_at = None;
+            self.backoff = Duration::from_secs(1);
+        }
         match req {
             Request::Changed { at, cookie } => {
                 if cookie.is_some() {
@@ -316,6 +333,7 @@ impl Worker {
                 kind: kind.name().to_string(),
             })
             .observe(started.elapsed().as_secs_f64());
+        self.directory_down = ended.outcome == "directory_error";
         if report.succeeded() {
             self.backoff = Duration::from_secs(1);
             self.retry_at = None;
