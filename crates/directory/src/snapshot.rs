@@ -118,6 +118,25 @@ pub(crate) fn user_from_entry(
     }))
 }
 
+/// The entries of one search are distinct to the server; mattersync compares DNs the way
+/// LDAP matches names (case and runs of spaces folded), so two entries the server keeps
+/// apart, e.g. `cn=mm_rl_infra` and `cn=mm_rl_infra\20`, could be taken for one and one
+/// silently replace the other. That is an error naming both, never a guess.
+pub(crate) fn distinct<'a>(dns: impl IntoIterator<Item = &'a Dn>) -> Result<(), DirectoryError> {
+    let mut seen: HashMap<&Dn, &Dn> = HashMap::new();
+    for dn in dns {
+        if let Some(prev) = seen.insert(dn, dn) {
+            return Err(DirectoryError::Inconsistent(format!(
+                "the directory returned two entries that differ only in case or spaces: {prev:?} \
+                 and {dn:?}; mattersync cannot tell them apart, rename one",
+                prev = prev.to_string(),
+                dn = dn.to_string()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Build the `Directory` from the groups read and the users found by DN. Member DNs that are
 /// neither (deleted users, entries outside `user_base`) are left out and logged.
 pub(crate) fn assemble(
@@ -230,6 +249,7 @@ impl LdapDirectory {
         let entries = self
             .search(&group_base, Scope::Subtree, &group_filter, &attrs, true)
             .await?;
+        distinct(entries.iter().map(|e| &e.dn))?;
         let mut groups = BTreeMap::new();
         for e in &entries {
             let g = RawGroup::from_entry(e, self.config())?;
@@ -370,6 +390,7 @@ impl LdapDirectory {
             .search(&user_base, Scope::Subtree, &f, &attrs, true)
             .await?;
         let total = entries.len();
+        distinct(entries.iter().map(|e| &e.dn))?;
         for e in &entries {
             if wanted.contains(&e.dn) {
                 if let Some(u) = user_from_entry(e, self.config())? {
@@ -433,6 +454,21 @@ mod tests {
                 ..Default::default()
             },
         )
+    }
+
+    #[test]
+    fn entries_that_differ_only_in_case_or_spaces_are_an_error_not_one_entry() {
+        let real = dn(&gdn("mm_rl_infra"));
+        let spaced = dn(&gdn("mm_rl_infra\\20"));
+        assert_eq!(real, spaced, "the same to mattersync's comparison");
+        let err = distinct([&real, &spaced]).expect_err("must be refused");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("mm_rl_infra") && msg.contains("differ only in case or spaces"),
+            "{msg}"
+        );
+        let other = dn(&gdn("mm_rl_infra2"));
+        assert!(distinct([&real, &other]).is_ok());
     }
 
     #[test]
