@@ -242,7 +242,7 @@ async fn real_security_a_least_privilege_account_syncs_and_a_lesser_one_fails_cl
     let syncer = Account::new(&sb, "syncer").await;
     sb.add_by_hand(&public, &syncer.id).await;
     sb.mm
-        .add_channel_members(&private, &[syncer.id.clone()])
+        .add_channel_members(&private, std::slice::from_ref(&syncer.id))
         .await
         .expect("private channel");
     syncer.team_admin(&sb.team_id);
@@ -277,7 +277,7 @@ async fn real_security_a_least_privilege_account_syncs_and_a_lesser_one_fails_cl
     // calls were refused and why, and removes nothing.
     let lesser = Account::new(&sb, "lesser").await;
     sb.mm
-        .add_team_members(&sb.team_id, &[lesser.id.clone()])
+        .add_team_members(&sb.team_id, std::slice::from_ref(&lesser.id))
         .await
         .expect("team");
     sb.add_member(&g, &bob).await;
