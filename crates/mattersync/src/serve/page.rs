@@ -31,6 +31,15 @@ fn when(rfc3339: &str) -> String {
     }
 }
 
+/// `900` → `15 min`.
+fn every(secs: u64) -> String {
+    match secs {
+        s if s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
 fn badge(outcome: &str) -> String {
     let class = match outcome {
         "ok" | "no_changes" => "good",
@@ -82,7 +91,7 @@ pub fn render(shared: &Shared, runs: &[Run], events: &[Event]) -> String {
             "<header><h1>mattersync</h1>{}\
              <span class=\"meta\">directory changes: <b>{}</b> — {}</span>\
              <span class=\"meta\">last successful sync: <b>{}</b></span>\
-             <span class=\"meta\">full reconcile every {} s · up since {}</span></header><main>",
+             <span class=\"meta\">full reconcile every {} · up since {}</span></header><main>",
             if why.is_empty() {
                 "<span id=\"ready\" class=\"badge good\">ready</span>".to_string()
             } else {
@@ -91,7 +100,7 @@ pub fn render(shared: &Shared, runs: &[Run], events: &[Event]) -> String {
             esc(&st.source.mode),
             esc(&st.source.detail),
             esc(&st.last_success.as_deref().map(when).unwrap_or_else(|| "never".into())),
-            shared.settings.full_reconcile.as_secs(),
+            every(shared.settings.full_reconcile.as_secs()),
             esc(&when(&st.started_at)),
         );
 
@@ -181,6 +190,13 @@ pub fn render(shared: &Shared, runs: &[Run], events: &[Event]) -> String {
                 cycle_row(s, c);
             }
             s.push_str("</table>");
+        }
+        if st.quiet_cycles > 0 {
+            let _ = write!(
+                s,
+                "<p class=\"muted\">And {} directory change(s) that touched no linked group (read, compared, nothing to do).</p>",
+                st.quiet_cycles
+            );
         }
         s.push_str("</section>");
 
@@ -300,6 +316,13 @@ mod tests {
             esc("<b a=\"x\">&'</b>"),
             "&lt;b a=&quot;x&quot;&gt;&amp;&#39;&lt;/b&gt;"
         );
+    }
+
+    #[test]
+    fn intervals_read_short() {
+        assert_eq!(every(900), "15 min");
+        assert_eq!(every(7200), "2 h");
+        assert_eq!(every(90), "90 s");
     }
 
     #[test]

@@ -136,6 +136,11 @@ pub struct Status {
     pub mattermost: Health,
     pub source: SourceState,
     pub cycles: VecDeque<CycleReport>,
+    /// Change cycles that found nothing a link cares about (kept out of `cycles`, which a
+    /// busy directory would flood).
+    pub quiet_cycles: u64,
+    /// The last cycle, when it did not succeed.
+    pub failed: Option<CycleReport>,
     pub errors: VecDeque<ErrorEntry>,
     /// The guard trips of the last plan that had any, until a cycle succeeds.
     pub guard_trips: Option<(String, Vec<String>)>,
@@ -163,6 +168,8 @@ impl Status {
                 detail: "starting".to_string(),
             },
             cycles: VecDeque::new(),
+            quiet_cycles: 0,
+            failed: None,
             errors: VecDeque::new(),
             guard_trips: None,
             pending: BTreeMap::new(),
@@ -215,8 +222,8 @@ impl Status {
         if !self.reconciled {
             why.push("the first full reconcile has not succeeded yet".to_string());
         }
-        match self.cycles.front() {
-            Some(c) if !c.succeeded() => why.push(format!(
+        if let Some(c) = &self.failed {
+            why.push(format!(
                 "last run ({}) ended {}{}",
                 c.kind,
                 c.outcome,
@@ -224,8 +231,7 @@ impl Status {
                     .as_deref()
                     .map(|e| format!(": {e}"))
                     .unwrap_or_default()
-            )),
-            _ => {}
+            ));
         }
         why
     }

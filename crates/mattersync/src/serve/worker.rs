@@ -384,6 +384,7 @@ impl Worker {
             );
         }
         self.shared.with_status(|s| {
+            s.failed = (!report.succeeded()).then(|| report.clone());
             if report.succeeded() {
                 s.last_success = Some(now_rfc3339());
                 s.guard_trips = None;
@@ -393,8 +394,12 @@ impl Worker {
             } else if let Some(e) = &report.error {
                 s.error(&format!("{} run", kind.name()), e.clone());
             }
-            s.cycles.push_front(report.clone());
-            s.cycles.truncate(KEEP_CYCLES);
+            if kind == Kind::Changes && report.outcome == "no_changes" && report.links == 0 {
+                s.quiet_cycles += 1;
+            } else {
+                s.cycles.push_front(report.clone());
+                s.cycles.truncate(KEEP_CYCLES);
+            }
         });
         self.shared.readiness();
         for w in waiters {
