@@ -1,0 +1,216 @@
+//! Single-change propagation through `mattersync serve`: a member added to a linked group in
+//! the directory, timed until Mattermost shows the user in the group's channel.
+
+use crate::world::Expected;
+use crate::Ctx;
+use anyhow::{bail, Context, Result};
+use ldap3::{LdapConnAsync, Mod};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Propagation {
+    pub samples_ms: Vec<f64>,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub timeouts: usize,
+    pub how: String,
+}
+
+/// The value at quantile `q` (nearest rank) of sorted samples.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// (group cn, channel path, username) triples: a user of the channel's team who is not in the
+/// channel, for the group whose convention channel it is.
+fn changes(want: &Expected, n: usize) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let mut used: HashSet<String> = HashSet::new();
+    for (path, members) in &want.channels {
+        let Some((team, channel)) = path.split_once('/') else {
+            continue;
+        };
+        let Some(area) = team.strip_prefix("bench-") else {
+            continue;
+        };
+        if channel.starts_with("hub-") {
+            continue;
+        }
+        let inside: BTreeSet<&String> = members.iter().collect();
+        let Some(cands) = want.teams.get(team) else {
+            continue;
+        };
+        if let Some(u) = cands
+            .iter()
+            .find(|u| !inside.contains(u) && !used.contains(*u))
+        {
+            used.insert(u.clone());
+            let group = format!("mm_{area}_{}", channel.replace('-', "_"));
+            out.push((group, path.clone(), u.clone()));
+        }
+        if out.len() == n {
+            break;
+        }
+    }
+    out
+}
+
+pub async fn run(
+    ctx: &Ctx,
+    cfg: &Path,
+    run_dir: &Path,
+    world: &Path,
+    n: usize,
+) -> Result<Propagation> {
+    let want = Expected::load(&world.join("expected.json"))?;
+    let todo = changes(&want, n);
+    if todo.len() < n {
+        bail!("only {} single changes available", todo.len());
+    }
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let api = format!("{}/api/v4", ctx.mm_url);
+    let auth = format!("Bearer {}", ctx.token);
+    let names: Vec<&String> = todo.iter().map(|t| &t.2).collect();
+    let users: Vec<serde_json::Value> = http
+        .post(format!("{api}/users/usernames"))
+        .header("Authorization", &auth)
+        .json(&names)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let ids: BTreeMap<String, String> = users
+        .iter()
+        .filter_map(|u| {
+            Some((
+                u["username"].as_str()?.to_string(),
+                u["id"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    let mut channel_ids = BTreeMap::new();
+    for (_, path, _) in &todo {
+        let (team, channel) = path.split_once('/').context("channel path")?;
+        let c: serde_json::Value = http
+            .get(format!("{api}/teams/name/{team}/channels/name/{channel}"))
+            .header("Authorization", &auth)
+            .send()
+            .await?
+            .json()
+            .await?;
+        channel_ids.insert(
+            path.clone(),
+            c["id"].as_str().unwrap_or_default().to_string(),
+        );
+    }
+
+    // `mattersync serve`, its log in the run directory
+    let log = std::fs::File::create(run_dir.join("serve.log"))?;
+    let mut serve = Command::new(&ctx.mattersync)
+        .args(["serve"])
+        .env("MATTERSYNC_CONFIG", cfg)
+        .env("MATTERSYNC_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting mattersync serve")?;
+    let result = async {
+        // ready when a first full reconcile has nothing left to do: give it time
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let (conn, mut ldap) = LdapConnAsync::new(&ctx.ldap_url).await?;
+        ldap3::drive!(conn);
+        ldap.simple_bind(&ctx.ldap_bind_dn, &ctx.ldap_password)
+            .await?
+            .success()?;
+        let mut samples = Vec::new();
+        let mut timeouts = 0;
+        for (group, path, user) in &todo {
+            let uid = &ids[user];
+            let cid = &channel_ids[path];
+            let dn = format!("cn={group},cn=groups,cn=accounts,{}", ctx.base_dn);
+            let member = format!("uid={user},cn=users,cn=accounts,{}", ctx.base_dn);
+            ldap.modify(
+                &dn,
+                vec![Mod::Add("member", HashSet::from([member.as_str()]))],
+            )
+            .await?
+            .success()
+            .with_context(|| format!("adding {user} to {group}"))?;
+            let t = Instant::now();
+            loop {
+                let r = http
+                    .get(format!("{api}/channels/{cid}/members/{uid}"))
+                    .header("Authorization", &auth)
+                    .send()
+                    .await?;
+                if r.status().is_success() {
+                    samples.push(t.elapsed().as_secs_f64() * 1e3);
+                    break;
+                }
+                if t.elapsed() > Duration::from_secs(30) {
+                    timeouts += 1;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // undo in the directory (serve then removes them again; not measured)
+        for (group, _, user) in &todo {
+            let dn = format!("cn={group},cn=groups,cn=accounts,{}", ctx.base_dn);
+            let member = format!("uid={user},cn=users,cn=accounts,{}", ctx.base_dn);
+            ldap.modify(
+                &dn,
+                vec![Mod::Delete("member", HashSet::from([member.as_str()]))],
+            )
+            .await?
+            .success()?;
+        }
+        ldap.unbind().await.ok();
+        let mut sorted = samples.clone();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        anyhow::Ok(Propagation {
+            p50_ms: quantile(&sorted, 0.50),
+            p90_ms: quantile(&sorted, 0.90),
+            p99_ms: quantile(&sorted, 0.99),
+            max_ms: sorted.last().copied().unwrap_or(0.0),
+            samples_ms: samples,
+            timeouts,
+            how: "syncrepl (serve)".into(),
+        })
+    }
+    .await;
+    // SAFETY: signalling our own child by its pid.
+    unsafe {
+        libc::kill(serve.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let _ = serve.wait();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_use_the_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&v, 0.5), 50.0);
+        assert_eq!(quantile(&v, 0.99), 99.0);
+        assert_eq!(quantile(&v, 1.0), 100.0);
+        assert_eq!(quantile(&[], 0.5), 0.0);
+    }
+}
