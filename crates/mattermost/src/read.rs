@@ -11,8 +11,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Largest page Mattermost serves (`PerPageMaximum`; larger `per_page` is capped silently).
 pub const PER_PAGE: usize = 200;
-/// Names or ids per `POST /users/usernames` / `POST /users/ids`.
-pub const USER_BATCH: usize = 200;
+/// Names or ids per `POST /users/usernames` / `POST /users/ids`. The server sets no count
+/// limit; 1000 keeps a body of even 64-character names near 70 KB, well under the default
+/// `MaximumPayloadSizeBytes` (300 KB), and the SQL `IN` list far from PostgreSQL's 65535
+/// parameters.
+pub const USER_BATCH: usize = 1000;
 /// A listing longer than this many pages is taken as a server that ignores `page`.
 const MAX_PAGES: usize = 100_000;
 
@@ -275,6 +278,83 @@ impl Client {
         Ok(out)
     }
 
+    /// The wanted channels that `GET /channels` (every team's public and private channels,
+    /// archived ones included) finds, by `(team, name)`, when listing takes fewer calls than
+    /// one `GET /teams/name/{team}/channels/name/{name}` per channel: the first page says how
+    /// many channels there are, and the listing stops there when the remaining pages would
+    /// outnumber the channels still wanted. Whatever it does not find (or everything, when
+    /// the token may not list all channels) is looked up by name, so a listing that moved
+    /// while being paged costs calls, never a channel.
+    async fn channels_listed(
+        &self,
+        team_names: &BTreeMap<&str, &str>,
+        wanted: &BTreeSet<(&str, &str)>,
+    ) -> Result<BTreeMap<(String, String), Channel>, MmError> {
+        let mut out = BTreeMap::new();
+        if wanted.len() < 2 {
+            return Ok(out);
+        }
+        let mut seen = BTreeSet::new();
+        let mut keep = |out: &mut BTreeMap<(String, String), Channel>, c: wire::Channel| {
+            if !seen.insert(c.id.clone()) {
+                return false;
+            }
+            if let Some(team) = team_names.get(c.team_id.as_str()) {
+                if wanted.contains(&(*team, c.name.as_str())) {
+                    out.insert((team.to_string(), c.name.clone()), Channel::from(c));
+                }
+            }
+            true
+        };
+        let first: wire::ChannelsWithCount = match self
+            .get_json(&format!(
+                "/channels?include_deleted=true&include_total_count=true&page=0&per_page={PER_PAGE}"
+            ))
+            .await
+        {
+            Ok(f) => f,
+            Err(e)
+                if e.status()
+                    .is_some_and(|s| (400..500).contains(&s) && s != 429) =>
+            {
+                tracing::debug!(error = %e, "cannot list all channels; looking each up by name");
+                return Ok(out);
+            }
+            Err(e) => return Err(e),
+        };
+        let total = usize::try_from(first.total_count).unwrap_or(0);
+        let n = first.channels.len();
+        for c in first.channels {
+            keep(&mut out, c);
+        }
+        let pages = total.div_ceil(PER_PAGE).max(1);
+        if n < PER_PAGE || pages > wanted.len() - out.len() {
+            return Ok(out);
+        }
+        for page in 1..pages.saturating_add(1).min(MAX_PAGES) {
+            let items: Vec<wire::Channel> = self
+                .get_json(&format!(
+                    "/channels?include_deleted=true&page={page}&per_page={PER_PAGE}"
+                ))
+                .await?;
+            let n = items.len();
+            for c in items {
+                if !keep(&mut out, c) {
+                    // the pages moved: the by-name look-ups settle the rest
+                    tracing::debug!(
+                        page,
+                        "a channel was listed twice; looking the rest up by name"
+                    );
+                    return Ok(out);
+                }
+            }
+            if n < PER_PAGE || out.len() == wanted.len() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// The actual state the planner needs: the named teams (plus the team of every named
     /// channel) with their members, the named channels (`(team, channel)`, archived ones
     /// included and marked) with their members, and the accounts of `usernames` and of every
@@ -316,8 +396,18 @@ impl Client {
             .iter()
             .map(|(t, c)| (t.as_str(), c.as_str()))
             .collect();
+        let team_names: BTreeMap<&str, &str> = state
+            .teams
+            .values()
+            .map(|t| (t.id.as_str(), t.name.as_str()))
+            .collect();
+        let mut listed = self.channels_listed(&team_names, &wanted).await?;
         for (team, name) in wanted {
-            let Some(ch) = self.channel_by_name(team, name).await? else {
+            let found = match listed.remove(&(team.to_string(), name.to_string())) {
+                Some(c) => Some(c),
+                None => self.channel_by_name(team, name).await?,
+            };
+            let Some(ch) = found else {
                 tracing::debug!(channel = %format!("{team}/{name}"), "channel not found");
                 continue;
             };

@@ -74,6 +74,15 @@ pub(crate) struct Channel {
     pub delete_at: i64,
 }
 
+/// `GET /channels?include_total_count=true`: one page of channels and how many there are.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ChannelsWithCount {
+    #[serde(default)]
+    pub channels: Vec<Channel>,
+    #[serde(default)]
+    pub total_count: i64,
+}
+
 /// `model.TeamMember` / `model.ChannelMember` (the fields both share and we use).
 #[derive(Debug, Deserialize)]
 pub(crate) struct Member {

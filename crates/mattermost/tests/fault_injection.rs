@@ -306,7 +306,7 @@ async fn members_seen_twice_while_paging_are_read_again_then_refused() {
 }
 
 #[tokio::test]
-async fn users_by_usernames_are_batched_by_200_and_mapped() {
+async fn users_by_usernames_are_batched_by_1000_and_mapped() {
     let server = FakeServer::start(|req, _| {
         let names: Vec<String> = serde_json::from_slice(&req.body).expect("array");
         let users: Vec<_> = names
@@ -331,9 +331,9 @@ async fn users_by_usernames_are_batched_by_200_and_mapped() {
     })
     .await;
     let c = client(&server);
-    let names: Vec<String> = (0..450).map(|i| format!("user{i}")).collect();
+    let names: Vec<String> = (0..2450).map(|i| format!("user{i}")).collect();
     let users = c.users_by_usernames(&names).await.expect("users");
-    assert_eq!(users.len(), 450);
+    assert_eq!(users.len(), 2450);
     let reqs = server.requests();
     assert_eq!(reqs.len(), 3);
     for r in &reqs {
@@ -341,7 +341,7 @@ async fn users_by_usernames_are_batched_by_200_and_mapped() {
             (r.method.as_str(), r.path()),
             ("POST", "/api/v4/users/usernames")
         );
-        assert!(r.json().as_array().expect("array").len() <= 200);
+        assert!(r.json().as_array().expect("array").len() <= 1000);
     }
     let by = |n: &str| users.iter().find(|u| u.username == n).expect(n).clone();
     assert!(by("user1").is_bot);
@@ -725,6 +725,106 @@ async fn read_state_assembles_teams_channels_and_users_and_skips_missing_ones() 
     assert!(infra.members["ub"].scheme_admin);
     assert!(state.channels["rl/gone"].archived);
     assert_eq!(state.users.keys().collect::<Vec<_>>(), ["ua", "ub", "uz"]);
+}
+
+#[tokio::test]
+async fn read_state_finds_many_channels_by_listing_them_and_looks_up_only_what_the_listing_lacks() {
+    let chan = |id: &str, team: &str, name: &str, deleted: i64| {
+        json!({"id": id, "team_id": team, "name": name, "display_name": name, "type": "O",
+               "delete_at": deleted})
+    };
+    let server = FakeServer::start(move |req, _| {
+        let page = req.query("page").unwrap_or_default();
+        match (req.method.as_str(), req.path()) {
+            ("GET", "/api/v4/teams/name/rl") => Reply::value(
+                200,
+                json!({"id": "t1", "name": "rl", "display_name": "RL", "delete_at": 0}),
+            ),
+            ("GET", "/api/v4/channels") if page == "0" => {
+                assert_eq!(req.query("include_deleted").as_deref(), Some("true"));
+                assert_eq!(req.query("include_total_count").as_deref(), Some("true"));
+                // 201 channels: two pages; the wanted ones are on both
+                let mut cs: Vec<serde_json::Value> = (0..198)
+                    .map(|i| chan(&format!("x{i}"), "t9", &format!("other-{i}"), 0))
+                    .collect();
+                cs.push(chan("c1", "t1", "a", 0));
+                cs.push(chan("c2", "t1", "b", 9));
+                Reply::value(200, json!({"channels": cs, "total_count": 201}))
+            }
+            ("GET", "/api/v4/channels") if page == "1" => {
+                Reply::value(200, json!([chan("c3", "t1", "c", 0)]))
+            }
+            ("GET", "/api/v4/teams/name/rl/channels/name/new") => {
+                Reply::value(200, chan("c4", "t1", "new", 0))
+            }
+            ("GET", p) if p.ends_with("/members") => Reply::value(200, json!([])),
+            _ => Reply::error(
+                404,
+                "app.channel.get_by_name.missing.app_error",
+                "not found",
+            ),
+        }
+    })
+    .await;
+    let c = client(&server);
+    let wanted: Vec<(String, String)> = ["a", "b", "c", "new", "d", "e"]
+        .iter()
+        .map(|n| ("rl".to_string(), n.to_string()))
+        .collect();
+    let state = c.read_state(&[], &wanted, &[]).await.expect("state");
+    assert_eq!(
+        state.channels.keys().collect::<Vec<_>>(),
+        ["rl/a", "rl/b", "rl/c", "rl/new"]
+    );
+    assert!(state.channels["rl/b"].archived);
+    let by_name: Vec<String> = server
+        .requests()
+        .iter()
+        .filter(|r| r.path().contains("/channels/name/"))
+        .map(|r| r.path().to_string())
+        .collect();
+    // only the channels the listing did not have are looked up one by one
+    assert_eq!(by_name.len(), 3, "{by_name:?}");
+    let listed = server
+        .requests()
+        .iter()
+        .filter(|r| r.path() == "/api/v4/channels")
+        .count();
+    assert_eq!(listed, 2);
+}
+
+#[tokio::test]
+async fn read_state_looks_channels_up_by_name_when_the_token_may_not_list_them_all() {
+    let server = FakeServer::start(|req, _| match (req.method.as_str(), req.path()) {
+        ("GET", "/api/v4/teams/name/rl") => Reply::value(
+            200,
+            json!({"id": "t1", "name": "rl", "display_name": "RL", "delete_at": 0}),
+        ),
+        ("GET", "/api/v4/channels") => Reply::error(
+            403,
+            "api.context.permissions.app_error",
+            "You do not have the appropriate permissions.",
+        ),
+        ("GET", p) if p.starts_with("/api/v4/teams/name/rl/channels/name/") => {
+            let name = p.rsplit('/').next().unwrap_or_default();
+            Reply::value(
+                200,
+                json!({"id": format!("c-{name}"), "team_id": "t1", "name": name,
+                       "display_name": name, "type": "P", "delete_at": 0}),
+            )
+        }
+        ("GET", p) if p.ends_with("/members") => Reply::value(200, json!([])),
+        _ => Reply::error(404, "x", "not found"),
+    })
+    .await;
+    let c = client(&server);
+    let wanted = vec![
+        ("rl".to_string(), "a".to_string()),
+        ("rl".to_string(), "b".to_string()),
+    ];
+    let state = c.read_state(&[], &wanted, &[]).await.expect("state");
+    assert_eq!(state.channels.keys().collect::<Vec<_>>(), ["rl/a", "rl/b"]);
+    assert!(state.channels["rl/a"].private);
 }
 
 #[tokio::test]
