@@ -250,3 +250,241 @@ async fn status_page(State(shared): State<Arc<Shared>>) -> Response {
     };
     Html(page::render(&shared, &runs, &events)).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::metrics::Metrics;
+    use crate::serve::slash::SystemAdmins;
+    use crate::serve::state::{ChangeSource, CycleReport, Settings, Status};
+    use mattersync_ledger::Ledger;
+    use mattersync_mattermost::{Client, ClientConfig, Secret};
+    use std::os::unix::fs::PermissionsExt;
+    use tokio::sync::{mpsc, watch};
+
+    struct Served {
+        base: String,
+        requests: mpsc::Receiver<Request>,
+        stop: watch::Sender<bool>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn secret(dir: &std::path::Path, name: &str, value: &str) -> std::path::PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, value).expect("write");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        p
+    }
+
+    /// The HTTP side alone, on a port of its own, with no server behind it.
+    async fn serve_alone(api_token: Option<&str>, slash_token: Option<&str>) -> Served {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mm_token = secret(dir.path(), "mm.token", "mm-token");
+        let text = format!(
+            "[directory]\nuri = \"ldap://127.0.0.1:9\"\nbase_dn = \"dc=example,dc=org\"\n\
+             [areas]\nrl = \"rocky-linux\"\n\
+             [mattermost]\nurl = \"http://127.0.0.1:9\"\ntoken_file = \"{}\"\n",
+            mm_token.display()
+        );
+        let cfg = crate::config::parse(&text, &[]).expect("config");
+        let (tx, rx) = mpsc::channel(8);
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            settings: Settings {
+                listen: "127.0.0.1:0".into(),
+                full_reconcile: Duration::from_secs(900),
+                changes: ChangeSource::Auto,
+                debounce: Duration::from_millis(100),
+                poll_interval: Duration::from_secs(5),
+                poll_listing: Duration::from_secs(60),
+                heartbeat: Duration::from_secs(30),
+                api_token: api_token.map(Secret::new),
+                slash_token_file: slash_token.map(|t| secret(dir.path(), "slash.token", t)),
+            },
+            metrics: Metrics::new(),
+            status: std::sync::RwLock::new(Status::new("syncrepl")),
+            requests: tx,
+            mm: Client::new(ClientConfig::new("http://127.0.0.1:9", Secret::new("x")))
+                .expect("client"),
+            ldap: mattersync_directory::LdapConfig::new("ldap://127.0.0.1:9", "dc=example,dc=org"),
+            ledger: tokio::sync::Mutex::new(Ledger::open_in_memory().expect("ledger")),
+            system_admins: SystemAdmins::new(&cfg).expect("system admins"),
+            cfg,
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let shutdown = async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        };
+        tokio::spawn(serve(listener, shared, tracing::Dispatch::none(), shutdown));
+        Served {
+            base,
+            requests: rx,
+            stop: stop_tx,
+            _dir: dir,
+        }
+    }
+
+    #[tokio::test]
+    async fn health_readiness_metrics_and_the_page_answer_without_servers() {
+        let s = serve_alone(None, None).await;
+        let http = reqwest::Client::new();
+        let r = http
+            .get(format!("{}/healthz", s.base))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), 200);
+        let r = http
+            .get(format!("{}/readyz", s.base))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), 503);
+        let body: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(body["ready"], false);
+        let reasons = body["reasons"].to_string();
+        assert!(reasons.contains("directory: not read yet"), "{reasons}");
+        assert!(reasons.contains("first full reconcile"), "{reasons}");
+        let r = http
+            .get(format!("{}/metrics", s.base))
+            .send()
+            .await
+            .expect("get");
+        assert!(r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/openmetrics-text")));
+        let text = r.text().await.expect("text");
+        assert!(text.lines().any(|l| l == "mattersync_ready 0"), "{text}");
+        let page = http.get(&s.base).send().await.expect("get");
+        assert_eq!(page.status(), 200);
+        let page = page.text().await.expect("text");
+        assert!(
+            page.contains("not ready") && page.contains("No links yet"),
+            "{page}"
+        );
+        let _ = s.stop.send(true);
+    }
+
+    #[tokio::test]
+    async fn the_api_needs_its_token_and_forwards_a_sync_to_the_worker() {
+        let disabled = serve_alone(None, None).await;
+        let http = reqwest::Client::new();
+        let r = http
+            .post(format!("{}/sync", disabled.base))
+            .bearer_auth("anything")
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 403, "no token configured: the API is off");
+
+        let mut s = serve_alone(Some("s3cret-api"), None).await;
+        for token in [None, Some("wrong"), Some("s3cret-apI")] {
+            let mut req = http.post(format!("{}/sync", s.base));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let r = req.send().await.expect("post");
+            assert_eq!(r.status(), 401, "{token:?}");
+            assert_eq!(
+                r.headers().get("www-authenticate").map(|v| v.as_bytes()),
+                Some(&b"Bearer"[..])
+            );
+        }
+        let r = http
+            .get(format!("{}/plan", s.base))
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), 401);
+
+        // The worker's side of POST /sync: answer the first request the HTTP side sent.
+        let worker = async {
+            while let Some(req) = s.requests.recv().await {
+                if let Request::Full {
+                    allow_mass_removal,
+                    reply: Some(reply),
+                } = req
+                {
+                    let _ = reply.send(CycleReport {
+                        kind: "manual",
+                        outcome: if allow_mass_removal {
+                            "ok"
+                        } else {
+                            "guard_tripped"
+                        },
+                        started_at: String::new(),
+                        duration_ms: 1,
+                        scope: "all".into(),
+                        links: 0,
+                        actions: 0,
+                        users_ok: 0,
+                        users_failed: 0,
+                        api_calls: 0,
+                        run_id: None,
+                        guard_trips: Vec::new(),
+                        error: None,
+                    });
+                    return allow_mass_removal;
+                }
+            }
+            false
+        };
+        let request = http
+            .post(format!("{}/sync?allow_mass_removal=true", s.base))
+            .bearer_auth("s3cret-api")
+            .send();
+        let (allowed, r) = tokio::join!(worker, request);
+        assert!(allowed);
+        let r = r.expect("post");
+        assert_eq!(r.status(), 200);
+        let body: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(body["outcome"], "ok");
+        let _ = s.stop.send(true);
+        let _ = disabled.stop.send(true);
+    }
+
+    #[tokio::test]
+    async fn the_slash_endpoint_checks_its_token() {
+        let http = reqwest::Client::new();
+        let off = serve_alone(None, None).await;
+        let r = http
+            .post(format!("{}/slash", off.base))
+            .form(&[("token", "x"), ("text", "help")])
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 404);
+
+        let s = serve_alone(None, Some("slash-token")).await;
+        let r = http
+            .post(format!("{}/slash", s.base))
+            .form(&[("token", "slash-tokeN"), ("text", "help")])
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 401);
+        let r = http
+            .post(format!("{}/slash", s.base))
+            .form(&[
+                ("token", "slash-token"),
+                ("text", "help"),
+                ("user_name", "neil"),
+            ])
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 200);
+        let body: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(body["response_type"], "ephemeral");
+        assert!(
+            body["text"].as_str().is_some_and(|t| t.contains("Usage")),
+            "{body}"
+        );
+        let _ = s.stop.send(true);
+        let _ = off.stop.send(true);
+    }
+}

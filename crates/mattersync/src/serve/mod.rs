@@ -275,3 +275,38 @@ async fn signal() -> &'static str {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn the_packaged_configuration_is_valid() {
+        let text = include_str!("../../../../packaging/config.toml");
+        let cfg = config::parse(text, &[]).expect("packaging/config.toml parses");
+        assert_eq!(cfg.serve.listen, "127.0.0.1:8787");
+        assert_eq!(
+            config::humantime(&cfg.serve.full_reconcile).expect("duration"),
+            Duration::from_secs(900)
+        );
+        assert!(cfg.serve.api_token_file.is_some() && cfg.serve.slash_command_token_file.is_some());
+        assert_eq!(cfg.areas.len(), 2);
+        assert!(cfg.file_links().expect("links").len() >= 2);
+    }
+
+    #[test]
+    fn the_systemd_unit_starts_serve_with_arguments_the_cli_takes() {
+        let unit = include_str!("../../../../packaging/mattersync.service");
+        let exec = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .expect("ExecStart");
+        let cli = crate::Cli::try_parse_from(exec.split_whitespace()).expect("parses");
+        match cli.command {
+            crate::Command::Serve(a) => assert_eq!(a.log_format, LogFormat::Json),
+            _ => panic!("ExecStart does not run serve: {exec}"),
+        }
+        assert!(unit.contains("KillSignal=SIGTERM") && unit.contains("RestartPreventExitStatus=6"));
+    }
+}
