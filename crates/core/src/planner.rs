@@ -80,6 +80,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         pending: BTreeMap::new(),
         matched: BTreeMap::new(),
         ambiguous: BTreeMap::new(),
+        inactive: BTreeMap::new(),
     };
     p.match_users();
     p.run()
@@ -93,6 +94,10 @@ struct Planner<'a> {
     matched: BTreeMap<String, &'a MmUser>,
     /// Directory uid → the ids of the active accounts that all match it.
     ambiguous: BTreeMap<String, Vec<String>>,
+    /// Deactivated accounts (not bots) by matching key, in account-id order: looked up for
+    /// every member without an active account, so a scan of all accounts each time would make
+    /// planning grow with pending users × accounts.
+    inactive: BTreeMap<String, Vec<&'a MmUser>>,
 }
 
 /// The accounts of a set of directory users.
@@ -106,6 +111,18 @@ struct Accounts<'a> {
 impl<'a> Planner<'a> {
     fn match_users(&mut self) {
         let mm = self.input.mattermost;
+        for u in mm.users.values().filter(|u| u.inactive && !u.is_bot) {
+            let key = match &self.input.policy.matching {
+                Matching::Username => Some(u.username.to_ascii_lowercase()),
+                Matching::Email => (!u.email.is_empty()).then(|| u.email.to_ascii_lowercase()),
+                Matching::AuthData { auth_service } => {
+                    (u.auth_service == *auth_service).then(|| u.auth_data.clone())
+                }
+            };
+            if let Some(k) = key {
+                self.inactive.entry(k).or_default().push(u);
+            }
+        }
         let mut index: BTreeMap<String, Vec<&'a MmUser>> = BTreeMap::new();
         for u in mm.users.values().filter(|u| !u.is_bot) {
             let key = match &self.input.policy.matching {
@@ -178,31 +195,20 @@ impl<'a> Planner<'a> {
         out
     }
 
+    /// The deactivated accounts that match directory user `uid` (same rules as active ones,
+    /// names and e-mails compared ASCII-case-insensitively).
     fn inactive_matches(&self, uid: &str) -> Vec<&'a MmUser> {
         let Some(d) = self.input.directory.users.get(uid) else {
             return Vec::new();
         };
-        let matches = |u: &&'a MmUser| {
-            u.inactive
-                && !u.is_bot
-                && match &self.input.policy.matching {
-                    Matching::Username => u.username.eq_ignore_ascii_case(&d.uid),
-                    Matching::Email => d
-                        .email
-                        .as_ref()
-                        .is_some_and(|e| !u.email.is_empty() && u.email.eq_ignore_ascii_case(e)),
-                    Matching::AuthData { auth_service } => {
-                        u.auth_service == *auth_service
-                            && u.auth_data == d.auth_id.clone().unwrap_or_else(|| d.uid.clone())
-                    }
-                }
+        let key = match &self.input.policy.matching {
+            Matching::Username => Some(d.uid.to_ascii_lowercase()),
+            Matching::Email => d.email.as_ref().map(|e| e.to_ascii_lowercase()),
+            Matching::AuthData { .. } => Some(d.auth_id.clone().unwrap_or_else(|| d.uid.clone())),
         };
-        self.input
-            .mattermost
-            .users
-            .values()
-            .filter(matches)
-            .collect()
+        key.and_then(|k| self.inactive.get(&k))
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn run(mut self) -> Plan {
