@@ -276,6 +276,28 @@ impl LdapDirectory {
         attrs: &[String],
         paged: bool,
     ) -> Result<Vec<Entry>, DirectoryError> {
+        let mut out = Vec::new();
+        self.search_each(base, scope, filter, attrs, paged, |e| {
+            out.push(e);
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// As [`Self::search`], handing each entry to `each` as it arrives instead of collecting
+    /// them (a large user search then needs memory only for what the caller keeps). Entries
+    /// handed over before an error are part of a failed search: the caller must drop them
+    /// with the error.
+    pub(crate) async fn search_each(
+        &mut self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[String],
+        paged: bool,
+        mut each: impl FnMut(Entry) -> Result<(), DirectoryError>,
+    ) -> Result<usize, DirectoryError> {
         let op = format!("search under {base} for {filter}");
         if let Some(why) = &self.broken {
             return Err(DirectoryError::ConnectionLost {
@@ -290,7 +312,7 @@ impl LdapDirectory {
         let timelimit = i32::try_from(self.cfg.timeout_secs).unwrap_or(i32::MAX);
         let sizelimit = i32::try_from(self.cfg.size_limit).unwrap_or(i32::MAX);
         let page_size = i32::try_from(self.cfg.page_size).unwrap_or(i32::MAX);
-        let mut out = Vec::new();
+        let mut count = 0usize;
         let mut cookie: Vec<u8> = Vec::new();
         let mut empty_pages = 0u32;
         let mut pages = 0u32;
@@ -308,7 +330,7 @@ impl LdapDirectory {
                 .into();
                 self.ldap.with_controls(vec![ctrl]);
             }
-            let before = out.len();
+            let before = count;
             let started = self
                 .ldap
                 .streaming_search(base, scope, filter, attrs.to_vec())
@@ -327,7 +349,10 @@ impl LdapDirectory {
                             continue;
                         } else {
                             match parse_entry(re.0) {
-                                Ok(e) => out.push(e),
+                                Ok(e) => {
+                                    count += 1;
+                                    each(e)?;
+                                }
                                 Err(detail) => {
                                     let err = DirectoryError::Protocol {
                                         op: op.clone(),
@@ -360,7 +385,7 @@ impl LdapDirectory {
             }
             // With paging, the server applies the request's size limit to each page (each is a
             // separate operation), so count the whole result here.
-            if self.cfg.size_limit > 0 && out.len() > self.cfg.size_limit as usize {
+            if self.cfg.size_limit > 0 && count > self.cfg.size_limit as usize {
                 return Err(DirectoryError::Operation {
                     op,
                     rc: 4,
@@ -379,11 +404,7 @@ impl LdapDirectory {
                 Ok(Some(next)) if !next.is_empty() => {
                     // 389-ds reuses one cookie for every page, so only a run of empty pages
                     // tells a server that pages forever.
-                    empty_pages = if out.len() == before {
-                        empty_pages + 1
-                    } else {
-                        0
-                    };
+                    empty_pages = if count == before { empty_pages + 1 } else { 0 };
                     if empty_pages > MAX_EMPTY_PAGES {
                         let err = DirectoryError::Protocol {
                             op,
@@ -405,8 +426,8 @@ impl LdapDirectory {
                 }
             }
         }
-        debug!(base, filter, entries = out.len(), pages, "search done");
-        Ok(out)
+        debug!(base, filter, entries = count, pages, "search done");
+        Ok(count)
     }
 
     /// Read one entry by DN (base-scope search). `None` when the server says there is no

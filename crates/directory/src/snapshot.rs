@@ -123,18 +123,37 @@ pub(crate) fn user_from_entry(
 /// apart, e.g. `cn=mm_rl_infra` and `cn=mm_rl_infra\20`, could be taken for one and one
 /// silently replace the other. That is an error naming both, never a guess.
 pub(crate) fn distinct<'a>(dns: impl IntoIterator<Item = &'a Dn>) -> Result<(), DirectoryError> {
-    let mut seen: HashMap<&Dn, &Dn> = HashMap::new();
+    let mut seen = Distinct::default();
     for dn in dns {
-        if let Some(prev) = seen.insert(dn, dn) {
-            return Err(DirectoryError::Inconsistent(format!(
-                "the directory returned two entries that differ only in case or spaces: {prev:?} \
-                 and {dn:?}; mattersync cannot tell them apart, rename one",
-                prev = prev.to_string(),
-                dn = dn.to_string()
-            )));
-        }
+        seen.check(dn)?;
     }
     Ok(())
+}
+
+/// [`distinct`] one entry at a time, keeping only each DN's comparison form and text (not
+/// the parsed DN), so a streamed search of every user can be checked cheaply.
+#[derive(Default)]
+pub(crate) struct Distinct {
+    seen: HashMap<String, String>,
+}
+
+impl Distinct {
+    pub(crate) fn check(&mut self, dn: &Dn) -> Result<(), DirectoryError> {
+        match self.seen.entry(dn.key()) {
+            std::collections::hash_map::Entry::Occupied(prev) => {
+                Err(DirectoryError::Inconsistent(format!(
+                    "the directory returned two entries that differ only in case or spaces: {prev:?} \
+                     and {dn:?}; mattersync cannot tell them apart, rename one",
+                    prev = prev.get(),
+                    dn = dn.to_string()
+                )))
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(dn.to_string());
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Build the `Directory` from the groups read and the users found by DN. Member DNs that are
@@ -386,18 +405,20 @@ impl LdapDirectory {
         let user_base = self.config().user_base();
         let f = format!("({}=*)", self.config().user_id_attr);
         let attrs = self.user_attrs();
-        let entries = self
-            .search(&user_base, Scope::Subtree, &f, &attrs, true)
-            .await?;
-        let total = entries.len();
-        distinct(entries.iter().map(|e| &e.dn))?;
-        for e in &entries {
-            if wanted.contains(&e.dn) {
-                if let Some(u) = user_from_entry(e, self.config())? {
-                    users.insert(e.dn.clone(), u);
+        // Streamed: only the referenced users are kept, not every entry under user_base.
+        let cfg = self.config().clone();
+        let mut seen = Distinct::default();
+        let total = self
+            .search_each(&user_base, Scope::Subtree, &f, &attrs, true, |e| {
+                seen.check(&e.dn)?;
+                if wanted.contains(&e.dn) {
+                    if let Some(u) = user_from_entry(&e, &cfg)? {
+                        users.insert(e.dn, u);
+                    }
                 }
-            }
-        }
+                Ok(())
+            })
+            .await?;
         debug!(listed = total, referenced = users.len(), "users read");
         Ok(users)
     }
