@@ -82,6 +82,9 @@ pub struct Worker {
     backoff: Duration,
     /// The retry waits because the directory could not be read.
     directory_down: bool,
+    /// A removal guard stopped a cycle of this kind, and no cycle has since planned the
+    /// same scopes successfully: the status keeps saying so until one does.
+    tripped: Option<Kind>,
     hold_until: Option<Instant>,
 }
 
@@ -148,6 +151,7 @@ impl Worker {
             retry_at: None,
             backoff: Duration::from_secs(1),
             directory_down: false,
+            tripped: None,
             hold_until,
         }
     }
@@ -334,6 +338,15 @@ impl Worker {
             })
             .observe(started.elapsed().as_secs_f64());
         self.directory_down = ended.outcome == "directory_error";
+        if ended.outcome == "guard_tripped" {
+            self.tripped = Some(kind);
+        } else if report.succeeded() && self.tripped.is_some_and(|k| kind.is_full() || !k.is_full())
+        {
+            // A full cycle re-plans everything; a partial one re-planned the work carried
+            // from the partial cycle that tripped.
+            self.tripped = None;
+        }
+        let still_tripped = self.tripped.is_some();
         if report.succeeded() {
             self.backoff = Duration::from_secs(1);
             self.retry_at = None;
@@ -380,14 +393,26 @@ impl Worker {
                 outcome = report.outcome,
                 error = %msg,
                 retry_in_s = self.retry_at.map(|r| r.saturating_duration_since(Instant::now()).as_secs()),
-                "sync cycle did not complete; nothing was removed on a partial view"
+                "{}",
+                match report.outcome {
+                    "directory_error" => "sync cycle skipped: the directory could not be read; nothing was planned or changed",
+                    "mattermost_error" => "sync cycle skipped: Mattermost could not be read; nothing was changed",
+                    "guard_tripped" => "sync cycle stopped by a removal guard; nothing was changed",
+                    "partial" => "sync cycle applied, but some changes failed; they are retried",
+                    "stopped" => "sync cycle stopped by the shutdown",
+                    _ => "sync cycle failed",
+                }
             );
         }
         self.shared.with_status(|s| {
-            s.failed = (!report.succeeded()).then(|| report.clone());
+            if !report.succeeded() {
+                s.failed = Some(report.clone());
+            } else if !still_tripped {
+                s.failed = None;
+                s.guard_trips = None;
+            }
             if report.succeeded() {
                 s.last_success = Some(now_rfc3339());
-                s.guard_trips = None;
                 if kind.is_full() {
                     s.reconciled = true;
                 }
