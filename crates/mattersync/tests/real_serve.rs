@@ -332,3 +332,114 @@ async fn real_serve_a_tripped_guard_changes_nothing_until_allowed() {
     assert_eq!(members(&sb, &ch).await, vec![bob.uid.clone()]);
     assert_eq!(svc.get("/readyz").await.0, 200);
 }
+
+#[tokio::test]
+async fn real_serve_the_periodic_reconcile_adds_a_pending_user_once_their_account_appears() {
+    let Some(sb) = Sandbox::new("serve_periodic").await else {
+        return;
+    };
+    let alice = sb.user("alice", true, false).await;
+    let late = sb.user("late", false, false).await;
+    let g = sb.create_group("web", &[&alice, &late], &[], &[]).await;
+    let ch = sb.channel("web", false).await;
+    let cfg = sb.config(&format!(
+        "{}\n{}",
+        link(&sb, &g, "web"),
+        serve_section(sb.dir.path(), "full_reconcile = \"2s\"")
+    ));
+    let svc = Service::start(&cfg, &[], "serve.log").await;
+    svc.wait_ready().await;
+    assert_eq!(members(&sb, &ch).await, vec![alice.uid.clone()]);
+    assert_eq!(svc.metrics().await.get("mattersync_pending_users"), 1.0);
+    let (_, page) = svc.get("/").await;
+    assert!(page.contains(&late.uid), "the page lists the pending user");
+
+    // The account appears in Mattermost: no directory change says so, the reconcile does.
+    sb.account(&late.uid).await;
+    let arrived = wait_until(PROPAGATION, || async {
+        members(&sb, &ch).await.contains(&late.uid)
+    })
+    .await;
+    assert!(arrived, "{}", svc.logs());
+    let m = svc
+        .wait_metrics("no pending user after a full run", |m| {
+            m.get("mattersync_pending_users") == 0.0
+                && m.get("mattersync_runs_total{kind=\"full\",outcome=\"ok\"}") >= 2.0
+        })
+        .await;
+    assert_eq!(m.get("mattersync_guard_trips_total"), 0.0);
+}
+
+#[tokio::test]
+async fn real_serve_sigterm_during_an_apply_leaves_the_ledger_true_and_a_restart_finishes() {
+    let Some(sb) = Sandbox::new("serve_sigterm_apply").await else {
+        return;
+    };
+    let alice = sb.user("alice", true, false).await;
+    let bob = sb.user("bob", true, false).await;
+    let g = sb.create_group("many", &[&alice, &bob], &[], &[]).await;
+    let mut links = String::new();
+    let mut channels = Vec::new();
+    for i in 0..12 {
+        let name = format!("c{i:02}");
+        channels.push((name.clone(), sb.channel(&name, false).await));
+        links.push_str(&link(&sb, &g, &name));
+    }
+    let cfg = sb.config(&format!("{links}\n{}", serve_section(sb.dir.path(), "")));
+    let mut svc = Service::start(&cfg, &[], "first.log").await;
+    // Stop as soon as the first channel is done: the apply is likely still going.
+    let started = wait_until(PROPAGATION, || async {
+        let mut any = false;
+        for (_, id) in &channels {
+            any |= !members(&sb, id).await.is_empty();
+            if any {
+                break;
+            }
+        }
+        any
+    })
+    .await;
+    assert!(started, "{}", svc.logs());
+    let status = svc.terminate();
+    assert!(status.success(), "exit {status:?}:\n{}", svc.logs());
+
+    // Whatever the ledger says mattersync did is true in Mattermost, and no run is left open.
+    let ledger = Ledger::open(&sb.dir.path().join("ledger.db")).expect("ledger");
+    for run in ledger.runs(20).expect("runs") {
+        assert!(run.finished_at.is_some(), "run left open: {run:?}");
+    }
+    let events = ledger
+        .events(&mattersync_ledger::AuditQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .expect("events");
+    for (name, id) in &channels {
+        let scope = format!("{}/{name}", sb.area);
+        let recorded: Vec<&str> = events
+            .iter()
+            .filter(|e| e.scope == scope && e.action == "add_channel_members" && e.outcome == "ok")
+            .map(|e| e.username.as_str())
+            .collect();
+        let actual = members(&sb, id).await;
+        for u in &recorded {
+            assert!(
+                actual.iter().any(|a| a == u),
+                "{scope}: ledger says {u} added, Mattermost has {actual:?}"
+            );
+        }
+    }
+    drop(ledger);
+
+    // A restart finishes the job.
+    let second = Service::start(&cfg, &[], "second.log").await;
+    second.wait_ready().await;
+    for (name, id) in &channels {
+        assert_eq!(
+            members(&sb, id).await,
+            vec![alice.uid.clone(), bob.uid.clone()],
+            "{name}:\n{}",
+            second.logs()
+        );
+    }
+}
