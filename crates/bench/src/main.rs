@@ -142,6 +142,9 @@ max_removal_ratio = 1.0
 [ledger]
 path = "{run}/ledger.db"
 
+[serve]
+listen = "{serve}"
+
 {links}"#,
         ldap = ctx.ldap_url,
         bind = ctx.ldap_bind_dn,
@@ -150,6 +153,7 @@ path = "{run}/ledger.db"
         url = ctx.mm_url,
         token = ctx.token_file,
         run = run.display(),
+        serve = propagation::SERVE_LISTEN,
     );
     let path = run.join("config.toml");
     std::fs::write(&path, text)?;
@@ -342,11 +346,15 @@ async fn bench_size(ctx: &Ctx, args: &Args, size: &str) -> Result<SizeResult> {
     r.warm_all_ms = runs.iter().map(|m| m.wall_ms).collect();
     r.warm = runs.into_iter().max_by_key(|m| m.max_rss_kib);
 
+    // the warm state, to start the mass change and the propagation runs from
+    let saved = run.join("ledger-warm");
+    if !args.no_mass || args.propagation > 0 {
+        script(ctx, &["scripts/bench/mm.sh", "snapshot", &run_tpl])?;
+        save_ledger(&run, &saved)?;
+    }
+
     // ---- mass change
     if !args.no_mass {
-        script(ctx, &["scripts/bench/mm.sh", "snapshot", &run_tpl])?;
-        let saved = run.join("ledger-before-mass");
-        save_ledger(&run, &saved)?;
         let add = world.join("mass_add.ldif").display().to_string();
         let del = world.join("mass_del.ldif").display().to_string();
         script(ctx, &["scripts/bench/dirsrv.sh", "modify", &add])?;
@@ -372,8 +380,10 @@ async fn bench_size(ctx: &Ctx, args: &Args, size: &str) -> Result<SizeResult> {
 
     // ---- propagation through `mattersync serve`
     if args.propagation > 0 {
-        restore(ctx, &run_tpl)?;
-        load_ledger(&run, &run.join("ledger-before-mass"))?;
+        if !args.no_mass {
+            restore(ctx, &run_tpl)?;
+            load_ledger(&run, &saved)?;
+        }
         r.propagation = Some(propagation::run(ctx, &cfg, &run, &world, args.propagation).await?);
     }
     Ok(r)

@@ -11,6 +11,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Where the benchmark's `mattersync serve` listens (`[serve] listen` in its config).
+pub const SERVE_LISTEN: &str = "127.0.0.1:8797";
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Propagation {
     pub samples_ms: Vec<f64>,
@@ -128,8 +131,25 @@ pub async fn run(
         .spawn()
         .context("starting mattersync serve")?;
     let result = async {
-        // ready when a first full reconcile has nothing left to do: give it time
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        // ready: first full reconcile done, change source live
+        let ready = Instant::now();
+        loop {
+            let r = http
+                .get(format!("http://{SERVE_LISTEN}/readyz"))
+                .send()
+                .await;
+            if r.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            if ready.elapsed() > Duration::from_secs(600) {
+                bail!("mattersync serve was not ready within 10 minutes (see serve.log)");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        eprintln!(
+            "bench: serve ready after {:.1} s",
+            ready.elapsed().as_secs_f64()
+        );
         let (conn, mut ldap) = LdapConnAsync::new(&ctx.ldap_url).await?;
         ldap3::drive!(conn);
         ldap.simple_bind(&ctx.ldap_bind_dn, &ctx.ldap_password)
