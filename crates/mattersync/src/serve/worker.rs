@@ -181,20 +181,22 @@ impl Worker {
 
     fn take(&mut self, req: Request) {
         // Any word from the change source means it is in place, and that the directory
-        // answers again: a retry that waits for it need not wait any longer.
-        self.hold_until = None;
-        if self.directory_down
-            && matches!(
-                req,
-                Request::Changed { .. }
-                    | Request::Resync { .. }
-                    | Request::Ready
-                    | Request::Cookie(_)
-            )
-        {
-            self.directory_down = false;
-            self.retry_at = None;
-            self.backoff = Duration::from_secs(1);
+        // answers again: a retry that waits for the directory need not wait any longer.
+        let from_source = matches!(
+            req,
+            Request::Changed { .. }
+                | Request::Resync { .. }
+                | Request::Ready
+                | Request::Cookie(_)
+                | Request::ForgetCookie
+        );
+        if from_source {
+            self.hold_until = None;
+            if self.directory_down {
+                self.directory_down = false;
+                self.retry_at = None;
+                self.backoff = Duration::from_secs(1);
+            }
         }
         match req {
             Request::Changed { at, cookie } => {
