@@ -155,40 +155,16 @@ pub async fn gather_with(
     directory: Directory,
 ) -> Result<State> {
     let (links, warnings) = resolve_links(cfg, &directory, ledger.links()?)?;
-    let mut teams = BTreeSet::new();
-    let mut channels = BTreeSet::new();
-    let mut wanted = BTreeSet::new();
-    for l in &links {
-        teams.insert(l.target.team().to_string());
-        if let Target::Channel { team, channel } = &l.target {
-            channels.insert((team.clone(), channel.clone()));
-        }
-        wanted.extend(directory.effective_members(&l.group));
-        wanted.extend(directory.effective_managers(&l.group));
-        if let mattersync_core::Admins::Group(g) = &l.admins {
-            wanted.extend(directory.effective_members(g));
-        }
-    }
-    let me = mm
-        .me()
-        .await
-        .context("mattermost: cannot read the token's own account")?;
-    let teams: Vec<String> = teams.into_iter().collect();
-    let channels: Vec<(String, String)> = channels.into_iter().collect();
-    let usernames: Vec<String> = match cfg.mattermost.matching {
-        Matching::Username => wanted.into_iter().collect(),
-        _ => Vec::new(),
-    };
-    let mut mattermost = mm
-        .read_state(&teams, &channels, &usernames)
-        .await
-        .context("mattermost: reading teams, channels and members failed; nothing was changed")?;
-    if !matches!(cfg.mattermost.matching, Matching::Username) {
-        for u in mm.all_users().await.context("mattermost: listing users")? {
-            mattermost.users.insert(u.id.clone(), u);
-        }
-    }
-    // Settle what a run killed between an API call and its record left behind.
+    let mut state =
+        gather_links(cfg, mm, directory, links, LedgerFacts::default(), warnings).await?;
+    settle_intents(ledger, &state.mattermost)?;
+    state.facts = ledger.facts()?;
+    Ok(state)
+}
+
+/// Settles what a run stopped between an API call and its record left behind, from what
+/// Mattermost shows now (only for the teams and channels in `mattermost`).
+pub fn settle_intents(ledger: &Ledger, mattermost: &Mattermost) -> Result<usize> {
     let settled = ledger.resolve_intents("resolve", |kind, scope_id, user_id| {
         let members = if kind == "team" {
             mattermost
@@ -208,24 +184,10 @@ pub async fn gather_with(
     if settled > 0 {
         tracing::warn!(
             settled,
-            "settled writes an interrupted run had not recorded"
+            "settled writes an interrupted or failed run had not recorded"
         );
     }
-    let mut allow = cfg.exclusive.allow.clone();
-    allow.insert(me.username.clone());
-    let policy = Policy {
-        links,
-        matching: cfg.mattermost.matching.clone(),
-        guards: cfg.guards.clone(),
-        allow,
-    };
-    Ok(State {
-        directory,
-        mattermost,
-        facts: ledger.facts()?,
-        policy,
-        warnings,
-    })
+    Ok(settled)
 }
 
 /// What an apply did.

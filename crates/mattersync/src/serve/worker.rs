@@ -532,7 +532,7 @@ impl Worker {
             }
         };
         metrics.phase("mattermost", t.elapsed().as_secs_f64());
-        let state = match gathered {
+        let mut state = match gathered {
             Ok(s) => s,
             Err(e) => {
                 carry(self);
@@ -549,6 +549,17 @@ impl Worker {
             s.mattermost.checked = true;
             s.mattermost.detail = "ok".to_string();
         });
+        // Writes whose outcome was lost (a failed or interrupted run) are settled from what
+        // Mattermost shows now, before planning on top of them.
+        match engine::settle_intents(&self.ledger, &state.mattermost)
+            .and_then(|_| self.ledger.facts().context("ledger: reading facts"))
+        {
+            Ok(f) => state.facts = f,
+            Err(e) => {
+                carry(self);
+                return Ended::failed("error", &e);
+            }
+        }
 
         // 4. The plan (pure), and what it says about pending users.
         let plan = state.plan();
