@@ -384,7 +384,13 @@ async fn bench_size(ctx: &Ctx, args: &Args, size: &str) -> Result<SizeResult> {
             restore(ctx, &run_tpl)?;
             load_ledger(&run, &saved)?;
         }
-        r.propagation = Some(propagation::run(ctx, &cfg, &run, &world, args.propagation).await?);
+        match propagation::run(ctx, &cfg, &run, &world, args.propagation).await {
+            Ok(p) => r.propagation = Some(p),
+            Err(e) => {
+                eprintln!("bench: {size} propagation failed: {e:#}");
+                r.propagation_error = format!("{e:#}");
+            }
+        }
     }
     Ok(r)
 }
@@ -494,6 +500,7 @@ async fn main() -> Result<()> {
 
     let started = Instant::now();
     let mut results = Vec::new();
+    std::fs::create_dir_all(ctx.bench.join("results"))?;
     for size in &args.sizes {
         let size = size.to_uppercase();
         if !["S", "M", "L"].contains(&size.as_str()) {
@@ -507,6 +514,11 @@ async fn main() -> Result<()> {
         );
         println!("{}", report::tables(std::slice::from_ref(&r)));
         results.push(r);
+        // what is measured so far survives a later failure
+        std::fs::write(
+            ctx.bench.join("results").join("partial.json"),
+            serde_json::to_string_pretty(&results)?,
+        )?;
     }
     let mut m = machine(&ctx);
     m.insert(

@@ -35,10 +35,10 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// (group cn, channel path, username) triples: a user of the channel's team who is not in the
-/// channel, for the group whose convention channel it is.
+/// channel, for the group whose convention channel it is; round-robin over the channels, a
+/// different user each time.
 fn changes(want: &Expected, n: usize) -> Vec<(String, String, String)> {
-    let mut out = Vec::new();
-    let mut used: HashSet<String> = HashSet::new();
+    let mut per_channel: Vec<(String, String, Vec<&String>)> = Vec::new();
     for (path, members) in &want.channels {
         let Some((team, channel)) = path.split_once('/') else {
             continue;
@@ -50,19 +50,27 @@ fn changes(want: &Expected, n: usize) -> Vec<(String, String, String)> {
             continue;
         }
         let inside: BTreeSet<&String> = members.iter().collect();
-        let Some(cands) = want.teams.get(team) else {
-            continue;
-        };
-        if let Some(u) = cands
-            .iter()
-            .find(|u| !inside.contains(u) && !used.contains(*u))
-        {
-            used.insert(u.clone());
-            let group = format!("mm_{area}_{}", channel.replace('-', "_"));
-            out.push((group, path.clone(), u.clone()));
-        }
-        if out.len() == n {
-            break;
+        let cands: Vec<&String> = want
+            .teams
+            .get(team)
+            .into_iter()
+            .flatten()
+            .filter(|u| !inside.contains(u))
+            .collect();
+        let group = format!("mm_{area}_{}", channel.replace('-', "_"));
+        per_channel.push((group, path.clone(), cands));
+    }
+    let mut out = Vec::new();
+    let mut used: HashSet<&String> = HashSet::new();
+    for round in 0..64 {
+        for (group, path, cands) in &per_channel {
+            if out.len() == n {
+                return out;
+            }
+            if let Some(u) = cands.iter().skip(round).find(|u| !used.contains(**u)) {
+                used.insert(u);
+                out.push((group.clone(), path.clone(), (*u).clone()));
+            }
         }
     }
     out
@@ -224,6 +232,33 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_go_round_the_convention_channels_with_a_new_user_each_time() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let want = Expected {
+            teams: [("bench-rl".to_string(), names(&["a", "b", "c", "d"]))].into(),
+            channels: [
+                ("bench-rl/docs-1".to_string(), names(&["a"])),
+                ("bench-rl/web-2".to_string(), names(&["b"])),
+                ("bench-rl/hub-0".to_string(), names(&[])),
+            ]
+            .into(),
+            team_names: vec![],
+            channel_paths: vec![],
+            memberships: 0,
+        };
+        let got = changes(&want, 3);
+        assert_eq!(
+            got,
+            [
+                ("mm_rl_docs_1".into(), "bench-rl/docs-1".into(), "b".into()),
+                ("mm_rl_web_2".into(), "bench-rl/web-2".into(), "a".into()),
+                ("mm_rl_docs_1".into(), "bench-rl/docs-1".into(), "c".into()),
+            ]
+        );
+        assert_eq!(changes(&want, 10).len(), 4, "every user once at most");
+    }
 
     #[test]
     fn quantiles_use_the_nearest_rank() {

@@ -49,6 +49,7 @@ pub struct SizeResult {
     pub mass_state: String,
     pub mass_floor_state: String,
     pub propagation: Option<Propagation>,
+    pub propagation_error: String,
 }
 
 impl SizeResult {
@@ -76,6 +77,7 @@ impl SizeResult {
             mass_state: String::new(),
             mass_floor_state: String::new(),
             propagation: None,
+            propagation_error: String::new(),
         }
     }
 
