@@ -29,4 +29,4 @@ set -a
 . .local/servers.env
 set +a
 log "running tests"
-cargo test --workspace -- --test-threads="${MATTERSYNC_TEST_THREADS:-4}" "$@"
+cargo test --workspace --no-fail-fast -- --test-threads="${MATTERSYNC_TEST_THREADS:-4}" "$@"

@@ -376,11 +376,13 @@ async fn serve(mut sock: TcpStream, script: Script, log: Arc<Mutex<Vec<String>>>
                         out.extend(message(req.id, tlv(0x64, &os(b"uid=ana,cn=users")), None));
                     }
                     Some(Fault::BadMemberDn) => {
+                        // A group of its own: the page's regular entries follow, and
+                        // one DN twice would be refused for that reason first.
                         let e = entry_op(
-                            &format!("cn=mm_x_one,{GROUPS}"),
+                            &format!("cn=mm_x_bad,{GROUPS}"),
                             &[
-                                ("cn", vec!["mm_x_one".into()]),
-                                ("ipaUniqueID", vec!["id-one".into()]),
+                                ("cn", vec!["mm_x_bad".into()]),
+                                ("ipaUniqueID", vec!["id-bad".into()]),
                                 ("member", vec!["uid=ana,cn=users,".into()]),
                             ],
                         );
