@@ -14,6 +14,9 @@ cargo test --workspace --no-run --quiet > .local-build.log 2>&1 &
 build=$!
 mkdir -p .local
 scripts/servers.sh up
+# Back to the seed: tests add (and clean up) their own entries, but a run that was killed
+# may have left some behind in the shared directory.
+scripts/dirsrv.sh reset
 # The directory instance that real_serve_restart.rs stops and starts (so that no other test
 # sees its outage), and the browser of real_serve_status_page.rs.
 DIRSRV_INSTANCE=mattersync-restart DIRSRV_PORT=3391 DIRSRV_SECURE_PORT=3638 scripts/dirsrv.sh up

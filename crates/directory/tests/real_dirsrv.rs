@@ -115,7 +115,7 @@ fn assert_matches_seed(snap: &Directory, seed: &Value) {
 async fn real_dirsrv_snapshot_resolves_nesting_managers_and_disabled_users_as_seeded() {
     let d = dirsrv!("real_dirsrv_snapshot_resolves_nesting_managers_and_disabled_users_as_seeded");
     let seed = seed();
-    let snap = snapshot(&d.config()).await;
+    let snap = snapshot(&d.seed_config()).await;
     assert_matches_seed(&snap, &seed);
 
     // The groups sync must ignore are not read: non-FAS (even when mm-named), FAS but not mm_.
@@ -155,7 +155,7 @@ async fn real_dirsrv_snapshot_resolves_nesting_managers_and_disabled_users_as_se
 #[tokio::test]
 async fn real_dirsrv_tiny_pages_give_the_same_snapshot() {
     let d = dirsrv!("real_dirsrv_tiny_pages_give_the_same_snapshot");
-    let mut cfg = d.config();
+    let mut cfg = d.seed_config();
     cfg.page_size = 2;
     assert_matches_seed(&snapshot(&cfg).await, &seed());
 }
@@ -203,7 +203,7 @@ async fn real_dirsrv_reads_one_group_and_one_user_with_escaped_values() {
 #[tokio::test]
 async fn real_dirsrv_ldaps_with_the_ca_file_works_and_without_it_fails_clearly() {
     let d = dirsrv!("real_dirsrv_ldaps_with_the_ca_file_works_and_without_it_fails_clearly");
-    let mut cfg = d.config();
+    let mut cfg = d.seed_config();
     cfg.uri = d.ldaps_url.clone();
     cfg.ca_file = Some(d.ca_file.clone());
     assert_matches_seed(&snapshot(&cfg).await, &seed());

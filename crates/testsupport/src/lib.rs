@@ -154,6 +154,8 @@ pub struct Sandbox {
     /// Accounts made for this sandbox; deactivated when it is dropped, because a server
     /// without a licence refuses new accounts past 250 active ones.
     accounts: std::sync::Mutex<Vec<String>>,
+    /// Directory entries made for this sandbox; deleted (newest first) when it is dropped.
+    entries: std::sync::Mutex<Vec<String>>,
     /// The token's own account (creator of the sandbox's channels), left out of `members`.
     pub admin: String,
 }
@@ -162,6 +164,11 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         let ids: Vec<String> = self
             .accounts
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        let entries: Vec<String> = self
+            .entries
             .lock()
             .map(|mut v| std::mem::take(&mut *v))
             .unwrap_or_default();
@@ -183,6 +190,25 @@ impl Drop for Sandbox {
                     let _ = mm.set_user_active(&id, false).await;
                 }
                 let _ = mm.delete_team(&team, false).await;
+                if let Ok((conn, mut ldap)) =
+                    LdapConnAsync::new(&servers.get("MATTERSYNC_LDAP_URL")).await
+                {
+                    ldap3::drive!(conn);
+                    let bound = ldap
+                        .simple_bind(
+                            &servers.get("MATTERSYNC_LDAP_BIND_DN"),
+                            &servers.ldap_password(),
+                        )
+                        .await
+                        .and_then(|r| r.success())
+                        .is_ok();
+                    if bound {
+                        for dn in entries.iter().rev() {
+                            let _ = ldap.delete(dn).await;
+                        }
+                    }
+                    let _ = ldap.unbind().await;
+                }
             });
         })
         .join();
@@ -210,8 +236,17 @@ impl Sandbox {
             dir: tempfile::tempdir().expect("tempdir"),
             base,
             accounts: std::sync::Mutex::new(Vec::new()),
+            entries: std::sync::Mutex::new(Vec::new()),
             admin,
         })
+    }
+
+    /// Notes a directory entry to delete when the sandbox is dropped (entries a test adds
+    /// by hand, too).
+    pub fn track(&self, dn: String) {
+        if let Ok(mut v) = self.entries.lock() {
+            v.push(dn);
+        }
     }
 
     /// `mm_<area>_<name>`.
@@ -282,6 +317,7 @@ impl Sandbox {
             .await
             .and_then(|r| r.success())
             .unwrap_or_else(|e| panic!("add user {uid}: {e}"));
+        self.track(self.user_dn(&uid));
         let _ = ldap.unbind().await;
         let mm_id = if account {
             Some(self.account(&uid).await)
@@ -367,6 +403,7 @@ impl Sandbox {
             .await
             .and_then(|r| r.success())
             .unwrap_or_else(|e| panic!("add group {cn}: {e}"));
+        self.track(self.group_dn(cn));
         let _ = ldap.unbind().await;
     }
 

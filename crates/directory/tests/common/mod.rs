@@ -101,6 +101,16 @@ impl Dirsrv {
         c
     }
 
+    /// [`Dirsrv::config`] for the seed's areas only: other tests add their own
+    /// mm_<area>_* groups to the shared directory at the same time (some deliberately
+    /// malformed), which a snapshot with the FreeIPA default filter would read too. Still
+    /// FAS groups only, as by default.
+    pub fn seed_config(&self) -> LdapConfig {
+        let mut c = self.config();
+        c.group_filter = "(&(objectClass=fasGroup)(|(cn=mm_rl_*)(cn=mm_resf_*)))".to_string();
+        c
+    }
+
     pub fn password(&self) -> String {
         std::fs::read_to_string(&self.password_file)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", self.password_file.display()))
