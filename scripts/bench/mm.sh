@@ -3,6 +3,7 @@
 # data loaded by Mattermost's bulk import and kept as PostgreSQL template databases:
 #
 #   scripts/bench/mm.sh up                 start it (scripts/mattermost.sh with env.sh)
+#   scripts/bench/mm.sh down               stop it (PostgreSQL, shared with the test server, stays up)
 #   scripts/bench/mm.sh load SIZE DIR      make templates mmbench_<size>_cold (accounts, teams,
 #                                          channels; no memberships) and mmbench_<size>_warm
 #                                          (plus every desired membership) from the generator's
@@ -116,8 +117,9 @@ cmd_load() {
 
 case "${1:-}" in
   up) cmd_up ;;
+  down) mm_stop ;;
   load) [ $# = 3 ] || die "usage: $0 load SIZE DIR"; cmd_load "$2" "$3" ;;
   restore) [ $# = 2 ] || die "usage: $0 restore TEMPLATE"; restore "$2" ;;
   snapshot) [ $# = 2 ] || die "usage: $0 snapshot TEMPLATE"; snapshot "$2" ;;
-  *) echo "usage: $0 up | load SIZE DIR | restore TEMPLATE | snapshot TEMPLATE" >&2; exit 2 ;;
+  *) echo "usage: $0 up | down | load SIZE DIR | restore TEMPLATE | snapshot TEMPLATE" >&2; exit 2 ;;
 esac
