@@ -75,22 +75,21 @@ impl Servers {
         .expect("mattermost client")
     }
 
-    /// Whether the directory answers.
-    pub async fn ldap_up(&self) -> bool {
+    /// Whether the directory answers a bind as the test account; `Err` says why not.
+    pub async fn ldap_up(&self) -> Result<(), String> {
         let url = self.get("MATTERSYNC_LDAP_URL");
-        match LdapConnAsync::new(&url).await {
-            Ok((conn, mut ldap)) => {
-                ldap3::drive!(conn);
-                let ok = ldap
-                    .simple_bind(&self.get("MATTERSYNC_LDAP_BIND_DN"), &self.ldap_password())
-                    .await
-                    .and_then(|r| r.success())
-                    .is_ok();
-                let _ = ldap.unbind().await;
-                ok
-            }
-            Err(_) => false,
-        }
+        let (conn, mut ldap) = LdapConnAsync::new(&url)
+            .await
+            .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+        ldap3::drive!(conn);
+        let bound = ldap
+            .simple_bind(&self.get("MATTERSYNC_LDAP_BIND_DN"), &self.ldap_password())
+            .await
+            .and_then(|r| r.success())
+            .map(|_| ())
+            .map_err(|e| format!("bind to {url} failed: {e}"));
+        let _ = ldap.unbind().await;
+        bound
     }
 }
 
@@ -116,10 +115,12 @@ pub async fn servers_or_skip(test: &str) -> Option<Servers> {
     let servers = Servers::load();
     let why = match &servers {
         None => Some("no .local/servers.env (run scripts/servers.sh up)".to_string()),
-        Some(s) if !s.ldap_up().await => Some("389-ds does not answer".to_string()),
-        Some(s) => match s.mattermost().ping().await {
-            Ok(_) => None,
-            Err(e) => Some(format!("Mattermost does not answer: {e}")),
+        Some(s) => match s.ldap_up().await {
+            Err(e) => Some(format!("389-ds does not answer: {e}")),
+            Ok(()) => match s.mattermost().ping().await {
+                Ok(_) => None,
+                Err(e) => Some(format!("Mattermost does not answer: {e}")),
+            },
         },
     };
     match why {
