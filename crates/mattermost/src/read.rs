@@ -135,6 +135,14 @@ impl Client {
         Ok(u.into())
     }
 
+    /// `GET /users/{id}`: whether the account has the `system_admin` role. An unknown
+    /// account is not one.
+    pub async fn is_system_admin(&self, user_id: &str) -> Result<bool, MmError> {
+        let path = format!("/users/{}", seg(user_id));
+        Ok(found(self.get_json::<wire::UserRoles>(&path).await)?
+            .is_some_and(|u| u.roles.split_whitespace().any(|r| r == "system_admin")))
+    }
+
     /// `GET /teams/name/{name}`; `None` when there is no such team.
     pub async fn team_by_name(&self, name: &str) -> Result<Option<Team>, MmError> {
         let path = format!("/teams/name/{}", seg(name));

@@ -34,6 +34,13 @@ pub(crate) struct User {
     pub delete_at: i64,
 }
 
+/// Only the roles of `GET /users/{id}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct UserRoles {
+    #[serde(default)]
+    pub roles: String,
+}
+
 impl From<User> for mattersync_core::MmUser {
     fn from(u: User) -> Self {
         mattersync_core::MmUser {

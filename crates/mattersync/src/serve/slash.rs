@@ -6,9 +6,9 @@
 //! and system admins. Answers are ephemeral (only the person who typed sees them) and say
 //! what the change will do before the worker does it.
 //!
-//! This module knows two of Mattermost's wire shapes that the REST adapter does not cover:
-//! the slash-command request and response (Mattermost calls us), and the `roles` of
-//! `GET /api/v4/users/{id}` (for "is this a system admin?").
+//! This module knows the one Mattermost wire shape the REST adapter does not cover: the
+//! slash-command request and response (Mattermost calls us). "Is this a system admin?"
+//! goes through the Mattermost client like every other call.
 
 use super::scope;
 use super::state::{Request, Shared};
@@ -567,49 +567,15 @@ async fn may_change_links(shared: &Shared, req: &SlashRequest) -> Result<Option<
     ))
 }
 
-/// Answers "is this user a system admin?" from `GET /api/v4/users/{id}`.
+/// Answers "is this user a system admin?" through the Mattermost client.
 pub struct SystemAdmins {
-    http: reqwest::Client,
-    base: String,
-    token: mattersync_mattermost::Secret,
-}
-
-#[derive(Deserialize)]
-struct UserRoles {
-    #[serde(default)]
-    roles: String,
+    mm: mattersync_mattermost::Client,
 }
 
 impl SystemAdmins {
     pub fn new(cfg: &config::Config) -> Result<SystemAdmins> {
-        let m = &cfg.mattermost;
-        let token = config::secret(
-            "MATTERSYNC_MATTERMOST_TOKEN",
-            m.token_file.as_deref(),
-            "mattermost.token_file",
-        )?
-        .context("mattermost: no token")?;
-        let mut b = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(m.timeout_secs))
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(path) = &m.ca_file {
-            let pem = std::fs::read(path)
-                .with_context(|| format!("mattermost.ca_file {}", path.display()))?;
-            for c in reqwest::Certificate::from_pem_bundle(&pem)
-                .with_context(|| format!("mattermost.ca_file {}", path.display()))?
-            {
-                b = b.add_root_certificate(c);
-            }
-        }
-        if m.insecure {
-            b = b.danger_accept_invalid_certs(true);
-        }
-        let base = m.url.trim().trim_end_matches('/');
-        let base = base.strip_suffix("/api/v4").unwrap_or(base);
         Ok(SystemAdmins {
-            http: b.build().context("HTTP client")?,
-            base: format!("{base}/api/v4"),
-            token: mattersync_mattermost::Secret::new(token),
+            mm: crate::engine::mattermost_client(cfg)?,
         })
     }
 
@@ -617,19 +583,7 @@ impl SystemAdmins {
         if user_id.is_empty() || !user_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Ok(false);
         }
-        let resp = self
-            .http
-            .get(format!("{}/users/{user_id}", self.base))
-            .bearer_auth(self.token.expose())
-            .send()
-            .await
-            .context("GET /api/v4/users/{id}")?;
-        let status = resp.status();
-        if !status.is_success() {
-            anyhow::bail!("GET /api/v4/users/{{id}} answered {status}");
-        }
-        let u: UserRoles = resp.json().await.context("GET /api/v4/users/{id}: body")?;
-        Ok(u.roles.split_whitespace().any(|r| r == "system_admin"))
+        Ok(self.mm.is_system_admin(user_id).await?)
     }
 }
 
