@@ -30,6 +30,14 @@ pub enum LedgerError {
 
 type Result<T> = std::result::Result<T, LedgerError>;
 
+/// What a recorded outcome makes of a membership row.
+enum Row {
+    /// Present, with who created it.
+    Present(Origin),
+    /// Present no longer: departed or removed.
+    State(RecordState),
+}
+
 /// A user an intended write touches: id, the groups that caused it.
 type Intended<'a> = (&'a str, Vec<String>);
 
@@ -449,30 +457,37 @@ impl Ledger {
                     // made for the user leaving on their own.
                     continue;
                 }
-                match action {
+                // What the outcome makes of the membership row: present with an origin, or
+                // a new state. An unsettled intent decides between the two readings of a
+                // ledger-only record (the rule of `resolve_intents`, for a plan made without
+                // settling): a member with a pending add is one mattersync added, and one
+                // gone with a pending removal is one it removed.
+                let pending = || pending_intent(&tx, scope_kind, scope_id, user_id);
+                let row = match action {
                     Action::AddTeamMembers { .. } | Action::AddChannelMembers { .. } => {
-                        upsert.execute(params![
-                            scope_kind,
-                            scope_id,
-                            user_id,
-                            origin_str(Origin::Added),
-                            state_str(RecordState::Present),
-                            groups_json(&groups),
-                            at,
-                            run_id
-                        ])?;
+                        Some(Row::Present(Origin::Added))
                     }
                     Action::RecordPreexisting { .. } => {
-                        // A member with an unsettled add of mattersync's is one it added
-                        // (the rule of `resolve_intents`, for a plan made without settling).
-                        let origin = if pending_intent(&tx, scope_kind, scope_id, user_id)?
-                            .as_deref()
-                            == Some("add")
-                        {
+                        Some(Row::Present(if pending()?.as_deref() == Some("add") {
                             Origin::Added
                         } else {
                             Origin::Preexisting
-                        };
+                        }))
+                    }
+                    Action::RecordDeparted { .. } => {
+                        Some(Row::State(if pending()?.as_deref() == Some("remove") {
+                            RecordState::Removed
+                        } else {
+                            RecordState::Departed
+                        }))
+                    }
+                    Action::RemoveChannelMember { .. } | Action::RemoveTeamMember { .. } => {
+                        Some(Row::State(RecordState::Removed))
+                    }
+                    Action::SetChannelAdmin { .. } => None,
+                };
+                match row {
+                    Some(Row::Present(origin)) => {
                         upsert.execute(params![
                             scope_kind,
                             scope_id,
@@ -484,16 +499,7 @@ impl Ledger {
                             run_id
                         ])?;
                     }
-                    Action::RecordDeparted { .. } => {
-                        // Gone with an unsettled removal of mattersync's: it removed them.
-                        let state = if pending_intent(&tx, scope_kind, scope_id, user_id)?
-                            .as_deref()
-                            == Some("remove")
-                        {
-                            RecordState::Removed
-                        } else {
-                            RecordState::Departed
-                        };
+                    Some(Row::State(state)) => {
                         set_state.execute(params![
                             scope_kind,
                             scope_id,
@@ -503,25 +509,17 @@ impl Ledger {
                             run_id
                         ])?;
                     }
-                    Action::RemoveChannelMember { .. } | Action::RemoveTeamMember { .. } => {
-                        set_state.execute(params![
-                            scope_kind,
-                            scope_id,
-                            user_id,
-                            state_str(RecordState::Removed),
-                            at,
-                            run_id
-                        ])?;
-                    }
-                    Action::SetChannelAdmin { admin: true, .. } => {
+                    None => {}
+                }
+                if let Action::SetChannelAdmin { admin, .. } = action {
+                    if *admin {
                         tx.execute(
                             "INSERT INTO admin_grants (channel_id, user_id, groups, granted_at, run_id)
                              VALUES (?1, ?2, ?3, ?4, ?5)
                              ON CONFLICT (channel_id, user_id) DO UPDATE SET groups = excluded.groups",
                             params![scope_id, user_id, groups_json(&groups), at, run_id],
                         )?;
-                    }
-                    Action::SetChannelAdmin { admin: false, .. } => {
+                    } else {
                         tx.execute(
                             "DELETE FROM admin_grants WHERE channel_id = ?1 AND user_id = ?2",
                             params![scope_id, user_id],
