@@ -9,13 +9,6 @@ use mattersync_testsupport::Sandbox;
 use real_serve_support::{cursor_name, serve_section, wait_until, Service, API_TOKEN, PROPAGATION};
 use std::time::Instant;
 
-fn link(sb: &Sandbox, group: &str, channel: &str) -> String {
-    format!(
-        "[[link]]\ngroup = \"{group}\"\nchannel = \"{}/{channel}\"\n",
-        sb.area
-    )
-}
-
 async fn members(sb: &Sandbox, channel_id: &str) -> Vec<String> {
     sb.members(channel_id).await.into_keys().collect()
 }
@@ -31,7 +24,7 @@ async fn real_serve_a_membership_change_in_389ds_reaches_mattermost_and_the_metr
     let ch = sb.channel("infra", false).await;
     let cfg = sb.config(&format!(
         "{}\n{}",
-        link(&sb, &g, "infra"),
+        sb.link(&g, "infra"),
         serve_section(sb.dir.path(), "")
     ));
     let svc = Service::start(&cfg, &[], "serve.log").await;
@@ -121,7 +114,7 @@ async fn real_serve_http_api_needs_its_token_and_sigterm_saves_the_cursor() {
     let ch = sb.channel("web", false).await;
     let cfg = sb.config(&format!(
         "{}\n{}",
-        link(&sb, &g, "web"),
+        sb.link(&g, "web"),
         serve_section(sb.dir.path(), "")
     ));
     let mut svc = Service::start(&cfg, &["--log-format", "json"], "serve.log").await;
@@ -193,7 +186,7 @@ async fn real_serve_resumes_from_the_saved_cookie_after_a_restart_without_a_full
     let ch = sb.channel("ops", false).await;
     let cfg = sb.config(&format!(
         "{}\n{}",
-        link(&sb, &g, "ops"),
+        sb.link(&g, "ops"),
         serve_section(sb.dir.path(), "")
     ));
     let mut first = Service::start(&cfg, &[], "first.log").await;
@@ -242,7 +235,7 @@ async fn real_serve_polls_modify_timestamps_where_syncrepl_is_not_used() {
     let ch = sb.channel("docs", false).await;
     let cfg = sb.config(&format!(
         "{}\n{}",
-        link(&sb, &g, "docs"),
+        sb.link(&g, "docs"),
         serve_section(sb.dir.path(), "")
     ));
     let svc = Service::start(
@@ -300,7 +293,7 @@ async fn real_serve_a_tripped_guard_changes_nothing_until_allowed() {
     let ch = sb.channel("board", false).await;
     let cfg = sb.config(&format!(
         "{}\n[guards]\nmax_removals = 0\n\n{}",
-        link(&sb, &g, "board"),
+        sb.link(&g, "board"),
         serve_section(sb.dir.path(), "")
     ));
     let svc = Service::start(&cfg, &[], "serve.log").await;
@@ -344,7 +337,7 @@ async fn real_serve_the_periodic_reconcile_adds_a_pending_user_once_their_accoun
     let ch = sb.channel("web", false).await;
     let cfg = sb.config(&format!(
         "{}\n{}",
-        link(&sb, &g, "web"),
+        sb.link(&g, "web"),
         serve_section(sb.dir.path(), "full_reconcile = \"2s\"")
     ));
     let svc = Service::start(&cfg, &[], "serve.log").await;
@@ -383,7 +376,7 @@ async fn real_serve_sigterm_during_an_apply_leaves_the_ledger_true_and_a_restart
     for i in 0..12 {
         let name = format!("c{i:02}");
         channels.push((name.clone(), sb.channel(&name, false).await));
-        links.push_str(&link(&sb, &g, &name));
+        links.push_str(&sb.link(&g, &name));
     }
     let cfg = sb.config(&format!("{links}\n{}", serve_section(sb.dir.path(), "")));
     let mut svc = Service::start(&cfg, &[], "first.log").await;

@@ -21,10 +21,7 @@ async fn real_servers_linked_group_members_land_in_the_channel_team_first_and_a_
     let bob = sb.user("bob", true, false).await;
     let g = sb.create_group("infra", &[&alice, &bob], &[], &[]).await;
     let ch = sb.channel("infra", false).await;
-    let cfg = sb.config(&format!(
-        "[[link]]\ngroup = \"{g}\"\nchannel = \"{}/infra\"\n",
-        sb.area
-    ));
+    let cfg = sb.config(&sb.link(&g, "infra"));
 
     let first = apply(&cfg);
     assert_eq!(first["changed"], true, "{first}");
@@ -203,10 +200,7 @@ async fn real_servers_nested_members_count_and_the_disabled_user_does_not() {
         .await;
     let g = sb.create_group("infra", &[&alice], &[&inner], &[]).await;
     let ch = sb.channel("infra", false).await;
-    let cfg = sb.config(&format!(
-        "[[link]]\ngroup = \"{g}\"\nchannel = \"{}/infra\"\n",
-        sb.area
-    ));
+    let cfg = sb.config(&sb.link(&g, "infra"));
     apply(&cfg);
     assert_eq!(
         names(&sb.members(&ch).await),
@@ -223,10 +217,7 @@ async fn real_servers_a_pending_user_is_picked_up_when_their_account_appears() {
     let late = sb.user("late", false, false).await;
     let g = sb.create_group("docs", &[&alice, &late], &[], &[]).await;
     let ch = sb.channel("docs", false).await;
-    let cfg = sb.config(&format!(
-        "[[link]]\ngroup = \"{g}\"\nchannel = \"{}/docs\"\n",
-        sb.area
-    ));
+    let cfg = sb.config(&sb.link(&g, "docs"));
     let plan = run(&cfg, &["plan", "--json"]).json();
     let notes = plan["plan"]["notes"].as_array().expect("notes").clone();
     assert!(
@@ -346,10 +337,7 @@ async fn real_servers_a_saved_plan_is_applied_only_while_it_is_current() {
     let bob = sb.user("bob", true, false).await;
     let g = sb.create_group("infra", &[&alice], &[], &[]).await;
     let ch = sb.channel("infra", false).await;
-    let cfg = sb.config(&format!(
-        "[[link]]\ngroup = \"{g}\"\nchannel = \"{}/infra\"\n",
-        sb.area
-    ));
+    let cfg = sb.config(&sb.link(&g, "infra"));
     let file = sb.dir.path().join("plan.json");
     let file_s = file.to_string_lossy().to_string();
     let out = run(&cfg, &["plan", "--out", &file_s, "--detailed-exitcode"]);
@@ -379,10 +367,7 @@ async fn real_servers_apply_without_a_terminal_needs_yes() {
     let alice = sb.user("alice", true, false).await;
     let g = sb.create_group("infra", &[&alice], &[], &[]).await;
     let ch = sb.channel("infra", false).await;
-    let cfg = sb.config(&format!(
-        "[[link]]\ngroup = \"{g}\"\nchannel = \"{}/infra\"\n",
-        sb.area
-    ));
+    let cfg = sb.config(&sb.link(&g, "infra"));
     let out = run(&cfg, &["apply"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("--yes"), "{out:?}");
@@ -436,10 +421,7 @@ async fn real_servers_a_second_run_while_one_holds_the_lock_is_refused() {
     let alice = sb.user("alice", true, false).await;
     let g = sb.create_group("infra", &[&alice], &[], &[]).await;
     let ch = sb.channel("infra", false).await;
-    let cfg = sb.config(&format!(
-        "[[link]]\ngroup = \"{g}\"\nchannel = \"{}/infra\"\n",
-        sb.area
-    ));
+    let cfg = sb.config(&sb.link(&g, "infra"));
     let ledger = sb.dir.path().join("ledger.db");
     let held = mattersync_ledger::RunLock::acquire(&ledger).expect("take the lock");
     let out = run(&cfg, &["apply", "--yes"]);

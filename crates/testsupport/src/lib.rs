@@ -250,6 +250,14 @@ impl Sandbox {
         }
     }
 
+    /// A `[[link]]` table linking `group` to `<sandbox team>/<channel>` with the defaults.
+    pub fn link(&self, group: &str, channel: &str) -> String {
+        format!(
+            "[[link]]\ngroup = \"{group}\"\nchannel = \"{}/{channel}\"\n",
+            self.area
+        )
+    }
+
     /// `mm_<area>_<name>`.
     pub fn group(&self, name: &str) -> String {
         format!("mm_{}_{}", self.area, name)
