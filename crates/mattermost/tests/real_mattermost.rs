@@ -154,6 +154,29 @@ async fn real_mattermost_ping_returns_a_version_and_me_is_the_token_owner() {
     assert!(!me.inactive);
 }
 
+#[tokio::test]
+async fn real_mattermost_only_system_admins_are_system_admins() {
+    let c = real_or_skip!();
+    let me = c.me().await.expect("me");
+    assert!(
+        c.is_system_admin(&me.id).await.expect("admin"),
+        "the test token is a system admin"
+    );
+    let users = ensure_users(&c, "msit-role", 1).await;
+    let plain = users
+        .iter()
+        .next()
+        .map(|u| u.1.clone())
+        .expect("one account");
+    let plain_is_admin = c.is_system_admin(&plain).await;
+    release_users(&c, std::slice::from_ref(&plain)).await;
+    assert!(!plain_is_admin.expect("plain user"));
+    assert!(!c
+        .is_system_admin("nosuchuseridnosuchuseridxx")
+        .await
+        .expect("unknown id"));
+}
+
 /// Members: 210 pool accounts + the creator, more than one page of 200. The pool joins
 /// 100 at a time and is deactivated again after joining (deactivated accounts stay members):
 /// a server without a licence allows only 250 active accounts.
