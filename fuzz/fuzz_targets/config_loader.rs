@@ -1,13 +1,10 @@
-//! The configuration loader (crates/mattersync/src/config.rs, compiled in as it is): any
-//! text, with any environment overrides, is a configuration or an error, never a panic;
-//! an accepted configuration's links and convention links resolve without panicking.
+//! The configuration loader (`mattersync_engine::config`, linked as a crate): any text,
+//! with any environment overrides, is a configuration or an error, never a panic; an
+//! accepted configuration's links and convention links resolve without panicking.
 #![no_main]
 
-#[allow(dead_code)]
-#[path = "../../crates/mattersync/src/config.rs"]
-mod config;
-
 use libfuzzer_sys::fuzz_target;
+use mattersync_engine::config;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -4,17 +4,22 @@
 //! Invariant: nothing in this crate does I/O, reads a clock or draws random numbers. The same
 //! input always gives the same plan, byte for byte.
 
+pub mod explain;
+pub mod group_spec;
+pub mod intent;
 pub mod model;
 pub mod naming;
 pub mod plan;
 pub mod planner;
 pub mod policy;
+pub mod scope;
 
+pub use intent::{Intent, IntentKind, ScopeKind, Settlement};
 pub use model::{
     ChannelMember, DirGroup, DirUser, Directory, LedgerFacts, Mattermost, MmChannel, MmTeam,
     MmUser, Origin, Record, RecordState,
 };
 pub use naming::{GroupName, NameError, Naming};
 pub use plan::{Action, GuardTrip, Note, Plan, PlanMember, SavedPlanError, UserRef};
-pub use planner::{plan, PlanInput};
+pub use planner::{account_matches, plan, PlanInput};
 pub use policy::{Admins, Guards, Link, LinkSource, Matching, Mode, Policy, Readd, Target};

@@ -70,6 +70,73 @@ pub enum Action {
 }
 
 impl Action {
+    /// The team or channel the action is about: its kind, id and `team[/channel]` name.
+    pub fn scope(&self) -> (crate::ScopeKind, &str, &str) {
+        use crate::ScopeKind;
+        match self {
+            Action::AddTeamMembers { team_id, team, .. }
+            | Action::RemoveTeamMember { team_id, team, .. } => (ScopeKind::Team, team_id, team),
+            Action::AddChannelMembers {
+                channel_id,
+                channel,
+                ..
+            }
+            | Action::SetChannelAdmin {
+                channel_id,
+                channel,
+                ..
+            }
+            | Action::RemoveChannelMember {
+                channel_id,
+                channel,
+                ..
+            } => (ScopeKind::Channel, channel_id, channel),
+            Action::RecordPreexisting {
+                scope_id, scope, ..
+            }
+            | Action::RecordDeparted {
+                scope_id, scope, ..
+            } => (ScopeKind::of_path(scope), scope_id, scope),
+        }
+    }
+
+    /// The users the action touches: id, username and the groups that caused it.
+    pub fn subjects(&self) -> Vec<(&str, &str, &[String])> {
+        match self {
+            Action::AddTeamMembers { users, .. } | Action::AddChannelMembers { users, .. } => users
+                .iter()
+                .map(|u| (u.id.as_str(), u.username.as_str(), u.groups.as_slice()))
+                .collect(),
+            Action::SetChannelAdmin { user, groups, .. } => {
+                vec![(user.id.as_str(), user.username.as_str(), groups.as_slice())]
+            }
+            Action::RemoveChannelMember { user, .. } | Action::RemoveTeamMember { user, .. } => {
+                vec![(user.id.as_str(), user.username.as_str(), &[][..])]
+            }
+            Action::RecordPreexisting { users, .. } | Action::RecordDeparted { users, .. } => users
+                .iter()
+                .map(|u| (u.id.as_str(), u.username.as_str(), &[][..]))
+                .collect(),
+        }
+    }
+
+    /// The membership write the action makes, which the intent journal notes before the
+    /// call; `None` for actions that add or remove nobody.
+    pub fn intent(&self) -> Option<crate::IntentKind> {
+        use crate::IntentKind;
+        match self {
+            Action::AddTeamMembers { .. } | Action::AddChannelMembers { .. } => {
+                Some(IntentKind::Add)
+            }
+            Action::RemoveChannelMember { .. } | Action::RemoveTeamMember { .. } => {
+                Some(IntentKind::Remove)
+            }
+            Action::SetChannelAdmin { .. }
+            | Action::RecordPreexisting { .. }
+            | Action::RecordDeparted { .. } => None,
+        }
+    }
+
     /// Whether the action calls the Mattermost API.
     pub fn writes_mattermost(&self) -> bool {
         !matches!(

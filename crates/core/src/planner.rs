@@ -86,6 +86,25 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     p.run()
 }
 
+/// Which Mattermost account each directory user matches, by the planner's own rules
+/// (directory uid → account id). Users whose match is ambiguous, deactivated or missing are
+/// absent. `explain` uses this so that it never matches differently from the plan.
+pub fn account_matches(input: PlanInput<'_>) -> BTreeMap<String, String> {
+    let mut p = Planner {
+        input,
+        notes: BTreeSet::new(),
+        pending: BTreeMap::new(),
+        matched: BTreeMap::new(),
+        ambiguous: BTreeMap::new(),
+        inactive: BTreeMap::new(),
+    };
+    p.match_users();
+    p.matched
+        .into_iter()
+        .map(|(uid, u)| (uid, u.id.clone()))
+        .collect()
+}
+
 struct Planner<'a> {
     input: PlanInput<'a>,
     notes: BTreeSet<Note>,

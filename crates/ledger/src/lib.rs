@@ -7,7 +7,11 @@ mod lock;
 
 pub use lock::{LockError, RunLock};
 
-use mattersync_core::{Action, LedgerFacts, Link, Origin, Record, RecordState, Target};
+use mattersync_core::intent::settle;
+use mattersync_core::{
+    Action, Intent, IntentKind, LedgerFacts, Link, Origin, Record, RecordState, ScopeKind,
+    Settlement, Target,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use std::path::Path;
@@ -26,6 +30,8 @@ pub enum LedgerError {
     Corrupt { what: &'static str, value: String },
     #[error("ledger schema version {found} is newer than this mattersync knows ({known}); upgrade mattersync")]
     TooNew { found: i64, known: i64 },
+    #[error("ledger schema version {found} is older than this mattersync's ({known}); a read-only command does not upgrade it: run `mattersync apply` or `mattersync serve` once")]
+    TooOld { found: i64, known: i64 },
 }
 
 type Result<T> = std::result::Result<T, LedgerError>;
@@ -37,12 +43,6 @@ enum Row {
     /// Present no longer: departed or removed.
     State(RecordState),
 }
-
-/// A user an intended write touches: id, the groups that caused it.
-type Intended<'a> = (&'a str, Vec<String>);
-
-/// A user an action touched: id, username, the groups that caused it.
-type Subject<'a> = (&'a str, &'a str, Vec<String>);
 
 /// Migrations, in order; the index + 1 is the schema version (`PRAGMA user_version`).
 const MIGRATIONS: &[&str] = &[
@@ -209,6 +209,40 @@ impl Ledger {
         Self::setup(conn)
     }
 
+    /// Opens the ledger at `path` for reading only: no migration, no journal-mode change,
+    /// and SQLite refuses any write. A ledger that does not exist yet reads as an empty one
+    /// (and is not created). One with an older schema is refused: a run that holds the lock
+    /// (`apply`, `serve`) upgrades it.
+    pub fn open_read_only(path: &Path) -> Result<Ledger> {
+        if !path.exists() {
+            return Self::open_in_memory();
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| LedgerError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(LedgerError::TooNew {
+                found: version,
+                known,
+            });
+        }
+        if version < known {
+            return Err(LedgerError::TooOld {
+                found: version,
+                known,
+            });
+        }
+        Ok(Ledger { conn })
+    }
+
     pub fn open_in_memory() -> Result<Ledger> {
         Self::setup(Connection::open_in_memory()?)
     }
@@ -339,91 +373,9 @@ impl Ledger {
                  WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
             )?;
             let kind = action.kind();
-            // (scope kind, scope id, scope name, [(user id, username, groups)])
-            let (scope_kind, scope_id, scope, users): (&str, &str, &str, Vec<Subject<'_>>) =
-                match action {
-                    Action::AddTeamMembers {
-                        team_id,
-                        team,
-                        users,
-                    } => (
-                        "team",
-                        team_id,
-                        team,
-                        users
-                            .iter()
-                            .map(|u| (u.id.as_str(), u.username.as_str(), u.groups.clone()))
-                            .collect(),
-                    ),
-                    Action::AddChannelMembers {
-                        channel_id,
-                        channel,
-                        users,
-                    } => (
-                        "channel",
-                        channel_id,
-                        channel,
-                        users
-                            .iter()
-                            .map(|u| (u.id.as_str(), u.username.as_str(), u.groups.clone()))
-                            .collect(),
-                    ),
-                    Action::SetChannelAdmin {
-                        channel_id,
-                        channel,
-                        user,
-                        groups,
-                        ..
-                    } => (
-                        "channel",
-                        channel_id,
-                        channel,
-                        vec![(user.id.as_str(), user.username.as_str(), groups.clone())],
-                    ),
-                    Action::RemoveChannelMember {
-                        channel_id,
-                        channel,
-                        user,
-                        ..
-                    } => (
-                        "channel",
-                        channel_id,
-                        channel,
-                        vec![(user.id.as_str(), user.username.as_str(), Vec::new())],
-                    ),
-                    Action::RemoveTeamMember {
-                        team_id,
-                        team,
-                        user,
-                    } => (
-                        "team",
-                        team_id,
-                        team,
-                        vec![(user.id.as_str(), user.username.as_str(), Vec::new())],
-                    ),
-                    Action::RecordPreexisting {
-                        scope_id,
-                        scope,
-                        users,
-                    }
-                    | Action::RecordDeparted {
-                        scope_id,
-                        scope,
-                        users,
-                    } => (
-                        if scope.contains('/') {
-                            "channel"
-                        } else {
-                            "team"
-                        },
-                        scope_id,
-                        scope,
-                        users
-                            .iter()
-                            .map(|u| (u.id.as_str(), u.username.as_str(), Vec::new()))
-                            .collect(),
-                    ),
-                };
+            let (scope_kind, scope_id, scope) = action.scope();
+            let scope_kind = scope_kind.as_str();
+            let users = action.subjects();
             for (user_id, username, groups) in users {
                 // Ledger-only actions always succeed; API actions need an outcome.
                 let result = if action.writes_mattermost() {
@@ -444,7 +396,7 @@ impl Ledger {
                     scope,
                     user_id,
                     username,
-                    groups_json(&groups),
+                    groups_json(groups),
                     outcome,
                     detail
                 ])?;
@@ -467,20 +419,20 @@ impl Ledger {
                     Action::AddTeamMembers { .. } | Action::AddChannelMembers { .. } => {
                         Some(Row::Present(Origin::Added))
                     }
-                    Action::RecordPreexisting { .. } => {
-                        Some(Row::Present(if pending()?.as_deref() == Some("add") {
+                    Action::RecordPreexisting { .. } => Some(Row::Present(
+                        if pending()?.as_deref() == Some(IntentKind::Add.as_str()) {
                             Origin::Added
                         } else {
                             Origin::Preexisting
-                        }))
-                    }
-                    Action::RecordDeparted { .. } => {
-                        Some(Row::State(if pending()?.as_deref() == Some("remove") {
+                        },
+                    )),
+                    Action::RecordDeparted { .. } => Some(Row::State(
+                        if pending()?.as_deref() == Some(IntentKind::Remove.as_str()) {
                             RecordState::Removed
                         } else {
                             RecordState::Departed
-                        }))
-                    }
+                        },
+                    )),
                     Action::RemoveChannelMember { .. } | Action::RemoveTeamMember { .. } => {
                         Some(Row::State(RecordState::Removed))
                     }
@@ -494,7 +446,7 @@ impl Ledger {
                             user_id,
                             origin_str(origin),
                             state_str(RecordState::Present),
-                            groups_json(&groups),
+                            groups_json(groups),
                             at,
                             run_id
                         ])?;
@@ -517,7 +469,7 @@ impl Ledger {
                             "INSERT INTO admin_grants (channel_id, user_id, groups, granted_at, run_id)
                              VALUES (?1, ?2, ?3, ?4, ?5)
                              ON CONFLICT (channel_id, user_id) DO UPDATE SET groups = excluded.groups",
-                            params![scope_id, user_id, groups_json(&groups), at, run_id],
+                            params![scope_id, user_id, groups_json(groups), at, run_id],
                         )?;
                     } else {
                         tx.execute(
@@ -536,55 +488,22 @@ impl Ledger {
     /// a run killed before it records the outcome can be resolved on the next run
     /// ([`Ledger::resolve_intents`]). Other actions need no intent.
     pub fn intend(&mut self, run_id: &str, action: &Action) -> Result<()> {
-        let (kind, scope_id, users, intent): (&str, &str, Vec<Intended<'_>>, &str) = match action {
-            Action::AddTeamMembers { team_id, users, .. } => (
-                "team",
-                team_id,
-                users
-                    .iter()
-                    .map(|u| (u.id.as_str(), u.groups.clone()))
-                    .collect(),
-                "add",
-            ),
-            Action::AddChannelMembers {
-                channel_id, users, ..
-            } => (
-                "channel",
-                channel_id,
-                users
-                    .iter()
-                    .map(|u| (u.id.as_str(), u.groups.clone()))
-                    .collect(),
-                "add",
-            ),
-            Action::RemoveChannelMember {
-                channel_id, user, ..
-            } => (
-                "channel",
-                channel_id,
-                vec![(user.id.as_str(), Vec::new())],
-                "remove",
-            ),
-            Action::RemoveTeamMember { team_id, user, .. } => (
-                "team",
-                team_id,
-                vec![(user.id.as_str(), Vec::new())],
-                "remove",
-            ),
-            _ => return Ok(()),
+        let Some(intent) = action.intent() else {
+            return Ok(());
         };
+        let (kind, scope_id, _) = action.scope();
         let at = now();
         let tx = self.conn.transaction()?;
-        for (user_id, groups) in users {
+        for (user_id, _, groups) in action.subjects() {
             let n = tx.execute(
                 "UPDATE memberships SET intent = ?4 WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
-                params![kind, scope_id, user_id, intent],
+                params![kind.as_str(), scope_id, user_id, intent.as_str()],
             )?;
-            if n == 0 && intent == "add" {
+            if n == 0 && intent == IntentKind::Add {
                 tx.execute(
                     "INSERT INTO memberships (scope_kind, scope_id, user_id, origin, state, groups, updated_at, run_id, intent)
                      VALUES (?1, ?2, ?3, 'added', 'intended', ?4, ?5, ?6, 'add')",
-                    params![kind, scope_id, user_id, groups_json(&groups), at, run_id],
+                    params![kind.as_str(), scope_id, user_id, groups_json(groups), at, run_id],
                 )?;
             }
         }
@@ -592,58 +511,87 @@ impl Ledger {
         Ok(())
     }
 
+    /// Every write noted before its API call whose outcome was never recorded.
+    pub fn intents(&self) -> Result<Vec<Intent>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT scope_kind, scope_id, user_id, intent, state FROM memberships WHERE intent IS NOT NULL ORDER BY scope_kind, scope_id, user_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (kind, scope_id, user_id, intent, state) = row?;
+            out.push(Intent {
+                scope_kind: kind.parse().map_err(|_| LedgerError::Corrupt {
+                    what: "scope kind",
+                    value: kind.clone(),
+                })?,
+                scope_id,
+                user_id,
+                intent: intent.parse().map_err(|_| LedgerError::Corrupt {
+                    what: "intent",
+                    value: intent.clone(),
+                })?,
+                placeholder: state == "intended",
+            });
+        }
+        Ok(out)
+    }
+
     /// Settles intents left by a run that stopped between an API call and its record:
     /// `is_member(kind, scope_id, user_id)` says what Mattermost shows now (`None`: that
     /// scope was not read, leave it). An intended add that happened becomes a membership
     /// mattersync added; one that did not is forgotten; an intended removal that happened
     /// becomes a removal. Returns how many intents were settled.
+    ///
+    /// The decision is [`mattersync_core::intent::settle`], the same rule a read-only
+    /// command applies in memory. Only the holder of the run lock may call this.
     pub fn resolve_intents(
         &self,
         run_id: &str,
-        is_member: impl Fn(&str, &str, &str) -> Option<bool>,
+        is_member: impl Fn(ScopeKind, &str, &str) -> Option<bool>,
     ) -> Result<usize> {
-        let pending: Vec<(String, String, String, String, String)> = {
-            let mut stmt = self.conn.prepare(
-                "SELECT scope_kind, scope_id, user_id, intent, state FROM memberships WHERE intent IS NOT NULL",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?;
-            rows.collect::<std::result::Result<_, _>>()?
-        };
+        let pending = self.intents()?;
         let at = now();
         let tx = self.conn.unchecked_transaction()?;
         let mut settled = 0;
-        for (kind, scope, user, intent, state) in pending {
-            let Some(member) = is_member(&kind, &scope, &user) else {
+        for i in pending {
+            let Some(member) = is_member(i.scope_kind, &i.scope_id, &i.user_id) else {
                 continue;
             };
-            let key = params![kind, scope, user];
-            match (intent.as_str(), member) {
-                ("add", true) => {
+            let (kind, scope, user) = (i.scope_kind.as_str(), &i.scope_id, &i.user_id);
+            match settle(&i, member) {
+                Settlement::Added => {
                     tx.execute(
                         "UPDATE memberships SET origin = 'added', state = 'present', intent = NULL, updated_at = ?4, run_id = ?5
                          WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
                         params![kind, scope, user, at, run_id],
                     )?;
                 }
-                ("remove", false) => {
+                Settlement::Removed => {
                     tx.execute(
                         "UPDATE memberships SET state = 'removed', intent = NULL, updated_at = ?4, run_id = ?5
                          WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
                         params![kind, scope, user, at, run_id],
                     )?;
                 }
-                _ if state == "intended" => {
+                Settlement::Forget => {
                     tx.execute(
                         "DELETE FROM memberships WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
-                        key,
+                        params![kind, scope, user],
                     )?;
                 }
-                _ => {
+                Settlement::Unchanged => {
                     tx.execute(
                         "UPDATE memberships SET intent = NULL WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
-                        key,
+                        params![kind, scope, user],
                     )?;
                 }
             }

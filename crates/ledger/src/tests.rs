@@ -240,7 +240,7 @@ fn an_intended_add_is_not_a_fact_until_it_is_recorded_or_resolved() {
     let next = l.begin_run("apply", None).expect("run");
     let n = l
         .resolve_intents(&next, |kind, scope, user| {
-            (kind == "channel" && scope == "c1").then_some(user == "a")
+            (kind == mattersync_core::ScopeKind::Channel && scope == "c1").then_some(user == "a")
         })
         .expect("resolve");
     assert_eq!(n, 2);

@@ -1,7 +1,5 @@
 //! `mattersync`: directory (FreeIPA/RAS, LDAP) to Mattermost group sync.
 
-mod config;
-mod engine;
 mod group;
 mod output;
 mod serve;
@@ -9,6 +7,7 @@ mod serve;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use mattersync_core::{Admins, Link, LinkSource, Mode, Plan, Readd, Target};
+use mattersync_engine::{self as engine, config, Verdict};
 use mattersync_ledger::{AuditQuery, Ledger, RunLock};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -200,6 +199,11 @@ fn open_ledger(cfg: &config::Config) -> Result<Ledger> {
     Ledger::open(&cfg.ledger.path).context("opening the ledger")
 }
 
+/// For commands that only read: the ledger file is never written.
+fn read_ledger(cfg: &config::Config) -> Result<Ledger> {
+    Ledger::open_read_only(&cfg.ledger.path).context("opening the ledger")
+}
+
 fn lock(cfg: &config::Config) -> Result<RunLock> {
     RunLock::acquire(&cfg.ledger.path).map_err(|e| fail(exit::LOCKED, e.into()))
 }
@@ -215,10 +219,8 @@ async fn check(cfg: &config::Config, json: bool) -> Result<u8> {
         .context("mattermost: the token does not authenticate")?;
     report.insert("mattermost_version".into(), version.raw.clone().into());
     report.insert("mattermost_user".into(), me.username.clone().into());
-    let mut dir = mattersync_directory::LdapDirectory::connect(&engine::ldap_config(cfg)?)
-        .await
-        .context("directory: cannot connect")?;
-    let snap = dir.snapshot().await.context("directory: read failed")?;
+    let mut dir = engine::Ldap::new(engine::ldap_config(cfg)?);
+    let snap = engine::DirectorySource::snapshot(&mut dir).await?;
     report.insert("directory_groups".into(), snap.groups.len().into());
     report.insert("directory_users".into(), snap.users.len().into());
     let ledger = open_ledger(cfg)?;
@@ -243,9 +245,10 @@ async fn check(cfg: &config::Config, json: bool) -> Result<u8> {
 }
 
 async fn plan_cmd(cfg: &config::Config, json: bool, a: PlanArgs) -> Result<u8> {
-    let ledger = open_ledger(cfg)?;
+    let ledger = read_ledger(cfg)?;
     let mm = engine::mattermost_client(cfg)?;
-    let state = engine::gather(cfg, &ledger, &mm).await?;
+    let mut dir = engine::Ldap::new(engine::ldap_config(cfg)?);
+    let state = engine::read_all(cfg, &mut dir, &mm, &ledger).await?;
     let plan = state.plan();
     for w in &state.warnings {
         eprintln!("warning: {w}");
@@ -271,59 +274,48 @@ async fn plan_cmd(cfg: &config::Config, json: bool, a: PlanArgs) -> Result<u8> {
 }
 
 async fn apply_cmd(cfg: &config::Config, json: bool, a: ApplyArgs) -> Result<u8> {
-    let _lock = lock(cfg)?;
+    let lock = lock(cfg)?;
     let mut ledger = open_ledger(cfg)?;
     let mm = engine::mattermost_client(cfg)?;
     let saved: Option<Plan> = match &a.plan {
         Some(p) => Some(output::load_plan(p).map_err(|e| fail(exit::STALE_PLAN, e))?),
         None => None,
     };
-    let state = engine::gather(cfg, &ledger, &mm).await?;
+    let mut dir = engine::Ldap::new(engine::ldap_config(cfg)?);
+    let mut state = engine::read_all(cfg, &mut dir, &mm, &ledger).await?;
+    engine::settle(&lock, &ledger, &mut state)?;
     for w in &state.warnings {
         eprintln!("warning: {w}");
     }
     let plan = state.plan();
     if let Some(saved) = &saved {
-        if saved.fingerprint != plan.fingerprint {
+        engine::check_saved(saved, &plan).map_err(|e| fail(exit::STALE_PLAN, e.into()))?;
+    }
+    match engine::verdict(&plan, a.allow_mass_removal) {
+        Verdict::Held(trips) => {
+            if !json {
+                print!("{}", output::plan_text(&plan));
+            }
             return Err(fail(
-                exit::STALE_PLAN,
+                exit::GUARD_TRIPPED,
                 anyhow::anyhow!(
-                    "the saved plan is stale: the directory, Mattermost or the ledger changed since it was made (fingerprint {} now {}); run `mattersync plan` again",
-                    short(&saved.fingerprint),
-                    short(&plan.fingerprint)
+                    "removal guard tripped, nothing was changed: {}. If the directory really changed this much, re-run with --allow-mass-removal",
+                    engine::describe_trips(&trips)
                 ),
             ));
         }
-        if *saved != plan {
-            return Err(fail(
-                exit::STALE_PLAN,
-                anyhow::anyhow!("the saved plan does not match what its fingerprint says it was computed from; it was edited after it was saved — refusing it"),
-            ));
+        Verdict::NoChanges => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"changed": false, "api_calls": mm.stats()})
+                );
+            } else {
+                println!("No changes. {}", output::calls_text(&mm.stats()));
+            }
+            return Ok(exit::OK);
         }
-    }
-    if !plan.guard_trips.is_empty() && !a.allow_mass_removal {
-        if !json {
-            print!("{}", output::plan_text(&plan));
-        }
-        let why: Vec<String> = plan.guard_trips.iter().map(|g| g.to_string()).collect();
-        return Err(fail(
-            exit::GUARD_TRIPPED,
-            anyhow::anyhow!(
-                "removal guard tripped, nothing was changed: {}. If the directory really changed this much, re-run with --allow-mass-removal",
-                why.join("; ")
-            ),
-        ));
-    }
-    if !plan.has_changes() {
-        if json {
-            println!(
-                "{}",
-                serde_json::json!({"changed": false, "api_calls": mm.stats()})
-            );
-        } else {
-            println!("No changes. {}", output::calls_text(&mm.stats()));
-        }
-        return Ok(exit::OK);
+        Verdict::Apply => {}
     }
     if !json {
         print!("{}", output::plan_text(&plan));
@@ -355,7 +347,7 @@ async fn apply_cmd(cfg: &config::Config, json: bool, a: ApplyArgs) -> Result<u8>
         eprintln!("signal received: finishing the change in flight, then stopping");
         let _ = tx.send(true);
     });
-    let report = engine::apply(&plan, &mut ledger, &mm, &stop).await?;
+    let report = engine::apply(&lock, &plan, &mut ledger, &mm, &stop, "apply").await?;
     let calls = mm.stats();
     if json {
         println!(
@@ -379,12 +371,8 @@ async fn apply_cmd(cfg: &config::Config, json: bool, a: ApplyArgs) -> Result<u8>
     })
 }
 
-fn short(s: &str) -> &str {
-    s.get(..12).unwrap_or(s)
-}
-
 fn status(cfg: &config::Config, json: bool) -> Result<u8> {
-    let ledger = open_ledger(cfg)?;
+    let ledger = read_ledger(cfg)?;
     let runs = ledger.runs(10)?;
     let facts = ledger.facts()?;
     let owned: usize = facts
@@ -434,11 +422,18 @@ async fn explain(
     user: &str,
     channel: Option<&str>,
 ) -> Result<u8> {
-    let ledger = open_ledger(cfg)?;
+    let target: Option<Target> = channel
+        .map(|c| c.parse().map_err(|e: String| anyhow::anyhow!(e)))
+        .transpose()?;
+    let ledger = read_ledger(cfg)?;
     let mm = engine::mattermost_client(cfg)?;
-    let state = engine::gather(cfg, &ledger, &mm).await?;
+    let mut dir = engine::Ldap::new(engine::ldap_config(cfg)?);
+    let state = engine::read_all(cfg, &mut dir, &mm, &ledger).await?;
     let plan = state.plan();
-    let text = output::explain(&state, &plan, &ledger, user, channel)?;
+    let why = state
+        .explain(&plan, user, target.as_ref())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let text = output::explain_text(user, &why, &ledger)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&text)?);
     } else {
@@ -450,7 +445,7 @@ async fn explain(
 }
 
 fn audit(cfg: &config::Config, json: bool, a: AuditArgs) -> Result<u8> {
-    let ledger = open_ledger(cfg)?;
+    let ledger = read_ledger(cfg)?;
     let events = ledger.events(&AuditQuery {
         user: a.user,
         scope: a.scope,
@@ -478,11 +473,10 @@ fn audit(cfg: &config::Config, json: bool, a: AuditArgs) -> Result<u8> {
 }
 
 async fn links(cfg: &config::Config, json: bool) -> Result<u8> {
-    let ledger = open_ledger(cfg)?;
+    let ledger = read_ledger(cfg)?;
     let directory = if cfg.defaults.auto_link {
-        let mut dir =
-            mattersync_directory::LdapDirectory::connect(&engine::ldap_config(cfg)?).await?;
-        dir.snapshot().await?
+        let mut dir = engine::Ldap::new(engine::ldap_config(cfg)?);
+        engine::DirectorySource::snapshot(&mut dir).await?
     } else {
         Default::default()
     };

@@ -1,7 +1,7 @@
 //! How plans, reports and explanations look to people and to programs.
 
-use crate::engine::State;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use mattersync_core::explain::Explanation;
 use mattersync_core::{Action, Note, Plan};
 use mattersync_ledger::Ledger;
 use mattersync_mattermost::ApiStats;
@@ -166,146 +166,87 @@ pub fn note_text(n: &Note) -> String {
     }
 }
 
-/// Why a user is or is not in the linked channels.
-pub fn explain(
-    state: &State,
-    plan: &Plan,
-    ledger: &Ledger,
-    who: &str,
-    channel: Option<&str>,
-) -> Result<Vec<String>> {
+/// An explanation in words. The ledger adds, for each membership it records, the groups
+/// that caused it and the run that made it.
+pub fn explain_text(who: &str, why: &Explanation, ledger: &Ledger) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    let mm = &state.mattermost;
-    let account = mm
-        .users
-        .values()
-        .find(|u| u.username.eq_ignore_ascii_case(who));
-    let dir_user = state.directory.users.get(who);
-    match (dir_user, account) {
-        (None, None) => bail!(
-            "{who}: neither a directory user of a linked group nor a known Mattermost account"
+    let disabled = if why.disabled {
+        ", DISABLED (not a member for sync)"
+    } else {
+        ""
+    };
+    out.push(match (&why.uid, &why.account) {
+        (Some(uid), None) => format!(
+            "{who}: directory user {uid}{disabled}; no matching Mattermost account (pending)"
         ),
-        (Some(d), None) => out.push(format!(
-            "{who}: directory user{}; no matching Mattermost account (pending)",
-            if d.disabled { ", DISABLED" } else { "" }
-        )),
-        (Some(d), Some(a)) => out.push(format!(
-            "{who}: directory user{}; Mattermost account {} ({})",
-            if d.disabled {
-                ", DISABLED (not a member for sync)"
-            } else {
-                ""
-            },
-            a.username,
-            a.id
-        )),
-        (None, Some(a)) => out.push(format!(
-            "{who}: Mattermost account {} ({}); not a member of any linked group",
-            a.username, a.id
-        )),
-    }
-    let groups: Vec<&String> = state
-        .directory
-        .groups
-        .keys()
-        .filter(|g| state.directory.effective_members(g).contains(who))
-        .collect();
+        (Some(uid), Some((id, name))) => {
+            format!("{who}: directory user {uid}{disabled}; Mattermost account {name} ({id})")
+        }
+        (None, Some((id, name))) => format!(
+            "{who}: Mattermost account {name} ({id}); no directory user of a linked group matches it"
+        ),
+        (None, None) => format!("{who}: unknown"),
+    });
     out.push(format!(
         "groups: {}",
-        if groups.is_empty() {
+        if why.groups.is_empty() {
             "none".to_string()
         } else {
-            groups
-                .iter()
-                .map(|g| g.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            why.groups.join(", ")
         }
     ));
-    let records = match account {
-        Some(a) => ledger.memberships_of(&a.id)?,
+    let records = match &why.account {
+        Some((id, _)) => ledger.memberships_of(id)?,
         None => Vec::new(),
     };
-    for l in &state.policy.links {
-        let target = l.target.to_string();
-        if channel.is_some_and(|c| c != target) {
-            continue;
-        }
-        let wants = state.directory.effective_members(&l.group).contains(who);
-        let present = account.is_some_and(|a| match &l.target {
-            mattersync_core::Target::Channel { .. } => mm
-                .channels
-                .get(&target)
-                .is_some_and(|c| c.members.contains_key(&a.id)),
-            mattersync_core::Target::Team { team } => mm
-                .teams
-                .get(team)
-                .is_some_and(|t| t.members.contains_key(&a.id)),
-        });
-        let scope_id = match &l.target {
-            mattersync_core::Target::Channel { .. } => {
-                mm.channels.get(&target).map(|c| c.id.clone())
-            }
-            mattersync_core::Target::Team { team } => mm.teams.get(team).map(|t| t.id.clone()),
-        };
-        let record = records
+    for v in &why.links {
+        let l = &v.link;
+        let detail = records
             .iter()
-            .find(|r| Some(&r.scope_id) == scope_id.as_ref());
+            .find(|r| Some(&r.scope_id) == v.scope_id.as_ref());
+        let ledger_text = match (v.record, detail) {
+            (Some(r), Some(d)) => format!(
+                "{} / {} (groups {}, run {}, {})",
+                r.origin,
+                r.state,
+                d.groups.join(","),
+                d.run_id,
+                d.updated_at
+            ),
+            (Some(r), None) => format!("{} / {}", r.origin, r.state),
+            (None, _) => "no record".to_string(),
+        };
         out.push(format!(
-            "{target}: link from {} (mode {}, {}): {} the group; {} the {}; ledger: {}",
+            "{}: link from {} (mode {}, {}): {} the group; {} the {}; ledger: {}",
+            l.target,
             l.group,
             l.mode,
-            crate::engine::source_name(l.source),
-            if wants { "in" } else { "not in" },
-            if present {
+            mattersync_engine::source_name(l.source),
+            if v.in_group { "in" } else { "not in" },
+            if v.member {
                 "member of"
             } else {
                 "not a member of"
             },
-            if matches!(l.target, mattersync_core::Target::Team { .. }) {
-                "team"
-            } else {
-                "channel"
+            match l.target {
+                mattersync_core::Target::Team { .. } => "team",
+                mattersync_core::Target::Channel { .. } => "channel",
             },
-            record
-                .map(|r| format!(
-                    "{} / {} (groups {}, run {}, {})",
-                    r.origin,
-                    r.state,
-                    r.groups.join(","),
-                    r.run_id,
-                    r.updated_at
-                ))
-                .unwrap_or_else(|| "no record".to_string())
+            ledger_text
         ));
     }
-    if let Some(a) = account {
-        for act in &plan.actions {
-            if crate::engine::subjects(act).contains(&a.id) {
-                out.push(format!(
-                    "next run: {}",
-                    plan_text(&Plan {
-                        actions: vec![act.clone()],
-                        ..Default::default()
-                    })
-                    .lines()
-                    .nth(1)
-                    .unwrap_or_default()
-                    .trim()
-                ));
-            }
-        }
-        for n in &plan.notes {
-            let t = note_text(n);
-            if t.contains(&a.username) {
-                out.push(format!("note: {t}"));
-            }
-        }
+    for act in &why.actions {
+        let one = plan_text(&Plan {
+            actions: vec![act.clone()],
+            ..Default::default()
+        });
+        out.push(format!(
+            "next run: {}",
+            one.lines().nth(1).unwrap_or_default().trim()
+        ));
     }
-    for n in &plan.notes {
-        if matches!(n, Note::PendingUser { uid, .. } if uid == who) {
-            out.push(format!("note: {}", note_text(n)));
-        }
+    for n in &why.notes {
+        out.push(format!("note: {}", note_text(n)));
     }
     Ok(out)
 }

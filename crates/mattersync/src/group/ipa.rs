@@ -1,8 +1,8 @@
 //! Group writes through FreeIPA's JSON-RPC API: a create or an update is a short list of
 //! calls, made in order and stopped at the first failure, with an account of what was done.
 
-use super::spec::{Change, Kind, Spec};
 use anyhow::{bail, Result};
+use mattersync_core::group_spec::{Change, Kind, Spec};
 use mattersync_freeipa::{GroupAdd, GroupMod, IpaClient, IpaError, MemberOutcome, Modified};
 use serde::Serialize;
 use serde_json::json;

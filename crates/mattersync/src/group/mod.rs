@@ -13,18 +13,17 @@
 
 mod ipa;
 mod show;
-pub mod spec;
 
-use crate::config::{self, Config, DirectoryKind};
-use crate::engine;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
+use mattersync_core::group_spec::{decide, diff, Change, Decision, Kind, Settings, Spec};
 use mattersync_directory::{
     Dn, GroupEntry, GroupUpdate, IdSource, LdapDirectory, NewGroup, WriteError,
 };
+use mattersync_engine as engine;
+use mattersync_engine::config::{self, Config, DirectoryKind};
 use mattersync_freeipa::{IpaClient, IpaConfig};
 use serde_json::json;
-use spec::{decide, diff, Change, Decision, Kind, Settings, Spec};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Exit codes of `group` commands beyond the common ones (documented in the README).
@@ -240,7 +239,7 @@ fn ipa_client(cfg: &Config) -> Result<Option<IpaClient>> {
     )?;
     let mut c = IpaConfig::new(&f.url, &f.user, mattersync_freeipa::Secret::new(password));
     c.ca_file = f.ca_file.clone();
-    c.timeout = std::time::Duration::from_secs(cfg.directory.timeout_secs);
+    c.timeout = std::time::Duration::from_secs(cfg.directory.ldap.timeout_secs);
     Ok(Some(IpaClient::new(c).context("directory.freeipa")?))
 }
 

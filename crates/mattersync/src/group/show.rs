@@ -2,11 +2,11 @@
 //! group is linked.
 
 use super::{flags, list_or_none, Bases};
-use crate::config::Config;
-use crate::engine;
 use anyhow::{bail, Context, Result};
 use mattersync_core::{Directory, Link};
 use mattersync_directory::{escape_filter_value, LdapDirectory};
+use mattersync_engine as engine;
+use mattersync_engine::config::Config;
 use serde_json::json;
 use std::collections::BTreeSet;
 

@@ -15,13 +15,14 @@ use super::page;
 use super::slash::{self, same_secret};
 use super::state::{Request, Shared};
 use super::worker::read_directory;
-use crate::{engine, output};
+use crate::output;
 use axum::extract::{Query, Request as HttpRequest, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use mattersync_engine::{self as engine, LedgerView};
 use serde::Deserialize;
 use serde_json::json;
 use std::future::Future;
@@ -202,12 +203,9 @@ async fn plan(
     let before = shared.mm.stats();
     let result = async {
         let dir = read_directory(&shared.ldap).await?;
-        let (links, warnings, facts) = {
-            let ledger = shared.ledger.lock().await;
-            let (links, warnings) = engine::resolve_links(&shared.cfg, &dir, ledger.links()?)?;
-            (links, warnings, ledger.facts()?)
-        };
-        engine::gather_links(&shared.cfg, &shared.mm, dir, links, facts, warnings).await
+        let view = LedgerView::read(&*shared.ledger.lock().await)?;
+        let (links, warnings) = engine::resolve_links(&shared.cfg, &dir, view.links.clone())?;
+        engine::gather(&shared.cfg, &shared.mm, dir, links, view, warnings).await
     }
     .await;
     let state = match result {
@@ -286,7 +284,7 @@ mod tests {
              [mattermost]\nurl = \"http://127.0.0.1:9\"\ntoken_file = \"{}\"\n",
             mm_token.display()
         );
-        let cfg = crate::config::parse(&text, &[]).expect("config");
+        let cfg = mattersync_engine::config::parse(&text, &[]).expect("config");
         let (tx, rx) = mpsc::channel(8);
         let (stop_tx, mut stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {

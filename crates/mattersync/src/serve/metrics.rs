@@ -94,6 +94,7 @@ pub struct Metrics {
     pub ready: Gauge,
     pub directory_connected: Gauge,
     pub guard_trips: Counter,
+    pub directory_reads: Counter,
     pub notifications: Family<SourceLabel, Counter>,
     pub sessions: Family<RefreshLabel, Counter>,
     pub session_errors: Counter,
@@ -119,6 +120,7 @@ impl Metrics {
             ready: Gauge::default(),
             directory_connected: Gauge::default(),
             guard_trips: Counter::default(),
+            directory_reads: Counter::default(),
             notifications: Family::default(),
             sessions: Family::default(),
             session_errors: Counter::default(),
@@ -182,8 +184,13 @@ impl Metrics {
         );
         registry.register(
             "guard_trips",
-            "Plans not applied because a removal guard tripped",
+            "Distinct plans not applied because a removal guard tripped (a held plan counts once)",
             m.guard_trips.clone(),
+        );
+        registry.register(
+            "directory_reads",
+            "Full directory snapshots read by sync cycles",
+            m.directory_reads.clone(),
         );
         registry.register(
             "directory_notifications",

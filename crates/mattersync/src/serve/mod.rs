@@ -15,16 +15,16 @@
 mod http;
 mod metrics;
 mod page;
-mod scope;
+
 mod slash;
 mod state;
 mod watch;
 mod worker;
 
-use crate::config::{self, Config};
-use crate::engine;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
+use mattersync_engine as engine;
+use mattersync_engine::config::{self, Config};
 use mattersync_ledger::{Ledger, RunLock};
 use state::{ChangeSource, Settings, Shared, Status};
 use std::io::Write as _;
@@ -144,12 +144,12 @@ async fn serve(cfg: Config, args: ServeArgs, dispatch: tracing::Dispatch) -> Res
     let settings = settings(&cfg, &args)?;
     let ldap = engine::ldap_config(&cfg)?;
     ldap.validate().context("directory configuration")?;
-    let _lock = RunLock::acquire(&cfg.ledger.path).map_err(|e| {
+    let lock = Arc::new(RunLock::acquire(&cfg.ledger.path).map_err(|e| {
         crate::fail(
             crate::exit::LOCKED,
             anyhow::Error::new(e).context("mattersync serve runs one instance per ledger"),
         )
-    })?;
+    })?);
     let ledger = Ledger::open(&cfg.ledger.path).context("opening the ledger")?;
     let http_ledger = Ledger::open(&cfg.ledger.path).context("opening the ledger")?;
     let mm = engine::mattermost_client(&cfg)?;
@@ -196,6 +196,7 @@ async fn serve(cfg: Config, args: ServeArgs, dispatch: tracing::Dispatch) -> Res
 
     let worker = worker::Worker::new(
         Arc::clone(&shared),
+        Arc::clone(&lock),
         ledger,
         ldap.clone(),
         req_rx,

@@ -10,18 +10,19 @@
 //! slash-command request and response (Mattermost calls us). "Is this a system admin?"
 //! goes through the Mattermost client like every other call.
 
-use super::scope;
 use super::state::{Request, Shared};
 use super::worker::read_directory;
-use crate::{config, engine, output};
+use crate::output;
 use anyhow::{Context, Result};
 use axum::extract::{Form, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use mattersync_core::scope;
 use mattersync_core::{
     Action, Admins, Directory, Link, LinkSource, Mode, Note, Plan, Readd, Target,
 };
+use mattersync_engine::{self as engine, config, LedgerView};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -381,9 +382,12 @@ async fn run(shared: &Arc<Shared>, req: &SlashRequest, command: &Command) -> Res
         Command::Explain { user } => {
             let dir = directory(shared).await?;
             let p = preview(shared, dir, &target).await?;
+            let why = p
+                .state
+                .explain(&p.plan, user, Some(&target))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             let ledger = shared.ledger.lock().await;
-            let lines =
-                output::explain(&p.state, &p.plan, &ledger, user, Some(&target.to_string()))?;
+            let lines = output::explain_text(user, &why, &ledger)?;
             Ok(Answer::Done(lines.join("\n")))
         }
         Command::Help => Ok(Answer::Done(USAGE.to_string())),
@@ -415,23 +419,20 @@ struct Preview {
 
 /// The plan for one channel as things stand (links from the ledger included).
 async fn preview(shared: &Shared, dir: Arc<Directory>, target: &Target) -> Result<Preview> {
-    let (links, warnings, facts) = {
-        let ledger = shared.ledger.lock().await;
-        let (links, warnings) = engine::resolve_links(&shared.cfg, &dir, ledger.links()?)?;
-        (links, warnings, ledger.facts()?)
-    };
+    let view = LedgerView::read(&*shared.ledger.lock().await)?;
+    let (links, warnings) = engine::resolve_links(&shared.cfg, &dir, view.links.clone())?;
     let selected = scope::affected_links(&links, &BTreeSet::new(), &[target.clone()].into());
     let here: Vec<Link> = selected
         .iter()
         .filter(|l| l.target == *target)
         .cloned()
         .collect();
-    let state = engine::gather_links(
+    let state = engine::gather(
         &shared.cfg,
         &shared.mm,
         (*dir).clone(),
         selected,
-        facts,
+        view,
         warnings,
     )
     .await?;
@@ -529,11 +530,10 @@ fn what_happens(p: &Preview, target: &Target, group: Option<&str>) -> String {
             names(not_readded)
         ));
     }
-    if !p.plan.guard_trips.is_empty() {
-        let why: Vec<String> = p.plan.guard_trips.iter().map(|g| g.to_string()).collect();
+    if let engine::Verdict::Held(trips) = engine::verdict(&p.plan, false) {
         out.push(format!(
             "⚠ A removal guard will stop this sync: {}. Nothing will be removed until an admin confirms.",
-            why.join("; ")
+            engine::describe_trips(&trips)
         ));
     }
     if out.is_empty() {
@@ -575,7 +575,7 @@ pub struct SystemAdmins {
 impl SystemAdmins {
     pub fn new(cfg: &config::Config) -> Result<SystemAdmins> {
         Ok(SystemAdmins {
-            mm: crate::engine::mattermost_client(cfg)?,
+            mm: mattersync_engine::mattermost_client(cfg)?,
         })
     }
 

@@ -2,9 +2,9 @@
 //! and the requests the sync worker takes.
 
 use super::metrics::Metrics;
-use crate::config::Config;
 use mattersync_core::{Directory, Link, Target};
 use mattersync_directory::LdapConfig;
+use mattersync_engine::config::Config;
 use mattersync_ledger::Ledger;
 use mattersync_mattermost::{Client, Secret};
 use serde::Serialize;

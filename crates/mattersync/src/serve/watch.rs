@@ -15,13 +15,13 @@ use mattersync_directory::syncrepl::{
     watch_base, SyncEvent, SyncSession, SYNC_REFRESH_REQUIRED, UNAVAILABLE_CRITICAL_EXTENSION,
 };
 use mattersync_directory::{DirectoryError, Dn, LdapConfig, LdapDirectory};
+use mattersync_engine::backoff::Backoff;
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// The search filter of the sync session: everything under the watched subtree. Changes to
 /// entries that are neither users nor groups are told apart by DN and cost nothing.
 const FILTER: &str = "(objectClass=*)";
@@ -35,7 +35,7 @@ pub struct Watcher {
     tx: mpsc::Sender<Request>,
     stop: watch::Receiver<bool>,
     cookie: Option<Vec<u8>>,
-    backoff: Duration,
+    backoff: Backoff,
 }
 
 /// How the syncrepl loop ended.
@@ -67,7 +67,7 @@ impl Watcher {
             tx,
             stop,
             cookie,
-            backoff: Duration::from_secs(1),
+            backoff: Backoff::standard(),
         })
     }
 
@@ -118,8 +118,7 @@ impl Watcher {
 
     /// Waits out the backoff (doubling it); false when asked to stop meanwhile.
     async fn wait_backoff(&mut self) -> bool {
-        let wait = self.backoff;
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        let wait = self.backoff.next_wait();
         tokio::select! {
             _ = tokio::time::sleep(wait) => !self.stopped(),
             _ = self.stopping() => false,
@@ -147,7 +146,7 @@ impl Watcher {
 
     fn failed(&self, mode: &str, e: &DirectoryError) {
         self.shared.metrics.session_errors.inc();
-        warn!(error = %e, retry_in_s = self.backoff.as_secs(), "directory change source failed; reconnecting");
+        warn!(error = %e, retry_in_s = self.backoff.peek().as_secs(), "directory change source failed; reconnecting");
         self.set_source(mode, false, format!("{e}"));
         self.shared
             .with_status(|s| s.error("directory change source", e.to_string()));
@@ -275,7 +274,7 @@ impl Watcher {
                         refresh_changes += count;
                     }
                     SyncEvent::RefreshDone => {
-                        self.backoff = Duration::from_secs(1);
+                        self.backoff.reset();
                         info!(
                             resumed,
                             refresh_changes, "directory sync session is live (refreshAndPersist)"
@@ -370,7 +369,7 @@ impl Watcher {
             let since = mark.clone().unwrap_or_else(initial_mark);
             match conn.modified_since(&self.base, &since).await {
                 Ok(entries) => {
-                    self.backoff = Duration::from_secs(1);
+                    self.backoff.reset();
                     self.set_source(
                         "poll",
                         true,

@@ -6,21 +6,20 @@
 //! Mattermost error, a failed action, a guard trip) is carried into the next one, so nothing
 //! is lost between cycles. A directory error ends a cycle before anything is planned.
 
-use super::scope;
 use super::state::{now_rfc3339, CycleReport, Request, Shared, KEEP_CYCLES};
-use crate::engine;
-use anyhow::{Context, Result};
+use anyhow::Result;
+use mattersync_core::scope;
 use mattersync_core::{Directory, Link, Note, Plan, Target};
-use mattersync_directory::{LdapConfig, LdapDirectory};
-use mattersync_ledger::{AuditQuery, Ledger, RunEnd};
+use mattersync_directory::LdapConfig;
+use mattersync_engine::backoff::Backoff;
+use mattersync_engine::{self as engine, DirectorySource, LedgerView, Verdict};
+use mattersync_ledger::{AuditQuery, Ledger, RunLock};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
-/// Longest wait between retries of a failed cycle.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// A burst of changes is coalesced for at most this many debounce periods.
 const MAX_COALESCE: u32 = 8;
 /// How long the first full reconcile waits for the change source to be in place.
@@ -53,13 +52,25 @@ impl Kind {
     }
 }
 
+/// What a guard holds: the scopes of a plan it stopped, parked until the directory changes
+/// one of them, an approval comes, or the next periodic reconcile. Never retried on a timer.
+#[derive(Debug, Clone)]
+struct Parked {
+    /// The held plan was a full reconcile (every link).
+    full: bool,
+    groups: BTreeSet<String>,
+    targets: BTreeSet<Target>,
+    /// The held plan, so that the same plan held again is logged and recorded only once.
+    fingerprint: String,
+}
+
 pub struct Worker {
     shared: Arc<Shared>,
+    /// Held for the life of the service: the proof that lets it settle and apply.
+    lock: Arc<RunLock>,
     ledger: Ledger,
-    ldap: LdapConfig,
-    /// The directory connection kept between cycles (a TLS handshake per change would be
-    /// most of a change's latency); dropped on any error.
-    conn: Option<LdapDirectory>,
+    /// The directory, its connection kept between cycles.
+    dir: engine::Ldap,
     rx: mpsc::Receiver<Request>,
     stop: watch::Receiver<bool>,
     cursor: String,
@@ -79,12 +90,11 @@ pub struct Worker {
     saved_cookie: Option<Vec<u8>>,
     next_full: Instant,
     retry_at: Option<Instant>,
-    backoff: Duration,
+    backoff: Backoff,
     /// The retry waits because the directory could not be read.
     directory_down: bool,
-    /// A removal guard stopped a cycle of this kind, and no cycle has since planned the
-    /// same scopes successfully: the status keeps saying so until one does.
-    tripped: Option<Kind>,
+    /// What a removal guard holds; the status keeps saying so until it clears.
+    parked: Option<Parked>,
     hold_until: Option<Instant>,
 }
 
@@ -94,6 +104,10 @@ struct Ended {
     error: Option<String>,
     /// Retry after a backoff.
     retry: bool,
+    /// A guard holds the very plan it already held: said and recorded once already.
+    repeat: bool,
+    /// The cycle planned every scope of a partial hold.
+    planned_parked: bool,
 }
 
 impl Ended {
@@ -102,6 +116,8 @@ impl Ended {
             outcome,
             error: None,
             retry: false,
+            repeat: false,
+            planned_parked: false,
         }
     }
 
@@ -110,6 +126,8 @@ impl Ended {
             outcome,
             error: Some(format!("{e:#}")),
             retry: true,
+            repeat: false,
+            planned_parked: false,
         }
     }
 }
@@ -118,6 +136,7 @@ impl Worker {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         shared: Arc<Shared>,
+        lock: Arc<RunLock>,
         ledger: Ledger,
         ldap: LdapConfig,
         rx: mpsc::Receiver<Request>,
@@ -130,9 +149,9 @@ impl Worker {
         let next_full = now + shared.settings.full_reconcile;
         Worker {
             shared,
+            lock,
             ledger,
-            ldap,
-            conn: None,
+            dir: engine::Ldap::new(ldap),
             rx,
             stop,
             cursor,
@@ -149,9 +168,9 @@ impl Worker {
             saved_cookie,
             next_full,
             retry_at: None,
-            backoff: Duration::from_secs(1),
+            backoff: Backoff::standard(),
             directory_down: false,
-            tripped: None,
+            parked: None,
             hold_until,
         }
     }
@@ -195,7 +214,7 @@ impl Worker {
             if self.directory_down {
                 self.directory_down = false;
                 self.retry_at = None;
-                self.backoff = Duration::from_secs(1);
+                self.backoff.reset();
             }
         }
         match req {
@@ -340,17 +359,21 @@ impl Worker {
             })
             .observe(started.elapsed().as_secs_f64());
         self.directory_down = ended.outcome == "directory_error";
-        if ended.outcome == "guard_tripped" {
-            self.tripped = Some(kind);
-        } else if report.succeeded() && self.tripped.is_some_and(|k| kind.is_full() || !k.is_full())
-        {
-            // A full cycle re-plans everything; a partial one re-planned the work carried
-            // from the partial cycle that tripped.
-            self.tripped = None;
-        }
-        let still_tripped = self.tripped.is_some();
         if report.succeeded() {
-            self.backoff = Duration::from_secs(1);
+            // A full cycle re-planned everything; a partial one clears a partial hold whose
+            // scopes it planned (it took them in: see `cycle_inner`).
+            let cleared = match &self.parked {
+                Some(p) => kind.is_full() || (!p.full && ended.planned_parked),
+                None => false,
+            };
+            if cleared {
+                info!("the plan a removal guard held is no longer held");
+                self.parked = None;
+            }
+        }
+        let still_tripped = self.parked.is_some();
+        if report.succeeded() {
+            self.backoff.reset();
             self.retry_at = None;
             if kind.is_full() {
                 self.full_due = false;
@@ -379,32 +402,45 @@ impl Worker {
             );
         } else {
             if ended.retry {
-                self.retry_at = Some(Instant::now() + self.backoff);
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                self.retry_at = Some(Instant::now() + self.backoff.next_wait());
             }
-            if kind.is_full() && ended.outcome != "guard_tripped" {
-                self.full_due = true;
+            if kind.is_full() {
+                if ended.outcome == "guard_tripped" {
+                    // Parked: the next try is the next periodic reconcile (or an approval,
+                    // or a directory change to a held scope), never at once.
+                    self.full_due = false;
+                    self.next_full = Instant::now() + self.shared.settings.full_reconcile;
+                } else {
+                    self.full_due = true;
+                }
             }
             if let Some(first) = first_change {
                 // Not applied yet: the next cycle carries the burst on.
                 self.changes_due = Some((first, Instant::now()));
             }
             let msg = report.error.clone().unwrap_or_default();
-            warn!(
-                kind = kind.name(),
-                outcome = report.outcome,
-                error = %msg,
-                retry_in_s = self.retry_at.map(|r| r.saturating_duration_since(Instant::now()).as_secs()),
-                "{}",
-                match report.outcome {
-                    "directory_error" => "sync cycle skipped: the directory could not be read; nothing was planned or changed",
-                    "mattermost_error" => "sync cycle skipped: Mattermost could not be read; nothing was changed",
-                    "guard_tripped" => "sync cycle stopped by a removal guard; nothing was changed",
-                    "partial" => "sync cycle applied, but some changes failed; they are retried",
-                    "stopped" => "sync cycle stopped by the shutdown",
-                    _ => "sync cycle failed",
-                }
-            );
+            if ended.repeat {
+                debug!(
+                    kind = kind.name(),
+                    "the same plan is still held by a removal guard"
+                );
+            } else {
+                warn!(
+                    kind = kind.name(),
+                    outcome = report.outcome,
+                    error = %msg,
+                    retry_in_s = self.retry_at.map(|r| r.saturating_duration_since(Instant::now()).as_secs()),
+                    "{}",
+                    match report.outcome {
+                        "directory_error" => "sync cycle skipped: the directory could not be read; nothing was planned or changed",
+                        "mattermost_error" => "sync cycle skipped: Mattermost could not be read; nothing was changed",
+                        "guard_tripped" => "sync cycle stopped by a removal guard; nothing was changed",
+                        "partial" => "sync cycle applied, but some changes failed; they are retried",
+                        "stopped" => "sync cycle stopped by the shutdown",
+                        _ => "sync cycle failed",
+                    }
+                );
+            }
         }
         self.shared.with_status(|s| {
             if !report.succeeded() {
@@ -421,7 +457,9 @@ impl Worker {
             } else if let Some(e) = &report.error {
                 s.error(&format!("{} run", kind.name()), e.clone());
             }
-            if kind == Kind::Changes && report.outcome == "no_changes" && report.links == 0 {
+            if (kind == Kind::Changes && report.outcome == "no_changes" && report.links == 0)
+                || ended.repeat
+            {
                 s.quiet_cycles += 1;
             } else {
                 s.cycles.push_front(report.clone());
@@ -448,8 +486,9 @@ impl Worker {
         // 1. The directory, whole or not at all.
         let t = Instant::now();
         let stopping = self.stopping();
+        metrics.directory_reads.inc();
         let read = tokio::select! {
-            r = self.read_directory() => r,
+            r = self.dir.snapshot() => r,
             _ = stopping => return Ended::ok("stopped"),
         };
         metrics.phase("directory", t.elapsed().as_secs_f64());
@@ -472,19 +511,22 @@ impl Worker {
             s.directory_snapshot = Some(Arc::clone(&dir));
         });
 
-        // 2. The links that matter.
-        let resolved = self
-            .ledger
-            .links()
-            .context("ledger: reading links")
-            .and_then(|l| engine::resolve_links(cfg, &dir, l));
-        let (links, warnings) = match resolved {
+        // 2. The ledger and the links that matter.
+        let view = match LedgerView::read(&self.ledger) {
+            Ok(v) => v,
+            Err(e) => {
+                self.carried_targets.extend(asked.iter().cloned());
+                return Ended::failed("error", &e);
+            }
+        };
+        let (links, warnings) = match engine::resolve_links(cfg, &dir, view.links.clone()) {
             Ok(x) => x,
             Err(e) => {
                 self.carried_targets.extend(asked.iter().cloned());
                 return Ended::failed("error", &e);
             }
         };
+        let mut planned_parked = false;
         let (selected, groups, targets) = if kind.is_full() {
             report.scope = "all".to_string();
             (links.clone(), BTreeSet::new(), BTreeSet::new())
@@ -496,6 +538,15 @@ impl Worker {
             let mut targets = std::mem::take(&mut self.carried_targets);
             targets.extend(asked.iter().cloned());
             targets.extend(scope::changed_targets(&self.last_links, &links));
+            // A change to a scope a guard holds re-plans everything it holds (the change may
+            // be the revert that clears it); a change elsewhere leaves the hold alone.
+            if let Some(p) = self.parked.as_ref().filter(|p| !p.full) {
+                if !p.groups.is_disjoint(&groups) || !p.targets.is_disjoint(&targets) {
+                    groups.extend(p.groups.iter().cloned());
+                    targets.extend(p.targets.iter().cloned());
+                    planned_parked = true;
+                }
+            }
             let selected = scope::affected_links(&links, &groups, &targets);
             report.scope = describe_scope(&groups, &targets);
             (selected, groups, targets)
@@ -508,24 +559,19 @@ impl Worker {
             s.warnings = warnings.clone();
         });
         if selected.is_empty() && !kind.is_full() {
-            return Ended::ok("no_changes");
+            let mut e = Ended::ok("no_changes");
+            e.planned_parked = planned_parked;
+            return e;
         }
         let carry = |w: &mut Worker| {
             w.carried_groups.extend(groups.iter().cloned());
             w.carried_targets.extend(targets.iter().cloned());
         };
 
-        // 3. Mattermost, for those links only.
-        let facts = match self.ledger.facts().context("ledger: reading facts") {
-            Ok(f) => f,
-            Err(e) => {
-                carry(self);
-                return Ended::failed("error", &e);
-            }
-        };
+        // 3. Mattermost, for those links only; then what lost writes left is settled.
         let t = Instant::now();
         let gathered = tokio::select! {
-            r = engine::gather_links(cfg, &shared.mm, (*dir).clone(), selected, facts, warnings) => r,
+            r = engine::gather(cfg, &shared.mm, (*dir).clone(), selected, view, warnings) => r,
             _ = self.stopping() => {
                 carry(self);
                 return Ended::ok("stopped");
@@ -549,16 +595,9 @@ impl Worker {
             s.mattermost.checked = true;
             s.mattermost.detail = "ok".to_string();
         });
-        // Writes whose outcome was lost (a failed or interrupted run) are settled from what
-        // Mattermost shows now, before planning on top of them.
-        match engine::settle_intents(&self.ledger, &state.mattermost)
-            .and_then(|_| self.ledger.facts().context("ledger: reading facts"))
-        {
-            Ok(f) => state.facts = f,
-            Err(e) => {
-                carry(self);
-                return Ended::failed("error", &e);
-            }
+        if let Err(e) = engine::settle(&self.lock, &self.ledger, &mut state) {
+            carry(self);
+            return Ended::failed("error", &e);
         }
 
         // 4. The plan (pure), and what it says about pending users.
@@ -572,35 +611,70 @@ impl Worker {
         });
         metrics.pending_users.set(pending as i64);
 
-        if !plan.guard_trips.is_empty() && !allow_mass_removal {
-            carry(self);
-            let why: Vec<String> = plan.guard_trips.iter().map(|g| g.to_string()).collect();
-            metrics.guard_trips.inc();
-            report.guard_trips = why.clone();
-            let detail = format!(
-                "removal guard tripped, nothing was changed: {}",
-                why.join("; ")
-            );
-            match self.record_refusal(&plan, &detail) {
-                Ok(id) => report.run_id = Some(id),
-                Err(e) => warn!(error = %format!("{e:#}"), "ledger: cannot record the guard trip"),
+        // 5. The one guard decision.
+        match engine::verdict(&plan, allow_mass_removal) {
+            Verdict::Held(trips) => {
+                let why: Vec<String> = trips.iter().map(|g| g.to_string()).collect();
+                report.guard_trips = why.clone();
+                let held = engine::held_fingerprint(&plan);
+                let repeat = self.parked.as_ref().is_some_and(|p| p.fingerprint == held);
+                // Parked, not carried: nothing retries it on a timer.
+                let parked = match self.parked.take() {
+                    Some(mut p) if !kind.is_full() => {
+                        p.groups.extend(groups.iter().cloned());
+                        p.targets.extend(targets.iter().cloned());
+                        p.fingerprint = held;
+                        p
+                    }
+                    Some(p) if p.full && !kind.is_full() => p,
+                    _ => Parked {
+                        full: kind.is_full(),
+                        groups: groups.clone(),
+                        targets: targets.clone(),
+                        fingerprint: held,
+                    },
+                };
+                self.parked = Some(parked);
+                if !repeat {
+                    metrics.guard_trips.inc();
+                    match engine::record_hold(&self.lock, &self.ledger, &plan, "serve") {
+                        Ok(id) => report.run_id = Some(id),
+                        Err(e) => {
+                            warn!(error = %format!("{e:#}"), "ledger: cannot record the guard trip")
+                        }
+                    }
+                    shared.with_status(|s| s.guard_trips = Some((now_rfc3339(), why.clone())));
+                }
+                return Ended {
+                    outcome: "guard_tripped",
+                    error: Some(format!(
+                        "removal guard tripped, nothing was changed: {}. If the directory really changed this much, POST /sync?allow_mass_removal=true",
+                        why.join("; ")
+                    )),
+                    retry: false,
+                    repeat,
+                    planned_parked,
+                };
             }
-            shared.with_status(|s| s.guard_trips = Some((now_rfc3339(), why)));
-            return Ended {
-                outcome: "guard_tripped",
-                error: Some(format!(
-                    "{detail}. If the directory really changed this much, POST /sync?allow_mass_removal=true"
-                )),
-                retry: false,
-            };
-        }
-        if !plan.has_changes() {
-            return Ended::ok("no_changes");
+            Verdict::NoChanges => {
+                let mut e = Ended::ok("no_changes");
+                e.planned_parked = planned_parked;
+                return e;
+            }
+            Verdict::Apply => {}
         }
 
-        // 5. Apply: one action at a time; a stop request ends it between two actions.
+        // 6. Apply: one action at a time; a stop request ends it between two actions.
         let t = Instant::now();
-        let applied = engine::apply(&plan, &mut self.ledger, &shared.mm, &self.stop).await;
+        let applied = engine::apply(
+            &self.lock,
+            &plan,
+            &mut self.ledger,
+            &shared.mm,
+            &self.stop,
+            "serve",
+        )
+        .await;
         metrics.phase("apply", t.elapsed().as_secs_f64());
         let applied = match applied {
             Ok(r) => r,
@@ -619,6 +693,8 @@ impl Worker {
                 outcome: "stopped",
                 error: Some("stopped by signal after the action in flight".to_string()),
                 retry: false,
+                repeat: false,
+                planned_parked: false,
             };
         }
         if applied.users_failed > 0 {
@@ -627,9 +703,13 @@ impl Worker {
                 outcome: "partial",
                 error: Some(applied.failures.join("; ")),
                 retry: true,
+                repeat: false,
+                planned_parked,
             };
         }
-        Ended::ok("ok")
+        let mut e = Ended::ok("ok");
+        e.planned_parked = planned_parked;
+        e
     }
 
     /// Completes when the service is asked to stop.
@@ -638,44 +718,6 @@ impl Worker {
         async move {
             let _ = stop.wait_for(|s| *s).await;
         }
-    }
-
-    /// A snapshot over the kept connection; on any failure, once more over a new one. An
-    /// error from the new one is the cycle's error (fail closed).
-    async fn read_directory(&mut self) -> Result<Directory> {
-        if let Some(mut conn) = self.conn.take() {
-            match conn.snapshot().await {
-                Ok(snap) => {
-                    self.conn = Some(conn);
-                    return Ok(snap);
-                }
-                Err(e) => {
-                    debug!(error = %e, "the kept directory connection failed; connecting again")
-                }
-            }
-        }
-        let mut conn = LdapDirectory::connect(&self.ldap)
-            .await
-            .context("directory: cannot connect; nothing was changed")?;
-        let snap = conn.snapshot().await.context(
-            "directory: read failed; the cycle stopped before planning, nothing was changed",
-        )?;
-        self.conn = Some(conn);
-        Ok(snap)
-    }
-
-    /// A plan that was not applied still gets a run in the ledger, so `status` shows it.
-    fn record_refusal(&self, plan: &Plan, detail: &str) -> Result<String> {
-        let id = self.ledger.begin_run("serve", Some(&plan.fingerprint))?;
-        self.ledger.finish_run(
-            &id,
-            &RunEnd {
-                outcome: "guard_tripped".to_string(),
-                detail: Some(detail.to_string()),
-                ..Default::default()
-            },
-        )?;
-        Ok(id)
     }
 
     fn count_actions(&self, run_id: &str) {
@@ -723,15 +765,11 @@ impl Worker {
     }
 }
 
+/// One directory snapshot over a connection of its own (for reads outside the worker).
 pub async fn read_directory(cfg: &LdapConfig) -> Result<Directory> {
-    let mut dir = LdapDirectory::connect(cfg)
-        .await
-        .context("directory: cannot connect; nothing was changed")?;
-    let snap = dir
-        .snapshot()
-        .await
-        .context("directory: read failed; the cycle stopped before planning, nothing was changed");
-    dir.unbind().await;
+    let mut dir = engine::Ldap::new(cfg.clone());
+    let snap = dir.snapshot().await;
+    dir.close().await;
     snap
 }
 

@@ -6,7 +6,7 @@
 //! groups on one channel never remove each other's members), and every link in a team that
 //! has a team-level link (whose removals look at all of the team's channel links).
 
-use mattersync_core::{Admins, DirUser, Directory, Link, Target};
+use crate::{Admins, DirUser, Directory, Link, Target};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What a group means to a sync: its effective members (with the user records the planner
@@ -93,7 +93,7 @@ pub fn affected_links(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mattersync_core::{DirGroup, LinkSource, Mode, Readd};
+    use crate::{DirGroup, LinkSource, Mode, Readd};
 
     fn user(uid: &str) -> (String, DirUser) {
         (

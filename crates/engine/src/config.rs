@@ -8,6 +8,7 @@
 
 use anyhow::{bail, Context, Result};
 use mattersync_core::{Admins, Guards, Link, LinkSource, Matching, Mode, Naming, Readd, Target};
+pub use mattersync_directory::LdapConfig;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -17,6 +18,8 @@ pub const DEFAULT_PATH: &str = "/etc/mattersync/config.toml";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Read apart from the rest (see [`directory_section`]).
+    #[serde(skip)]
     pub directory: DirectorySection,
     #[serde(default)]
     pub naming: NamingSection,
@@ -45,50 +48,70 @@ pub enum DirectoryKind {
     Ldap,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // `kind` and `freeipa` are for `group` commands
+/// `[directory]`: the LDAP adapter's own settings ([`LdapConfig`], every key declared once,
+/// there) plus which backend writes groups.
+#[derive(Debug, Clone)]
 pub struct DirectorySection {
-    #[serde(default)]
     pub kind: DirectoryKind,
-    pub uri: String,
-    #[serde(default)]
-    pub bind_dn: Option<String>,
-    #[serde(default)]
-    pub bind_password_file: Option<PathBuf>,
-    pub base_dn: String,
-    #[serde(default)]
-    pub user_base: Option<String>,
-    #[serde(default)]
-    pub group_base: Option<String>,
-    #[serde(default)]
-    pub group_filter: Option<String>,
-    #[serde(default)]
-    pub member_attr: Option<String>,
-    #[serde(default)]
-    pub manager_attr: Option<String>,
-    #[serde(default)]
-    pub user_id_attr: Option<String>,
-    #[serde(default)]
-    pub group_id_attr: Option<String>,
-    #[serde(default)]
-    pub email_attr: Option<String>,
-    #[serde(default)]
-    pub auth_id_attr: Option<String>,
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    #[serde(default)]
-    pub starttls: bool,
-    #[serde(default)]
-    pub insecure: bool,
-    #[serde(default = "default_timeout")]
-    pub timeout_secs: u64,
-    #[serde(default)]
     pub freeipa: Option<FreeipaSection>,
+    pub ldap: LdapConfig,
 }
 
 fn default_timeout() -> u64 {
     30
+}
+
+impl Default for DirectorySection {
+    fn default() -> Self {
+        DirectorySection {
+            kind: DirectoryKind::default(),
+            freeipa: None,
+            ldap: LdapConfig::new("", ""),
+        }
+    }
+}
+
+/// The keys of `[directory]` that are not the LDAP adapter's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirectoryExtras {
+    #[serde(default)]
+    kind: DirectoryKind,
+    #[serde(default)]
+    freeipa: Option<FreeipaSection>,
+}
+
+/// Splits `[directory]` into the adapter's settings and ours, naming the key of any error.
+fn directory_section(table: Option<toml::Value>) -> Result<DirectorySection> {
+    let Some(toml::Value::Table(mut t)) = table else {
+        bail!("directory: missing section [directory] (uri, base_dn, ...)");
+    };
+    let mut extras = toml::Table::new();
+    for k in ["kind", "freeipa"] {
+        if let Some(v) = t.remove(k) {
+            extras.insert(k.to_string(), v);
+        }
+    }
+    if t.contains_key("bind_password") {
+        bail!("directory.bind_password: secrets never live in the configuration file; use directory.bind_password_file or MATTERSYNC_LDAP_PASSWORD");
+    }
+    let named = |e: serde_path_to_error::Error<toml::de::Error>| {
+        let path = e.path().to_string();
+        if path == "." {
+            anyhow::anyhow!("directory: {}", e.inner())
+        } else {
+            anyhow::anyhow!("directory.{path}: {}", e.inner())
+        }
+    };
+    let extras: DirectoryExtras =
+        serde_path_to_error::deserialize(toml::Value::Table(extras)).map_err(named)?;
+    let ldap: LdapConfig =
+        serde_path_to_error::deserialize(toml::Value::Table(t)).map_err(named)?;
+    Ok(DirectorySection {
+        kind: extras.kind,
+        freeipa: extras.freeipa,
+        ldap,
+    })
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -236,8 +259,9 @@ pub fn load(path: &Path) -> Result<Config> {
 pub fn parse(text: &str, env: &[(String, String)]) -> Result<Config> {
     let mut value: toml::Table = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
     apply_env(&mut value, env)?;
+    let directory = directory_section(value.remove("directory"))?;
     let de = toml::Value::Table(value);
-    let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         anyhow::anyhow!(
             "{}: {}",
@@ -249,6 +273,7 @@ pub fn parse(text: &str, env: &[(String, String)]) -> Result<Config> {
             e.inner()
         )
     })?;
+    cfg.directory = directory;
     cfg.validate()?;
     Ok(cfg)
 }
@@ -320,13 +345,22 @@ impl Config {
                 bail!("{key}: {url:?} is not an http(s) URL");
             }
         }
-        let uri = &self.directory.uri;
+        let uri = &self.directory.ldap.uri;
         if !(uri.starts_with("ldap://")
             || uri.starts_with("ldaps://")
             || uri.starts_with("ldapi://"))
         {
             bail!("directory.uri: {uri:?} is not an ldap://, ldaps:// or ldapi:// URI");
         }
+        // The password is not in the file: it may come from the environment.
+        let mut ldap = self.directory.ldap.clone();
+        if ldap.bind_password_file.is_none()
+            && std::env::var_os("MATTERSYNC_LDAP_PASSWORD").is_some_and(|v| !v.is_empty())
+        {
+            ldap.bind_password = Some(mattersync_directory::Secret::new("(from the environment)"));
+        }
+        ldap.validate()
+            .map_err(|e| anyhow::anyhow!("directory: {e}"))?;
         humantime(&self.serve.full_reconcile).context("serve.full_reconcile")?;
         Ok(())
     }
@@ -405,20 +439,18 @@ impl Config {
     }
 }
 
-/// Parses durations like `90s`, `15m`, `2h`.
+/// Parses durations like `90s`, `15m`, `2h 30m` (the `humantime` crate's format; a bare
+/// number is seconds). A value too large for a duration is an error, never a wrap-around.
 pub fn humantime(s: &str) -> Result<std::time::Duration> {
     let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| anyhow::anyhow!("{s:?} is not a duration like 90s, 15m or 2h"))?;
-    let secs = match unit {
-        "s" | "" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => bail!("{s:?} is not a duration like 90s, 15m or 2h"),
-    };
-    Ok(std::time::Duration::from_secs(secs))
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        let n: u64 = s
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{s:?} is too large for a duration"))?;
+        return Ok(std::time::Duration::from_secs(n));
+    }
+    ::humantime::parse_duration(s)
+        .map_err(|e| anyhow::anyhow!("{s:?} is not a duration like 90s, 15m or 2h: {e}"))
 }
 
 /// Reads a secret from the environment variable `env`, else from `file`. The file must not be
@@ -613,7 +645,13 @@ mode = "add"
     fn durations_parse() {
         assert_eq!(humantime("15m").expect("ok").as_secs(), 900);
         assert_eq!(humantime("90s").expect("ok").as_secs(), 90);
+        assert_eq!(humantime("2h 30m").expect("ok").as_secs(), 9000);
+        assert_eq!(humantime("45").expect("ok").as_secs(), 45);
         assert!(humantime("soon").is_err());
-        assert!(humantime("5d").is_err());
+        assert!(humantime("").is_err());
+        // Too large: an error, not a wrapped-around small value or a panic.
+        assert!(humantime("5124095576030432h").is_err());
+        assert!(humantime("99999999999999999999999s").is_err());
+        assert!(humantime("99999999999999999999999").is_err());
     }
 }

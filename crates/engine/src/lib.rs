@@ -1,0 +1,26 @@
+//! The mattersync engine: one sync run, owned in one place. The CLI (`plan`, `apply`,
+//! `explain`), `serve`'s worker, `GET /plan` and the slash command's preview all run it
+//! through these steps; none of them re-implements one.
+//!
+//! - [`config`]: the configuration file, typed (the adapters' own config types where they
+//!   have one), with environment overrides and secret files;
+//! - [`links`]: links from the file, the ledger and the naming convention;
+//! - [`source`]: the two seams, [`DirectorySource`] and [`MattermostApi`], and the LDAP one;
+//! - [`run`]: gather (read-only), settle (lock holder only), plan, [`verdict`] (the one
+//!   guard decision), saved-plan checks, apply and record;
+//! - [`backoff`]: the one retry policy of the service.
+
+pub mod backoff;
+pub mod config;
+pub mod links;
+pub mod run;
+pub mod source;
+
+pub use config::Config;
+pub use links::{resolve_links, source_name};
+pub use run::{
+    apply, check_saved, describe_trips, gather, held_fingerprint, ldap_config, mattermost_client,
+    read_all, record_hold, settle, verdict, ApplyReport, LedgerView, SavedPlanMismatch, State,
+    Verdict,
+};
+pub use source::{DirectorySource, Ldap, MattermostApi};

@@ -1,0 +1,138 @@
+//! The two seams of a run: reading the directory snapshot, and Mattermost's reads and
+//! writes. The real adapters implement them ([`Ldap`] over `mattersync-directory`,
+//! `mattersync_mattermost::Client`); in-memory ones implement them for engine tests.
+
+use anyhow::{Context, Result};
+use mattersync_core::{Action, Directory, Mattermost, MmUser};
+use mattersync_directory::{LdapConfig, LdapDirectory};
+use mattersync_ledger::UserOutcome;
+use std::future::Future;
+
+/// Reads the whole directory view, or fails: never part of it.
+pub trait DirectorySource: Send {
+    fn snapshot(&mut self) -> impl Future<Output = Result<Directory>> + Send;
+}
+
+/// What a run asks of Mattermost.
+pub trait MattermostApi: Send + Sync {
+    /// The token's own account.
+    fn me(&self) -> impl Future<Output = Result<MmUser>> + Send;
+    /// The named teams and channels with their members, and the accounts of `usernames`
+    /// (and of every member read). A team or channel that does not exist is left out.
+    fn read_state(
+        &self,
+        teams: &[String],
+        channels: &[(String, String)],
+        usernames: &[String],
+    ) -> impl Future<Output = Result<Mattermost>> + Send;
+    /// Every account (for matching by e-mail or auth data).
+    fn all_users(&self) -> impl Future<Output = Result<Vec<MmUser>>> + Send;
+    /// Executes one action; per-user outcomes (`Err` in words). An `Err` of the whole call
+    /// means no user's outcome is known.
+    fn apply(&self, action: &Action) -> impl Future<Output = Result<Vec<UserOutcome>>> + Send;
+    /// API calls made so far (for reports).
+    fn api_calls(&self) -> u64;
+}
+
+impl MattermostApi for mattersync_mattermost::Client {
+    async fn me(&self) -> Result<MmUser> {
+        Ok(mattersync_mattermost::Client::me(self).await?)
+    }
+
+    async fn read_state(
+        &self,
+        teams: &[String],
+        channels: &[(String, String)],
+        usernames: &[String],
+    ) -> Result<Mattermost> {
+        Ok(mattersync_mattermost::Client::read_state(self, teams, channels, usernames).await?)
+    }
+
+    async fn all_users(&self) -> Result<Vec<MmUser>> {
+        Ok(mattersync_mattermost::Client::all_users(self).await?)
+    }
+
+    async fn apply(&self, action: &Action) -> Result<Vec<UserOutcome>> {
+        use mattersync_mattermost::Outcome;
+        let outs = mattersync_mattermost::Client::apply(self, action).await?;
+        Ok(outs
+            .into_iter()
+            .map(|o| UserOutcome {
+                result: match o.outcome {
+                    Outcome::Failed {
+                        status, message, ..
+                    } => Err(match status {
+                        Some(s) => format!("HTTP {s}: {message}"),
+                        None => message,
+                    }),
+                    Outcome::Added
+                    | Outcome::Removed
+                    | Outcome::AlreadyAbsent
+                    | Outcome::RoleSet { .. } => Ok(()),
+                },
+                user_id: o.user_id,
+            })
+            .collect())
+    }
+
+    fn api_calls(&self) -> u64 {
+        self.stats().calls
+    }
+}
+
+/// The directory over LDAP, keeping its connection between reads (a TLS handshake per
+/// change would be most of a change's latency); on any failure it connects once more, and an
+/// error from the new connection is the read's error (fail closed).
+pub struct Ldap {
+    cfg: LdapConfig,
+    conn: Option<LdapDirectory>,
+    reads: u64,
+}
+
+impl Ldap {
+    pub fn new(cfg: LdapConfig) -> Ldap {
+        Ldap {
+            cfg,
+            conn: None,
+            reads: 0,
+        }
+    }
+
+    /// Snapshots read so far (each a full directory read).
+    pub fn reads(&self) -> u64 {
+        self.reads
+    }
+
+    /// Drops the kept connection.
+    pub async fn close(&mut self) {
+        if let Some(c) = self.conn.take() {
+            c.unbind().await;
+        }
+    }
+}
+
+impl DirectorySource for Ldap {
+    async fn snapshot(&mut self) -> Result<Directory> {
+        self.reads += 1;
+        if let Some(mut conn) = self.conn.take() {
+            match conn.snapshot().await {
+                Ok(snap) => {
+                    self.conn = Some(conn);
+                    return Ok(snap);
+                }
+                Err(e) => tracing::debug!(
+                    error = %e,
+                    "the kept directory connection failed; connecting again"
+                ),
+            }
+        }
+        let mut conn = LdapDirectory::connect(&self.cfg)
+            .await
+            .context("directory: cannot connect; nothing was changed")?;
+        let snap = conn.snapshot().await.context(
+            "directory: read failed; the run stopped before planning, nothing was changed",
+        )?;
+        self.conn = Some(conn);
+        Ok(snap)
+    }
+}
