@@ -5,7 +5,7 @@
 mod memory;
 
 use mattersync_core::{Action, IntentKind, Plan};
-use mattersync_engine::{self as engine, config, SavedPlanMismatch, State, Verdict};
+use mattersync_engine::{self as engine, config, MattermostApi, SavedPlanMismatch, State, Verdict};
 use mattersync_ledger::{Ledger, RunLock};
 use memory::{MemDirectory, MemMattermost};
 use std::path::{Path, PathBuf};

@@ -436,3 +436,99 @@ async fn real_serve_sigterm_during_an_apply_leaves_the_ledger_true_and_a_restart
         );
     }
 }
+
+/// While a guard holds a plan the service waits: it does not re-read the directory, re-plan
+/// or call Mattermost until something could change the outcome (a directory change to a
+/// held scope, an approval, the periodic reconcile). The startup reconcile is the case that
+/// used to spin (15-50 plans a second).
+#[tokio::test]
+async fn real_serve_a_held_plan_is_parked_not_replanned() {
+    let Some(sb) = Sandbox::new("serve_parked").await else {
+        return;
+    };
+    let users = [
+        sb.user("alice", true, false).await,
+        sb.user("bob", true, false).await,
+        sb.user("cy", true, false).await,
+    ];
+    let refs: Vec<&_> = users.iter().collect();
+    let g = sb.create_group("held", &refs, &[], &[]).await;
+    let ch = sb.channel("held", false).await;
+    let link = sb.link(&g, "held");
+    let cfg = sb.config(&link);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mattersync"))
+        .args(["--config"])
+        .arg(&cfg)
+        .args(["apply", "--yes"])
+        .output()
+        .expect("apply");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(members(&sb, &ch).await.len(), 3);
+    sb.remove_member(&g, &users[0]).await;
+    sb.remove_member(&g, &users[1]).await;
+
+    let cfg = sb.config(&format!(
+        "{link}\n[guards]\nmax_removals = 0\n\n{}",
+        serve_section(sb.dir.path(), "")
+    ));
+    let svc = Service::start(&cfg, &[], "serve.log").await;
+    let held = svc
+        .wait_metrics("the startup reconcile held by the guard", |m| {
+            m.get("mattersync_guard_trips_total") >= 1.0
+        })
+        .await;
+    let calls =
+        |m: &real_serve_support::Metrics| m.sum("mattersync_mattermost_api_calls_total", &[]);
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    let after = svc.metrics().await;
+    let reads = after.get("mattersync_directory_reads_total")
+        - held.get("mattersync_directory_reads_total");
+    let mm_calls = calls(&after) - calls(&held);
+    // Other tests change the shared directory meanwhile: each burst of notifications is one
+    // read (to see whether it touches a held scope), never a re-plan of the held one.
+    let notified = after.sum("mattersync_directory_notifications_total", &[])
+        - held.sum("mattersync_directory_notifications_total", &[]);
+    println!(
+        "while held, over 10 s: {reads} directory reads ({notified} change notifications), {mm_calls} Mattermost calls"
+    );
+    assert!(
+        reads <= notified + 2.0,
+        "{reads} directory reads in 10 s while held, for {notified} notifications"
+    );
+    assert!(
+        mm_calls <= 20.0,
+        "{mm_calls} Mattermost calls in 10 s while held"
+    );
+    assert_eq!(
+        after.get("mattersync_guard_trips_total"),
+        1.0,
+        "one trip per held plan"
+    );
+    assert_eq!(members(&sb, &ch).await.len(), 3, "nothing removed");
+    let ledger = Ledger::open_read_only(&sb.dir.path().join("ledger.db")).expect("ledger");
+    let holds = ledger
+        .runs(100)
+        .expect("runs")
+        .into_iter()
+        .filter(|r| r.outcome.as_deref() == Some("guard_tripped"))
+        .count();
+    assert_eq!(holds, 1, "the held plan is recorded once");
+    let (status, body) = svc.get("/readyz").await;
+    assert_eq!(status, 503, "still held and said so: {body}");
+
+    // Approval applies it, and the hold clears.
+    let (status, body) = svc
+        .request(
+            reqwest::Method::POST,
+            "/sync?allow_mass_removal=true",
+            Some(API_TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(members(&sb, &ch).await, vec![users[2].uid.clone()]);
+    assert_eq!(svc.get("/readyz").await.0, 200);
+}
