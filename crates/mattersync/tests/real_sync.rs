@@ -432,3 +432,69 @@ async fn real_servers_a_second_run_while_one_holds_the_lock_is_refused() {
     apply(&cfg);
     assert_eq!(names(&sb.members(&ch).await), vec![alice.uid.clone()]);
 }
+
+/// The race the read-only rule closes: another process holds the lock and has noted an add
+/// whose answer has not come back; `plan` and `explain` meanwhile must neither write the
+/// ledger nor settle that intent (as "not a member", which would make the add look like a
+/// pre-existing membership once it lands, and so never removed).
+#[tokio::test]
+async fn real_servers_plan_and_explain_never_write_the_ledger_while_a_write_is_in_flight() {
+    let Some(sb) = Sandbox::new("readonly_race").await else {
+        return;
+    };
+    let alice = sb.user("alice", true, false).await;
+    let bob = sb.user("bob", true, false).await;
+    let g = sb.create_group("race", &[&alice], &[], &[]).await;
+    let ch = sb.channel("race", false).await;
+    let cfg = sb.config(&sb.link(&g, "race"));
+    apply(&cfg);
+    sb.add_member(&g, &bob).await;
+    let bob_id = bob.mm_id.clone().expect("account");
+    // bob joins the team first (as the applier would), so only the channel add is in flight.
+    let team_add = mattersync_core::Action::AddTeamMembers {
+        team_id: sb.team_id.clone(),
+        team: sb.area.clone(),
+        users: vec![mattersync_core::PlanMember {
+            id: bob_id.clone(),
+            username: bob.uid.clone(),
+            groups: vec![g.clone()],
+        }],
+    };
+    sb.mm.apply(&team_add).await.expect("team add");
+
+    let ledger_path = sb.dir.path().join("ledger.db");
+    let lock = mattersync_ledger::RunLock::acquire(&ledger_path).expect("lock");
+    let mut writer = mattersync_ledger::Ledger::open(&ledger_path).expect("ledger");
+    let add = mattersync_core::Action::AddChannelMembers {
+        channel_id: ch.clone(),
+        channel: format!("{}/race", sb.area),
+        users: vec![mattersync_core::PlanMember {
+            id: bob_id.clone(),
+            username: bob.uid.clone(),
+            groups: vec![g.clone()],
+        }],
+    };
+    let run_id = writer.begin_run("apply", None).expect("run");
+    writer.intend(&run_id, &add).expect("intend");
+    let files =
+        || ["", "-wal"].map(|s| std::fs::read(format!("{}{s}", ledger_path.display())).ok());
+    let before = files();
+    for args in [&["plan", "--json"][..], &["explain", &bob.uid], &["status"]] {
+        let out = run(&cfg, args);
+        assert_eq!(out.code, 0, "{args:?} runs beside the lock holder: {out:?}");
+    }
+    assert!(
+        files() == before,
+        "the ledger file and its WAL are unchanged"
+    );
+    // The add lands; its answer is lost. The intent is still there, unsettled.
+    sb.mm.apply(&add).await.expect("channel add");
+    assert_eq!(writer.intents().expect("intents").len(), 1);
+    drop(writer);
+    drop(lock);
+    // bob leaves the group: the membership mattersync made is removed in sync mode.
+    sb.remove_member(&g, &bob).await;
+    let out = apply(&cfg);
+    assert_eq!(out["report"]["users_failed"], 0, "{out}");
+    assert_eq!(names(&sb.members(&ch).await), vec![alice.uid.clone()]);
+}
