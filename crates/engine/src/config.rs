@@ -642,6 +642,34 @@ mode = "add"
     }
 
     #[test]
+    fn every_key_of_the_ldap_adapter_reaches_the_file_and_secrets_do_not() {
+        let text = MINIMAL.replace(
+            "base_dn = \"dc=rockylinux,dc=org\"",
+            "base_dn = \"dc=rockylinux,dc=org\"\ndisabled_attr = \"loginDisabled\"\npage_size = 200\nsize_limit = 90000",
+        );
+        let cfg = parse(&text, &[]).expect("parses");
+        assert_eq!(cfg.directory.ldap.disabled_attr, "loginDisabled");
+        assert_eq!(cfg.directory.ldap.page_size, 200);
+        assert_eq!(cfg.directory.ldap.size_limit, 90000);
+        let e = err_of(&MINIMAL.replace(
+            "base_dn = \"dc=rockylinux,dc=org\"",
+            "base_dn = \"dc=rockylinux,dc=org\"\nbind_password = \"hunter2\"",
+        ));
+        assert!(e.contains("directory.bind_password"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = err_of(&MINIMAL.replace(
+            "base_dn = \"dc=rockylinux,dc=org\"",
+            "base_dn = \"dc=rockylinux,dc=org\"\npage_size = 0",
+        ));
+        assert!(e.contains("page_size"), "{e}");
+        let e = err_of(&MINIMAL.replace(
+            "base_dn = \"dc=rockylinux,dc=org\"",
+            "base_dn = \"dc=rockylinux,dc=org\"\npage_sise = 10",
+        ));
+        assert!(e.contains("directory.page_sise"), "{e}");
+    }
+
+    #[test]
     fn durations_parse() {
         assert_eq!(humantime("15m").expect("ok").as_secs(), 900);
         assert_eq!(humantime("90s").expect("ok").as_secs(), 90);
