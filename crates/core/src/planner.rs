@@ -74,31 +74,31 @@ impl Scope {
 
 /// Computes the plan. Pure: no I/O, no clock, no randomness.
 pub fn plan(input: PlanInput<'_>) -> Plan {
-    let mut p = Planner {
-        input,
-        notes: BTreeSet::new(),
-        pending: BTreeMap::new(),
-        matched: BTreeMap::new(),
-        ambiguous: BTreeMap::new(),
-        inactive: BTreeMap::new(),
-    };
-    p.match_users();
+    let p = Planner::matching(input);
     p.run()
+}
+
+impl<'a> Planner<'a> {
+    /// A planner with the directory's users matched to accounts.
+    fn matching(input: PlanInput<'a>) -> Planner<'a> {
+        let mut p = Planner {
+            input,
+            notes: BTreeSet::new(),
+            pending: BTreeMap::new(),
+            matched: BTreeMap::new(),
+            ambiguous: BTreeMap::new(),
+            inactive: BTreeMap::new(),
+        };
+        p.match_users();
+        p
+    }
 }
 
 /// Which Mattermost account each directory user matches, by the planner's own rules
 /// (directory uid → account id). Users whose match is ambiguous, deactivated or missing are
 /// absent. `explain` uses this so that it never matches differently from the plan.
 pub fn account_matches(input: PlanInput<'_>) -> BTreeMap<String, String> {
-    let mut p = Planner {
-        input,
-        notes: BTreeSet::new(),
-        pending: BTreeMap::new(),
-        matched: BTreeMap::new(),
-        ambiguous: BTreeMap::new(),
-        inactive: BTreeMap::new(),
-    };
-    p.match_users();
+    let p = Planner::matching(input);
     p.matched
         .into_iter()
         .map(|(uid, u)| (uid, u.id.clone()))

@@ -186,6 +186,13 @@ fn pending_intent(
         .flatten())
 }
 
+/// A row of five text columns.
+type Five = (String, String, String, String, String);
+
+fn five_strings(r: &rusqlite::Row<'_>) -> rusqlite::Result<Five> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
 fn groups_json(groups: &[String]) -> String {
     serde_json::to_string(groups).unwrap_or_else(|_| "[]".to_string())
 }
@@ -289,15 +296,7 @@ impl Ledger {
         let mut stmt = self
             .conn
             .prepare("SELECT scope_kind, scope_id, user_id, origin, state FROM memberships WHERE state != 'intended'")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-            ))
-        })?;
+        let rows = stmt.query_map([], five_strings)?;
         for row in rows {
             let (kind, scope, user, origin, state) = row?;
             let record = Record {
@@ -516,15 +515,7 @@ impl Ledger {
         let mut stmt = self.conn.prepare(
             "SELECT scope_kind, scope_id, user_id, intent, state FROM memberships WHERE intent IS NOT NULL ORDER BY scope_kind, scope_id, user_id",
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-            ))
-        })?;
+        let rows = stmt.query_map([], five_strings)?;
         let mut out = Vec::new();
         for row in rows {
             let (kind, scope_id, user_id, intent, state) = row?;
@@ -606,15 +597,7 @@ impl Ledger {
         let mut stmt = self.conn.prepare(
             "SELECT group_name, target, mode, admins, readd FROM links ORDER BY group_name, target",
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-            ))
-        })?;
+        let rows = stmt.query_map([], five_strings)?;
         let mut out = Vec::new();
         for row in rows {
             let (group, target, mode, admins, readd) = row?;

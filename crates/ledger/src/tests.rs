@@ -405,3 +405,32 @@ fn a_plan_made_without_settling_still_keeps_ownership() {
         0
     );
 }
+
+#[test]
+fn a_read_only_ledger_creates_nothing_writes_nothing_and_needs_the_current_schema() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ledger.db");
+    // Missing: reads as empty, and is not created.
+    let ro = Ledger::open_read_only(&path).expect("empty");
+    assert!(ro.links().expect("links").is_empty());
+    assert!(!path.exists());
+    drop(ro);
+    let rw = Ledger::open(&path).expect("create");
+    let run = rw.begin_run("apply", None).expect("run");
+    drop(rw);
+    let ro = Ledger::open_read_only(&path).expect("open");
+    assert_eq!(ro.runs(10).expect("runs").len(), 1);
+    assert!(
+        ro.begin_run("apply", None).is_err(),
+        "SQLite refuses the write"
+    );
+    assert!(ro.finish_run(&run, &RunEnd::default()).is_err());
+    drop(ro);
+    // An older schema is left for a lock holder to upgrade.
+    let conn = rusqlite::Connection::open(&path).expect("raw");
+    conn.pragma_update(None, "user_version", 1)
+        .expect("downgrade");
+    drop(conn);
+    let e = Ledger::open_read_only(&path).err().expect("too old");
+    assert!(e.to_string().contains("older"), "{e}");
+}
