@@ -1,7 +1,7 @@
 //! The adapter against the REAL Mattermost started by `scripts/mattermost.sh up`, which
-//! writes `.local/mattermost.env` (`MATTERSYNC_MATTERMOST_ENV` names another file). They are
-//! ignored by a plain `cargo test`; `scripts/test.sh` starts the servers and runs them
-//! (`--include-ignored`). One that runs without the server fails.
+//! writes `.local/mattermost.env` (`MATTERSYNC_MATTERMOST_ENV` or `MATTERSYNC_SERVERS_ENV`
+//! names another file). They are ignored by a plain `cargo test`; `scripts/test.sh` starts the
+//! servers and runs them (`--include-ignored`). One that runs without the server fails.
 //!
 //! Each test works in a team and channels of its own (random names) and deletes the team
 //! afterwards. The 210 accounts of the paging test are a fixed pool (`msit-pool-NNN`),
@@ -15,11 +15,15 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// `MATTERSYNC_MATTERMOST_ENV`, else `MATTERSYNC_SERVERS_ENV` (what `scripts/servers.sh up`
+/// writes holds the Mattermost variables too), else `.local/mattermost.env`.
 fn env_file() -> PathBuf {
-    match std::env::var_os("MATTERSYNC_MATTERMOST_ENV") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.local/mattermost.env"),
-    }
+    std::env::var_os("MATTERSYNC_MATTERMOST_ENV")
+        .or_else(|| std::env::var_os("MATTERSYNC_SERVERS_ENV"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.local/mattermost.env")
+        })
 }
 
 /// A client for the real server, after checking that it answers. A test that needs it and
