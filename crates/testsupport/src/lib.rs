@@ -549,6 +549,39 @@ path = "{ledger}"
 mod tests {
     use super::*;
 
+    /// The attribute of every test that needs the real servers. `#[ignore]` takes a string
+    /// literal only (a macro or a const there loses the reason), so each test spells it out
+    /// and this checks that they all agree.
+    const NEEDS_SERVERS: &str = r#"#[ignore = "needs the real servers (scripts/test.sh runs it)"]"#;
+
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.expect("directory entry").path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn every_ignored_test_is_ignored_for_the_one_reason() {
+        let mut files = Vec::new();
+        rust_files(&Servers::root().join("crates"), &mut files);
+        let mut ignored = 0;
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("read a source file");
+            for (n, line) in text.lines().enumerate() {
+                if line.trim_start().starts_with("#[ignore") {
+                    assert_eq!(line.trim(), NEEDS_SERVERS, "{}:{}", file.display(), n + 1);
+                    ignored += 1;
+                }
+            }
+        }
+        assert!(ignored > 0, "no test is marked as needing the real servers");
+    }
+
     #[test]
     fn env_files_parse_with_and_without_quotes() {
         let vars = parse_env("# c\nA=1\nB=\"cn=Directory Manager\"\n\nC=x=y\n");
