@@ -32,4 +32,7 @@ set -a
 . .local/servers.env
 set +a
 log "running tests"
-cargo test --workspace --no-fail-fast -- --test-threads="${MATTERSYNC_TEST_THREADS:-4}" "$@"
+# The tests that need the servers are #[ignore]d, so that a plain `cargo test` lists them as
+# ignored instead of passing them; here the servers are up, so they run too.
+cargo test --workspace --no-fail-fast -- --include-ignored \
+  --test-threads="${MATTERSYNC_TEST_THREADS:-4}" "$@"

@@ -7,19 +7,10 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::sandbox::Sandbox;
-use common::{dirsrv_or_skip, workspace_root};
+use common::{dirsrv_or_fail, workspace_root};
 use mattersync_core::Directory;
 use mattersync_directory::{DirectoryError, LdapConfig, LdapDirectory, Secret};
 use serde_json::Value;
-
-macro_rules! dirsrv {
-    ($name:literal) => {
-        match dirsrv_or_skip($name) {
-            Some(d) => d,
-            None => return,
-        }
-    };
-}
 
 async fn connect(cfg: &LdapConfig) -> LdapDirectory {
     match LdapDirectory::connect(cfg).await {
@@ -112,8 +103,11 @@ fn assert_matches_seed(snap: &Directory, seed: &Value) {
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_dirsrv_snapshot_resolves_nesting_managers_and_disabled_users_as_seeded() {
-    let d = dirsrv!("real_dirsrv_snapshot_resolves_nesting_managers_and_disabled_users_as_seeded");
+    let d = dirsrv_or_fail(
+        "real_dirsrv_snapshot_resolves_nesting_managers_and_disabled_users_as_seeded",
+    );
     let seed = seed();
     let snap = snapshot(&d.seed_config()).await;
     assert_matches_seed(&snap, &seed);
@@ -153,16 +147,18 @@ async fn real_dirsrv_snapshot_resolves_nesting_managers_and_disabled_users_as_se
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_dirsrv_tiny_pages_give_the_same_snapshot() {
-    let d = dirsrv!("real_dirsrv_tiny_pages_give_the_same_snapshot");
+    let d = dirsrv_or_fail("real_dirsrv_tiny_pages_give_the_same_snapshot");
     let mut cfg = d.seed_config();
     cfg.page_size = 2;
     assert_matches_seed(&snapshot(&cfg).await, &seed());
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_dirsrv_reads_one_group_and_one_user_with_escaped_values() {
-    let d = dirsrv!("real_dirsrv_reads_one_group_and_one_user_with_escaped_values");
+    let d = dirsrv_or_fail("real_dirsrv_reads_one_group_and_one_user_with_escaped_values");
     let mut dir = connect(&d.config()).await;
     let one = match dir.group("mm_rl_infra").await {
         Ok(Some(g)) => g,
@@ -201,8 +197,9 @@ async fn real_dirsrv_reads_one_group_and_one_user_with_escaped_values() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_dirsrv_ldaps_with_the_ca_file_works_and_without_it_fails_clearly() {
-    let d = dirsrv!("real_dirsrv_ldaps_with_the_ca_file_works_and_without_it_fails_clearly");
+    let d = dirsrv_or_fail("real_dirsrv_ldaps_with_the_ca_file_works_and_without_it_fails_clearly");
     let mut cfg = d.seed_config();
     cfg.uri = d.ldaps_url.clone();
     cfg.ca_file = Some(d.ca_file.clone());
@@ -268,8 +265,9 @@ tA==
 ";
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_dirsrv_a_wrong_password_fails_with_a_clear_error() {
-    let d = dirsrv!("real_dirsrv_a_wrong_password_fails_with_a_clear_error");
+    let d = dirsrv_or_fail("real_dirsrv_a_wrong_password_fails_with_a_clear_error");
     let mut cfg = d.config();
     cfg.bind_password_file = None;
     cfg.bind_password = Some(Secret::new("not-the-password"));
@@ -304,9 +302,10 @@ async fn real_dirsrv_a_wrong_password_fails_with_a_clear_error() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_dirsrv_an_anonymous_bind_that_sees_nothing_fails_instead_of_reading_empty_groups() {
-    let d = dirsrv!(
-        "real_dirsrv_an_anonymous_bind_that_sees_nothing_fails_instead_of_reading_empty_groups"
+    let d = dirsrv_or_fail(
+        "real_dirsrv_an_anonymous_bind_that_sees_nothing_fails_instead_of_reading_empty_groups",
     );
     let mut cfg = d.config();
     cfg.bind_dn = None;
@@ -324,8 +323,9 @@ async fn real_dirsrv_an_anonymous_bind_that_sees_nothing_fails_instead_of_readin
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_dirsrv_a_size_limit_is_an_error_not_partial_data() {
-    let d = dirsrv!("real_dirsrv_a_size_limit_is_an_error_not_partial_data");
+    let d = dirsrv_or_fail("real_dirsrv_a_size_limit_is_an_error_not_partial_data");
     // The server enforces the request's size limit (pages larger than the limit).
     let mut cfg = d.config();
     cfg.size_limit = 5;
@@ -356,8 +356,9 @@ async fn real_dirsrv_a_size_limit_is_an_error_not_partial_data() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_dirsrv_a_size_limit_on_the_bind_account_is_an_error() {
-    let d = dirsrv!("real_dirsrv_a_size_limit_on_the_bind_account_is_an_error");
+    let d = dirsrv_or_fail("real_dirsrv_a_size_limit_on_the_bind_account_is_an_error");
     let mut sb = Sandbox::new(&d, Some(3)).await;
     let mut members = Vec::new();
     for i in 0..6 {
@@ -383,8 +384,9 @@ async fn real_dirsrv_a_size_limit_on_the_bind_account_is_an_error() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_dirsrv_nesting_cycles_foreign_groups_and_odd_member_dns() {
-    let d = dirsrv!("real_dirsrv_nesting_cycles_foreign_groups_and_odd_member_dns");
+    let d = dirsrv_or_fail("real_dirsrv_nesting_cycles_foreign_groups_and_odd_member_dns");
     let mut sb = Sandbox::new(&d, None).await;
     let ana = sb.user("ana", false).await;
     let ben = sb.user("ben", false).await;
@@ -461,9 +463,11 @@ async fn real_dirsrv_nesting_cycles_foreign_groups_and_odd_member_dns() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_dirsrv_a_nested_group_that_cannot_be_read_is_an_error_not_an_empty_group() {
-    let d =
-        dirsrv!("real_dirsrv_a_nested_group_that_cannot_be_read_is_an_error_not_an_empty_group");
+    let d = dirsrv_or_fail(
+        "real_dirsrv_a_nested_group_that_cannot_be_read_is_an_error_not_an_empty_group",
+    );
     let mut sb = Sandbox::new(&d, None).await;
     let ana = sb.user("ana", false).await;
     let ben = sb.user("ben", false).await;
@@ -503,8 +507,9 @@ async fn real_dirsrv_a_nested_group_that_cannot_be_read_is_an_error_not_an_empty
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_dirsrv_a_referral_under_the_group_base_is_an_error() {
-    let d = dirsrv!("real_dirsrv_a_referral_under_the_group_base_is_an_error");
+    let d = dirsrv_or_fail("real_dirsrv_a_referral_under_the_group_base_is_an_error");
     let mut sb = Sandbox::new(&d, None).await;
     let ana = sb.user("ana", false).await;
     sb.group("mm_t_a", true, &[ana], &[]).await;
@@ -570,8 +575,9 @@ impl Relay {
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_dirsrv_a_server_that_goes_away_is_an_error() {
-    let d = dirsrv!("real_dirsrv_a_server_that_goes_away_is_an_error");
+    let d = dirsrv_or_fail("real_dirsrv_a_server_that_goes_away_is_an_error");
     let target = d
         .url
         .trim_start_matches("ldap://")

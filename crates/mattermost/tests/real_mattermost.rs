@@ -1,6 +1,7 @@
 //! The adapter against the REAL Mattermost started by `scripts/mattermost.sh up`, which
-//! writes `.local/mattermost.env` (`MATTERSYNC_MATTERMOST_ENV` names another file). Without
-//! it these tests print "SKIPPED" and pass, except under `CI`, where they fail.
+//! writes `.local/mattermost.env` (`MATTERSYNC_MATTERMOST_ENV` or `MATTERSYNC_SERVERS_ENV`
+//! names another file). They are ignored by a plain `cargo test`; `scripts/test.sh` starts the
+//! servers and runs them (`--include-ignored`). One that runs without the server fails.
 //!
 //! Each test works in a team and channels of its own (random names) and deletes the team
 //! afterwards. The 210 accounts of the paging test are a fixed pool (`msit-pool-NNN`),
@@ -11,34 +12,32 @@ use mattersync_core::{Action, Mode, PlanMember, UserRef};
 use mattersync_mattermost::{Client, ClientConfig, MmError, Outcome, Secret, Team};
 use rand::Rng;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// `MATTERSYNC_MATTERMOST_ENV`, else `MATTERSYNC_SERVERS_ENV` (what `scripts/servers.sh up`
+/// writes holds the Mattermost variables too), else `.local/mattermost.env`.
 fn env_file() -> PathBuf {
-    match std::env::var_os("MATTERSYNC_MATTERMOST_ENV") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.local/mattermost.env"),
-    }
+    std::env::var_os("MATTERSYNC_MATTERMOST_ENV")
+        .or_else(|| std::env::var_os("MATTERSYNC_SERVERS_ENV"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.local/mattermost.env")
+        })
 }
 
-fn skip(why: &str) -> Option<Client> {
-    if std::env::var_os("CI").is_some() {
-        panic!("Mattermost is required under CI: {why}");
-    }
-    // Written to the stderr handle, not with eprintln!, which the test harness captures.
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED: Mattermost not running (run scripts/mattermost.sh up): {why}"
-    );
-    None
-}
-
-/// A client for the real server, or `None` (after saying so) when it is not running.
-async fn real() -> Option<Client> {
+/// A client for the real server, after checking that it answers. A test that needs it and
+/// cannot reach it fails here, saying why and how to start it.
+async fn mattermost_or_fail() -> Client {
+    let fail = |why: String| -> ! {
+        panic!(
+            "this test needs the real Mattermost: {why} \
+             (start the servers with scripts/servers.sh up)"
+        )
+    };
     let path = env_file();
     let Ok(text) = std::fs::read_to_string(&path) else {
-        return skip(&format!("{} not found", path.display()));
+        fail(format!("no {}", path.display()));
     };
     let vars: BTreeMap<&str, &str> = text
         .lines()
@@ -49,30 +48,21 @@ async fn real() -> Option<Client> {
         vars.get("MATTERSYNC_MM_URL"),
         vars.get("MATTERSYNC_MM_TOKEN_FILE"),
     ) else {
-        return skip(&format!(
+        fail(format!(
             "{} lacks MATTERSYNC_MM_URL or MATTERSYNC_MM_TOKEN_FILE",
             path.display()
         ));
     };
     let token = match Secret::from_file(std::path::Path::new(token_file)) {
         Ok(t) => t,
-        Err(e) => return skip(&format!("token file {token_file}: {e}")),
+        Err(e) => fail(format!("token file {token_file}: {e}")),
     };
     let client = Client::new(ClientConfig::new(*url, token)).expect("client");
     match client.ping().await {
-        Ok(_) => Some(client),
-        Err(e @ MmError::Transport { .. }) => skip(&format!("{url} does not answer: {e}")),
+        Ok(_) => client,
+        Err(e @ MmError::Transport { .. }) => fail(format!("{url} does not answer: {e}")),
         Err(e) => panic!("{url}: {e}"),
     }
-}
-
-macro_rules! real_or_skip {
-    () => {
-        match real().await {
-            Some(c) => c,
-            None => return,
-        }
-    };
 }
 
 fn suffix() -> String {
@@ -144,8 +134,9 @@ async fn release_users(c: &Client, ids: &[String]) {
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_mattermost_ping_returns_a_version_and_me_is_the_token_owner() {
-    let c = real_or_skip!();
+    let c = mattermost_or_fail().await;
     let v = c.ping().await.expect("ping");
     eprintln!("server version {} ({})", v, v.raw);
     assert!(v.major >= 9, "{v:?}");
@@ -155,8 +146,9 @@ async fn real_mattermost_ping_returns_a_version_and_me_is_the_token_owner() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_mattermost_only_system_admins_are_system_admins() {
-    let c = real_or_skip!();
+    let c = mattermost_or_fail().await;
     let me = c.me().await.expect("me");
     assert!(
         c.is_system_admin(&me.id).await.expect("admin"),
@@ -181,8 +173,9 @@ async fn real_mattermost_only_system_admins_are_system_admins() {
 /// 100 at a time and is deactivated again after joining (deactivated accounts stay members):
 /// a server without a licence allows only 250 active accounts.
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_mattermost_channel_member_listing_follows_pagination() {
-    let c = real_or_skip!();
+    let c = mattermost_or_fail().await;
     const POOL: usize = 210;
     const ROUND: usize = 100;
     let team = fresh_team(&c, "paging").await;
@@ -304,8 +297,9 @@ async fn real_mattermost_channel_member_listing_follows_pagination() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_mattermost_add_remove_and_channel_admin_round_trip() {
-    let c = real_or_skip!();
+    let c = mattermost_or_fail().await;
     let users = ensure_users(&c, "msit-rw", 3).await;
     let ids: Vec<String> = users.values().cloned().collect();
     let (a, b, outsider) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
@@ -487,8 +481,9 @@ async fn real_mattermost_add_remove_and_channel_admin_round_trip() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_mattermost_state_marks_archived_channels_bots_and_inactive_users() {
-    let c = real_or_skip!();
+    let c = mattermost_or_fail().await;
     let s = suffix();
     let users = ensure_users(&c, "msit-state", 2).await;
     let (active, leaving) = {
@@ -578,8 +573,9 @@ async fn real_mattermost_state_marks_archived_channels_bots_and_inactive_users()
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_mattermost_errors_name_the_request_and_the_servers_reason() {
-    let c = real_or_skip!();
+    let c = mattermost_or_fail().await;
     let err = c
         .remove_channel_member("zzzzzzzzzzzzzzzzzzzzzzzzzz", "zzzzzzzzzzzzzzzzzzzzzzzzzz")
         .await

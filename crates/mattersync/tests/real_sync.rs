@@ -12,11 +12,10 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_servers_linked_group_members_land_in_the_channel_team_first_and_a_rerun_writes_nothing(
 ) {
-    let Some(sb) = Sandbox::new("linked_group_members_land").await else {
-        return;
-    };
+    let sb = Sandbox::new("linked_group_members_land").await;
     let alice = sb.user("alice", true, false).await;
     let bob = sb.user("bob", true, false).await;
     let g = sb.create_group("infra", &[&alice, &bob], &[], &[]).await;
@@ -58,10 +57,9 @@ async fn real_servers_linked_group_members_land_in_the_channel_team_first_and_a_
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_servers_sync_removes_a_user_who_left_the_group_but_add_keeps_them() {
-    let Some(sb) = Sandbox::new("sync_vs_add").await else {
-        return;
-    };
+    let sb = Sandbox::new("sync_vs_add").await;
     let alice = sb.user("alice", true, false).await;
     let bob = sb.user("bob", true, false).await;
     let g = sb.create_group("team", &[&alice, &bob], &[], &[]).await;
@@ -95,10 +93,9 @@ async fn real_servers_sync_removes_a_user_who_left_the_group_but_add_keeps_them(
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_servers_manual_members_stay_in_sync_and_go_in_exclusive_but_bots_stay() {
-    let Some(sb) = Sandbox::new("manual_members").await else {
-        return;
-    };
+    let sb = Sandbox::new("manual_members").await;
     let alice = sb.user("alice", true, false).await;
     let manual = sb.user("manual", true, false).await;
     let g = sb.create_group("ops", &[&alice], &[], &[]).await;
@@ -130,10 +127,9 @@ async fn real_servers_manual_members_stay_in_sync_and_go_in_exclusive_but_bots_s
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_servers_a_user_who_left_on_their_own_is_not_readded_unless_readd_always() {
-    let Some(sb) = Sandbox::new("left_on_their_own").await else {
-        return;
-    };
+    let sb = Sandbox::new("left_on_their_own").await;
     let alice = sb.user("alice", true, false).await;
     let g = sb.create_group("news", &[&alice], &[], &[]).await;
     let quiet = sb.channel("quiet", false).await;
@@ -161,10 +157,9 @@ async fn real_servers_a_user_who_left_on_their_own_is_not_readded_unless_readd_a
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_servers_managers_become_channel_admins_and_are_demoted_when_they_stop_managing() {
-    let Some(sb) = Sandbox::new("managers_admins").await else {
-        return;
-    };
+    let sb = Sandbox::new("managers_admins").await;
     let neil = sb.user("neil", true, false).await;
     let label = sb.user("label", true, false).await;
     let g = sb
@@ -188,10 +183,9 @@ async fn real_servers_managers_become_channel_admins_and_are_demoted_when_they_s
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_servers_nested_members_count_and_the_disabled_user_does_not() {
-    let Some(sb) = Sandbox::new("nested_disabled").await else {
-        return;
-    };
+    let sb = Sandbox::new("nested_disabled").await;
     let alice = sb.user("alice", true, false).await;
     let oncall = sb.user("oncall", true, false).await;
     let locked = sb.user("locked", true, true).await;
@@ -209,10 +203,9 @@ async fn real_servers_nested_members_count_and_the_disabled_user_does_not() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_servers_a_pending_user_is_picked_up_when_their_account_appears() {
-    let Some(sb) = Sandbox::new("pending_user").await else {
-        return;
-    };
+    let sb = Sandbox::new("pending_user").await;
     let alice = sb.user("alice", true, false).await;
     let late = sb.user("late", false, false).await;
     let g = sb.create_group("docs", &[&alice, &late], &[], &[]).await;
@@ -237,10 +230,9 @@ async fn real_servers_a_pending_user_is_picked_up_when_their_account_appears() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_servers_two_groups_on_one_channel_do_not_remove_each_others_members() {
-    let Some(sb) = Sandbox::new("two_groups").await else {
-        return;
-    };
+    let sb = Sandbox::new("two_groups").await;
     let a = sb.user("a", true, false).await;
     let b = sb.user("b", true, false).await;
     let ga = sb.create_group("docs", &[&a], &[], &[]).await;
@@ -267,10 +259,9 @@ async fn real_servers_two_groups_on_one_channel_do_not_remove_each_others_member
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_servers_the_removal_guard_trips_says_why_and_changes_nothing() {
-    let Some(sb) = Sandbox::new("guard_trips").await else {
-        return;
-    };
+    let sb = Sandbox::new("guard_trips").await;
     let mut users = Vec::new();
     for i in 0..4 {
         users.push(sb.user(&format!("u{i}"), true, false).await);
@@ -301,10 +292,9 @@ async fn real_servers_the_removal_guard_trips_says_why_and_changes_nothing() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_servers_a_directory_that_cannot_be_read_removes_nothing_and_says_so() {
-    let Some(sb) = Sandbox::new("directory_down").await else {
-        return;
-    };
+    let sb = Sandbox::new("directory_down").await;
     let alice = sb.user("alice", true, false).await;
     let bob = sb.user("bob", true, false).await;
     let g = sb.create_group("infra", &[&alice, &bob], &[], &[]).await;
@@ -329,10 +319,9 @@ async fn real_servers_a_directory_that_cannot_be_read_removes_nothing_and_says_s
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_servers_a_saved_plan_is_applied_only_while_it_is_current() {
-    let Some(sb) = Sandbox::new("saved_plan").await else {
-        return;
-    };
+    let sb = Sandbox::new("saved_plan").await;
     let alice = sb.user("alice", true, false).await;
     let bob = sb.user("bob", true, false).await;
     let g = sb.create_group("infra", &[&alice], &[], &[]).await;
@@ -360,10 +349,9 @@ async fn real_servers_a_saved_plan_is_applied_only_while_it_is_current() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_servers_apply_without_a_terminal_needs_yes() {
-    let Some(sb) = Sandbox::new("needs_yes").await else {
-        return;
-    };
+    let sb = Sandbox::new("needs_yes").await;
     let alice = sb.user("alice", true, false).await;
     let g = sb.create_group("infra", &[&alice], &[], &[]).await;
     let ch = sb.channel("infra", false).await;
@@ -375,11 +363,10 @@ async fn real_servers_apply_without_a_terminal_needs_yes() {
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_servers_a_run_killed_between_a_write_and_its_record_keeps_ownership_on_the_next_run()
 {
-    let Some(sb) = Sandbox::new("killed_mid_apply").await else {
-        return;
-    };
+    let sb = Sandbox::new("killed_mid_apply").await;
     let alice = sb.user("alice", true, false).await;
     let bob = sb.user("bob", true, false).await;
     let g = sb.create_group("infra", &[&alice, &bob], &[], &[]).await;
@@ -414,10 +401,9 @@ async fn real_servers_a_run_killed_between_a_write_and_its_record_keeps_ownershi
 }
 
 #[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_servers_a_second_run_while_one_holds_the_lock_is_refused() {
-    let Some(sb) = Sandbox::new("lock_held").await else {
-        return;
-    };
+    let sb = Sandbox::new("lock_held").await;
     let alice = sb.user("alice", true, false).await;
     let g = sb.create_group("infra", &[&alice], &[], &[]).await;
     let ch = sb.channel("infra", false).await;

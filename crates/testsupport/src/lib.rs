@@ -1,10 +1,14 @@
 //! What mattersync's integration tests share: the connection details of the real servers
-//! (`.local/servers.env`, written by `scripts/servers.sh up`), the skip-or-fail rule, and a
-//! [`Sandbox`] that gives each test its own area, team, channels, directory users and groups,
-//! so tests run in parallel without seeing each other's changes.
+//! (`.local/servers.env`, written by `scripts/servers.sh up`), the rule for tests that need
+//! them, and a [`Sandbox`] that gives each test its own area, team, channels, directory users
+//! and groups, so tests run in parallel without seeing each other's changes.
 //!
-//! The rule: a test that needs a server it cannot reach fails under CI (`CI` set) and is
-//! skipped with a visible message elsewhere.
+//! The rule: a test that needs the real servers is marked
+//! `#[ignore = "needs the real servers (scripts/test.sh runs it)"]` (always this reason), so
+//! a plain `cargo test` lists it as ignored instead of passing it. `scripts/test.sh` starts
+//! the servers and runs the suite with `--include-ignored`; a test that runs and cannot reach
+//! a server fails ([`servers_or_fail`]), saying which one and how to start it. It never
+//! passes without having run.
 
 pub mod proxy;
 
@@ -32,12 +36,16 @@ impl Servers {
             .unwrap_or_else(|| PathBuf::from("."))
     }
 
-    /// Reads `.local/servers.env` (or the file named by `MATTERSYNC_SERVERS_ENV`).
-    pub fn load() -> Option<Servers> {
-        let path = std::env::var_os("MATTERSYNC_SERVERS_ENV")
+    /// `.local/servers.env`, or the file named by `MATTERSYNC_SERVERS_ENV`.
+    pub fn env_file() -> PathBuf {
+        std::env::var_os("MATTERSYNC_SERVERS_ENV")
             .map(PathBuf::from)
-            .unwrap_or_else(|| Self::root().join(".local/servers.env"));
-        let text = std::fs::read_to_string(path).ok()?;
+            .unwrap_or_else(|| Self::root().join(".local/servers.env"))
+    }
+
+    /// Reads [`Servers::env_file`]; `None` when there is none.
+    pub fn load() -> Option<Servers> {
+        let text = std::fs::read_to_string(Self::env_file()).ok()?;
         Some(Servers {
             vars: parse_env(&text),
         })
@@ -109,30 +117,23 @@ pub fn parse_env(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The servers, or `None` after printing why the test is skipped. Under CI a missing server
-/// is a failure, never a skip.
-pub async fn servers_or_skip(test: &str) -> Option<Servers> {
-    let servers = Servers::load();
-    let why = match &servers {
-        None => Some("no .local/servers.env (run scripts/servers.sh up)".to_string()),
-        Some(s) => match s.ldap_up().await {
-            Err(e) => Some(format!("389-ds does not answer: {e}")),
-            Ok(()) => match s.mattermost().ping().await {
-                Ok(_) => None,
-                Err(e) => Some(format!("Mattermost does not answer: {e}")),
-            },
-        },
+/// The servers, after checking that both answer. A test that needs them and cannot reach
+/// them fails here, saying which server and how to start it.
+pub async fn servers_or_fail(test: &str) -> Servers {
+    const START: &str = "start the servers with scripts/servers.sh up";
+    let Some(servers) = Servers::load() else {
+        panic!(
+            "{test} needs the real servers: no {} ({START})",
+            Servers::env_file().display()
+        );
     };
-    match why {
-        None => servers,
-        Some(why) if std::env::var_os("CI").is_some() => {
-            panic!("{test}: real servers required under CI: {why}")
-        }
-        Some(why) => {
-            eprintln!("SKIPPED {test}: {why}");
-            None
-        }
+    if let Err(e) = servers.ldap_up().await {
+        panic!("{test} needs the real 389-ds, which does not answer: {e} ({START})");
     }
+    if let Err(e) = servers.mattermost().ping().await {
+        panic!("{test} needs the real Mattermost, which does not answer: {e} ({START})");
+    }
+    servers
 }
 
 /// A directory user made for one test.
@@ -217,9 +218,9 @@ impl Drop for Sandbox {
 }
 
 impl Sandbox {
-    /// A fresh sandbox, or `None` when the test is skipped (never under CI).
-    pub async fn new(test: &str) -> Option<Sandbox> {
-        let servers = servers_or_skip(test).await?;
+    /// A fresh sandbox; fails the test when the servers do not answer ([`servers_or_fail`]).
+    pub async fn new(test: &str) -> Sandbox {
+        let servers = servers_or_fail(test).await;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let area = format!("s{}", &id[..8]);
         let mm = servers.mattermost();
@@ -229,7 +230,7 @@ impl Sandbox {
             .expect("create the sandbox team");
         let base = servers.get("MATTERSYNC_LDAP_BASE_DN");
         let admin = mm.me().await.expect("the admin token's account").username;
-        Some(Sandbox {
+        Sandbox {
             servers,
             area,
             team_id: team.id,
@@ -239,7 +240,7 @@ impl Sandbox {
             accounts: std::sync::Mutex::new(Vec::new()),
             entries: std::sync::Mutex::new(Vec::new()),
             admin,
-        })
+        }
     }
 
     /// Notes a directory entry to delete when the sandbox is dropped (entries a test adds
@@ -547,6 +548,39 @@ path = "{ledger}"
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The attribute of every test that needs the real servers. `#[ignore]` takes a string
+    /// literal only (a macro or a const there loses the reason), so each test spells it out
+    /// and this checks that they all agree.
+    const NEEDS_SERVERS: &str = r#"#[ignore = "needs the real servers (scripts/test.sh runs it)"]"#;
+
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.expect("directory entry").path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn every_ignored_test_is_ignored_for_the_one_reason() {
+        let mut files = Vec::new();
+        rust_files(&Servers::root().join("crates"), &mut files);
+        let mut ignored = 0;
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("read a source file");
+            for (n, line) in text.lines().enumerate() {
+                if line.trim_start().starts_with("#[ignore") {
+                    assert_eq!(line.trim(), NEEDS_SERVERS, "{}:{}", file.display(), n + 1);
+                    ignored += 1;
+                }
+            }
+        }
+        assert!(ignored > 0, "no test is marked as needing the real servers");
+    }
 
     #[test]
     fn env_files_parse_with_and_without_quotes() {

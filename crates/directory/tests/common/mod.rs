@@ -49,9 +49,9 @@ fn parse_env(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The real 389-ds, or `None` after printing why the test is skipped. Under CI (`CI` set) a
-/// missing or silent server fails the test instead.
-pub fn dirsrv_or_skip(test: &str) -> Option<Dirsrv> {
+/// The real 389-ds, after checking that it answers. A test that needs it and cannot reach it
+/// fails here, saying why and how to start it.
+pub fn dirsrv_or_fail(test: &str) -> Dirsrv {
     let path = env_file();
     let why = match std::fs::read_to_string(&path) {
         Err(_) => format!("no {}", path.display()),
@@ -79,16 +79,12 @@ pub fn dirsrv_or_skip(test: &str) -> Option<Dirsrv> {
                         .is_ok()
                 });
             if answers {
-                return Some(d);
+                return d;
             }
             format!("nothing answers on {}", d.url)
         }
     };
-    if std::env::var_os("CI").is_some() {
-        panic!("{test}: the real 389-ds is required under CI: {why} (run scripts/dirsrv.sh up)");
-    }
-    eprintln!("SKIPPED: 389-ds not running (run scripts/dirsrv.sh up): {test}: {why}");
-    None
+    panic!("{test} needs the real 389-ds: {why} (start the servers with scripts/servers.sh up)");
 }
 
 impl Dirsrv {
