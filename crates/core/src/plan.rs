@@ -139,10 +139,14 @@ impl Action {
 
     /// Whether the action calls the Mattermost API.
     pub fn writes_mattermost(&self) -> bool {
-        !matches!(
-            self,
-            Action::RecordPreexisting { .. } | Action::RecordDeparted { .. }
-        )
+        match self {
+            Action::AddTeamMembers { .. }
+            | Action::AddChannelMembers { .. }
+            | Action::SetChannelAdmin { .. }
+            | Action::RemoveChannelMember { .. }
+            | Action::RemoveTeamMember { .. } => true,
+            Action::RecordPreexisting { .. } | Action::RecordDeparted { .. } => false,
+        }
     }
 
     pub fn kind(&self) -> &'static str {
@@ -158,10 +162,14 @@ impl Action {
     }
 
     pub fn is_removal(&self) -> bool {
-        matches!(
-            self,
-            Action::RemoveChannelMember { .. } | Action::RemoveTeamMember { .. }
-        )
+        match self {
+            Action::RemoveChannelMember { .. } | Action::RemoveTeamMember { .. } => true,
+            Action::AddTeamMembers { .. }
+            | Action::AddChannelMembers { .. }
+            | Action::SetChannelAdmin { .. }
+            | Action::RecordPreexisting { .. }
+            | Action::RecordDeparted { .. } => false,
+        }
     }
 }
 
@@ -301,7 +309,9 @@ impl Plan {
                     | Action::AddChannelMembers { users, .. } => users.len(),
                     Action::RecordPreexisting { users, .. }
                     | Action::RecordDeparted { users, .. } => users.len(),
-                    _ => 1,
+                    Action::SetChannelAdmin { .. }
+                    | Action::RemoveChannelMember { .. }
+                    | Action::RemoveTeamMember { .. } => 1,
                 };
             *m.entry(a.kind()).or_insert(0) += n;
         }

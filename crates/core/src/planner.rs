@@ -634,12 +634,7 @@ impl<'a> Planner<'a> {
                 }
             }
         }
-        let by_name = |a: &Action, b: &Action| match (a, b) {
-            (Action::SetChannelAdmin { user: x, .. }, Action::SetChannelAdmin { user: y, .. }) => {
-                x.username.cmp(&y.username).then(x.id.cmp(&y.id))
-            }
-            _ => std::cmp::Ordering::Equal,
-        };
+        let by_name = |a: &Action, b: &Action| admin_order(a).cmp(&admin_order(b));
         promote.sort_by(by_name);
         demote.sort_by(by_name);
         out.extend(promote);
@@ -685,6 +680,20 @@ impl<'a> Planner<'a> {
             }
         }
         trips
+    }
+}
+
+/// The order of admin changes in a plan: by username, then id. Only `SetChannelAdmin`s are
+/// sorted with it; every other action has no admin order (`None`).
+fn admin_order(a: &Action) -> Option<(&str, &str)> {
+    match a {
+        Action::SetChannelAdmin { user, .. } => Some((user.username.as_str(), user.id.as_str())),
+        Action::AddTeamMembers { .. }
+        | Action::AddChannelMembers { .. }
+        | Action::RemoveChannelMember { .. }
+        | Action::RemoveTeamMember { .. }
+        | Action::RecordPreexisting { .. }
+        | Action::RecordDeparted { .. } => None,
     }
 }
 

@@ -2,7 +2,6 @@
 //! `base_dn` are needed there. Any LDAPv3 directory with `groupOfNames`/`member` groups
 //! works by changing the attribute names and bases.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,28 +10,8 @@ use serde::Deserialize;
 use crate::dn::Dn;
 use crate::error::DirectoryError;
 
-/// A secret string (the bind password). Its `Debug` prints `***`; it has no `Display` and no
-/// `Serialize`, so it cannot end up in a log line or a JSON dump by accident.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+/// The bind password's type: `Debug` prints `***`, no `Display`, no `Serialize`.
+pub use mattersync_core::Secret;
 
 /// The `[directory]` settings for LDAP access.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

@@ -11,7 +11,6 @@
 //! instead of claiming that nothing happened.
 
 use std::collections::{BTreeSet, HashSet};
-use std::io::Read;
 
 use ldap3::{LdapError, LdapResult, Mod, Scope};
 
@@ -385,23 +384,11 @@ pub fn group_modifications(
     Ok(mods)
 }
 
-/// A random (version 4) UUID, for `ipaUniqueID` where no server plugin makes one.
-pub fn random_uuid() -> Result<String, WriteError> {
-    let mut b = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .map_err(|e| WriteError::Unsupported(format!("cannot read /dev/urandom: {e}")))?;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    ))
+/// A random (version 4) UUID, for `ipaUniqueID` where no server plugin makes one: 36
+/// lowercase characters, `xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`, as FreeIPA's UUID plugin
+/// writes them.
+pub fn random_uuid() -> String {
+    uuid::Uuid::new_v4().hyphenated().to_string()
 }
 
 fn write_hint(rc: u32) -> &'static str {
@@ -695,7 +682,7 @@ impl LdapDirectory {
         };
         let unique = match ids {
             IdSource::Server => IPA_UUID_MAGIC.to_string(),
-            IdSource::Client => random_uuid()?,
+            IdSource::Client => random_uuid(),
         };
         let manager_attr = self.config().manager_attr.clone();
         let attrs = new_group_attributes(g, schema, &manager_attr, &unique, gid.as_deref())?;
@@ -1040,11 +1027,18 @@ mod tests {
 
     #[test]
     fn random_uuids_are_version_4_and_differ() {
-        let a = random_uuid().expect("uuid");
-        let b = random_uuid().expect("uuid");
+        let a = random_uuid();
+        let b = random_uuid();
         assert_ne!(a, b);
         assert_eq!(a.len(), 36);
         assert_eq!(a.as_bytes()[14], b'4');
         assert!(matches!(a.as_bytes()[19], b'8' | b'9' | b'a' | b'b'));
+        for (i, c) in a.bytes().enumerate() {
+            if [8, 13, 18, 23].contains(&i) {
+                assert_eq!(c, b'-', "{a}");
+            } else {
+                assert!(matches!(c, b'0'..=b'9' | b'a'..=b'f'), "{a}");
+            }
+        }
     }
 }

@@ -2,6 +2,9 @@
 //! with the shared seed (`scripts/seed.py`). The seed is only read; tests that need entries
 //! of their own make them in a `Sandbox` beside it and delete them afterwards.
 
+// Test code: a failed unwrap, expect or panic is a failed test (helpers included).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -1,30 +1,10 @@
 //! How to reach FreeIPA: server URL, account, password, CA, timeout.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A password. `Debug` prints `***`; there is no `Display` and no `Serialize`, so it cannot
-/// end up in a log line or a JSON dump by accident.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-
-    /// The secret itself, for the one place that sends it (the login form).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+/// The password's type: `Debug` prints `***`; there is no `Display` and no `Serialize`.
+pub use mattersync_core::Secret;
 
 /// Everything [`crate::IpaClient::new`] needs.
 #[derive(Debug, Clone)]

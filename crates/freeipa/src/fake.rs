@@ -3,6 +3,10 @@
 //! request it receives. No FreeIPA server can run on the machines the tests run on; the
 //! canned answers are written from FreeIPA's API documentation.
 
+// Test support, never part of a product build (only the tests turn on `fake`): it may
+// unwrap, expect and panic like the tests that use it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};

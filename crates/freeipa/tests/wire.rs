@@ -3,6 +3,9 @@
 //! the answer FreeIPA gives). No FreeIPA server runs here; a scripted stand-in
 //! (`mattersync_freeipa::fake`) replays the answers and records the requests.
 
+// Test code: a failed unwrap, expect or panic is a failed test (helpers included).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use mattersync_freeipa::fake::{Answer, FakeIpa};
 use mattersync_freeipa::{
     codes, GroupAdd, GroupMod, IpaClient, IpaConfig, IpaError, MemberKind, MemberRef, Modified,

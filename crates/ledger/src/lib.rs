@@ -462,20 +462,28 @@ impl Ledger {
                     }
                     None => {}
                 }
-                if let Action::SetChannelAdmin { admin, .. } = action {
-                    if *admin {
+                // What the outcome makes of the admin grants: only an admin change touches them.
+                match action {
+                    Action::SetChannelAdmin { admin: true, .. } => {
                         tx.execute(
                             "INSERT INTO admin_grants (channel_id, user_id, groups, granted_at, run_id)
                              VALUES (?1, ?2, ?3, ?4, ?5)
                              ON CONFLICT (channel_id, user_id) DO UPDATE SET groups = excluded.groups",
                             params![scope_id, user_id, groups_json(groups), at, run_id],
                         )?;
-                    } else {
+                    }
+                    Action::SetChannelAdmin { admin: false, .. } => {
                         tx.execute(
                             "DELETE FROM admin_grants WHERE channel_id = ?1 AND user_id = ?2",
                             params![scope_id, user_id],
                         )?;
                     }
+                    Action::AddTeamMembers { .. }
+                    | Action::AddChannelMembers { .. }
+                    | Action::RemoveChannelMember { .. }
+                    | Action::RemoveTeamMember { .. }
+                    | Action::RecordPreexisting { .. }
+                    | Action::RecordDeparted { .. } => {}
                 }
             }
         }

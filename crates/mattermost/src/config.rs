@@ -1,57 +1,11 @@
 //! How to reach Mattermost: URL, token, timeouts, retries, TLS.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// A secret string (the access token, a password). `Debug` and `Display` print `***`; the
-/// value is only reachable through [`Secret::expose`].
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// Reads a secret from a file, trimming surrounding white space (a trailing newline).
-    pub fn from_file(path: &Path) -> std::io::Result<Self> {
-        let s = std::fs::read_to_string(path)?;
-        Ok(Secret(s.trim().to_string()))
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl From<String> for Secret {
-    fn from(s: String) -> Self {
-        Secret(s)
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(s: &str) -> Self {
-        Secret(s.to_string())
-    }
-}
+/// The access token's type: `Debug` prints `***`, no `Display`; the value is only reachable
+/// through [`Secret::expose`].
+pub use mattersync_core::Secret;
 
 /// Everything [`crate::Client::new`] needs.
 #[derive(Debug, Clone)]
@@ -105,20 +59,8 @@ mod tests {
         let dbg = format!("{cfg:?}");
         assert!(!dbg.contains("s3cr3t"), "{dbg}");
         assert!(dbg.contains("***"), "{dbg}");
-        assert_eq!(format!("{}", cfg.token), "***");
         assert_eq!(cfg.token.expose(), "s3cr3t-token-value");
         assert_eq!(cfg.timeout, Duration::from_secs(30));
         assert_eq!(cfg.max_retries, 5);
-    }
-
-    #[test]
-    fn secret_from_file_trims_the_newline() {
-        let dir = std::env::temp_dir().join(format!("mattersync-secret-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("token");
-        std::fs::write(&path, "abc123\n").expect("write");
-        let s = Secret::from_file(&path).expect("read");
-        assert_eq!(s.expose(), "abc123");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -77,7 +77,13 @@ impl UserOutcome {
     }
 
     pub fn is_success(&self) -> bool {
-        !matches!(self.outcome, Outcome::Failed { .. })
+        match self.outcome {
+            Outcome::Added
+            | Outcome::Removed
+            | Outcome::AlreadyAbsent
+            | Outcome::RoleSet { .. } => true,
+            Outcome::Failed { .. } => false,
+        }
     }
 
     /// What went wrong, in words, for a failed outcome.
@@ -98,7 +104,10 @@ impl UserOutcome {
                 s.push_str(message);
                 Some(s)
             }
-            _ => None,
+            Outcome::Added
+            | Outcome::Removed
+            | Outcome::AlreadyAbsent
+            | Outcome::RoleSet { .. } => None,
         }
     }
 }

@@ -1,6 +1,9 @@
 //! The adapter against an in-process fake server that misbehaves on purpose: rate limits,
 //! server errors, resets, slowness, malformed JSON, paging, partial batch failures.
 
+// Test code: a failed unwrap, expect or panic is a failed test (helpers included).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use mattersync_core::{Action, Mode, PlanMember, UserRef};

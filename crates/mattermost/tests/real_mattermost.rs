@@ -7,6 +7,9 @@
 //! afterwards. The 210 accounts of the paging test are a fixed pool (`msit-pool-NNN`),
 //! created on first use and reused by later runs.
 
+// Test code: a failed unwrap, expect or panic is a failed test (helpers included).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use mattersync_core::MmUser;
 use mattersync_core::{Action, Mode, PlanMember, UserRef};
 use mattersync_mattermost::{Client, ClientConfig, MmError, Outcome, Secret, Team};
