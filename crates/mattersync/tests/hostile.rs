@@ -2,6 +2,7 @@
 //! and DN metacharacters and Unicode look-alikes in the real 389-ds, tampered and malformed
 //! plan files, and bad configuration files (those need no server). The planner at scale is
 //! in crates/core/tests/scale.rs; the parsers are fuzzed in fuzz/ (see RELIABILITY.md).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 

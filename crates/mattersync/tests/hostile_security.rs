@@ -2,6 +2,7 @@
 //! CA file, refused without it, `insecure` explicit and loud), secrets never in output or
 //! logs at the most verbose level, and a sync with a least-privilege Mattermost account (not
 //! a system admin): team admin of the synced team and member of the synced channels.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 

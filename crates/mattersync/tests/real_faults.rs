@@ -14,6 +14,7 @@
 //! 4. the ledger is consistent ([`Rig::assert_converged`]): no unsettled intents, every
 //!    membership it says mattersync added is really there, every wanted member is recorded,
 //!    and a fresh plan has nothing left to do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 

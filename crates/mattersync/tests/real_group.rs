@@ -5,6 +5,7 @@
 //! The FreeIPA JSON-RPC backend cannot run against a live FreeIPA here: those tests point
 //! `[directory.freeipa]` at a scripted stand-in (`mattersync_freeipa::fake`) whose answers
 //! are written from FreeIPA's API documentation, while reads still go to the real 389-ds.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 

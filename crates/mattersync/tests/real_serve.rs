@@ -1,6 +1,7 @@
 //! `mattersync serve` against the real 389-ds and Mattermost: the real binary, a sandbox of
 //! its own per test. Change-driven sync (syncrepl and polling), the cookie across restarts,
 //! metrics, the HTTP API, the run lock, and the removal guard.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod real_serve_support;
 

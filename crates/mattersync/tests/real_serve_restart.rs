@@ -5,6 +5,7 @@
 //! It uses a 389-ds instance of its own (`mattersync-restart`, made by `scripts/test.sh`
 //! with `DIRSRV_INSTANCE=mattersync-restart scripts/dirsrv.sh up`), so no other test sees
 //! the outage.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod real_serve_support;
 

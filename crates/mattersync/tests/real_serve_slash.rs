@@ -1,6 +1,7 @@
 //! The slash command end to end: a custom slash command registered on the real Mattermost,
 //! pointing at `mattersync serve` on loopback, typed in a channel by a system admin, by a
 //! plain member and by a channel admin.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod real_serve_support;
 

@@ -1,6 +1,7 @@
 //! The status page in a real browser: headless Chromium (Debian's `chromium`, installed by
 //! `scripts/chromium.sh`) renders the page of a running service; the test reads the DOM the
 //! browser built and saves a screenshot under `target/screenshots/`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod real_serve_support;
 

@@ -1,5 +1,6 @@
 //! The SOP end to end against the real 389-ds and Mattermost: the real binary, a sandbox of
 //! its own per test (area, team, channels, users, groups).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
 
