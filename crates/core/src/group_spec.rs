@@ -66,7 +66,14 @@ impl Change {
     /// A change that only adds what an interrupted create had not got to yet (the FAS flag,
     /// a manager), never takes anything away or rewrites a value.
     pub fn completes_a_create(&self) -> bool {
-        matches!(self, Change::Fas { to: true } | Change::AddManager { .. })
+        match self {
+            Change::Fas { to } => *to,
+            Change::AddManager { .. } => true,
+            Change::Description { .. }
+            | Change::Posix { .. }
+            | Change::Gid { .. }
+            | Change::RemoveManager { .. } => false,
+        }
     }
 }
 
