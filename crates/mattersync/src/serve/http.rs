@@ -13,7 +13,7 @@
 
 use super::page;
 use super::slash::{self, same_secret};
-use super::state::{Request, Shared};
+use super::state::{Outcome, Request, Shared};
 use super::worker::read_directory;
 use crate::output;
 use axum::extract::{Query, Request as HttpRequest, State};
@@ -161,11 +161,11 @@ async fn sync(
     match tokio::time::timeout(SYNC_WAIT, rx).await {
         Ok(Ok(report)) => {
             let status = match report.outcome {
-                "ok" | "no_changes" => StatusCode::OK,
-                "guard_tripped" => StatusCode::CONFLICT,
-                "directory_error" | "mattermost_error" => StatusCode::BAD_GATEWAY,
-                "stopped" => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
+                Outcome::Ok | Outcome::NoChanges => StatusCode::OK,
+                Outcome::GuardTripped => StatusCode::CONFLICT,
+                Outcome::DirectoryError | Outcome::MattermostError => StatusCode::BAD_GATEWAY,
+                Outcome::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+                Outcome::Partial | Outcome::Error => StatusCode::INTERNAL_SERVER_ERROR,
             };
             (status, Json(report)).into_response()
         }
@@ -410,9 +410,9 @@ mod tests {
                     let _ = reply.send(CycleReport {
                         kind: "manual",
                         outcome: if allow_mass_removal {
-                            "ok"
+                            Outcome::Ok
                         } else {
-                            "guard_tripped"
+                            Outcome::GuardTripped
                         },
                         started_at: String::new(),
                         duration_ms: 1,

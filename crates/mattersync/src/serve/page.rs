@@ -295,7 +295,7 @@ fn cycle_row(s: &mut String, c: &CycleReport) {
         "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"err\">{}</td></tr>",
         esc(&when(&c.started_at)),
         esc(c.kind),
-        badge(c.outcome),
+        badge(c.outcome.as_str()),
         esc(&c.scope),
         c.actions,
         c.users_ok,

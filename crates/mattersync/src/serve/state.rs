@@ -75,11 +75,66 @@ pub enum Request {
     },
 }
 
+/// How a sync cycle ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Applied, every change succeeded.
+    Ok,
+    /// Nothing to change.
+    NoChanges,
+    /// Applied, some changes failed (retried).
+    Partial,
+    /// A removal guard holds the plan; nothing changed.
+    GuardTripped,
+    /// The directory could not be read; nothing was planned.
+    DirectoryError,
+    /// Mattermost could not be read; nothing changed.
+    MattermostError,
+    /// The ledger or the configuration failed.
+    Error,
+    /// The service is stopping.
+    Stopped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::NoChanges => "no_changes",
+            Outcome::Partial => "partial",
+            Outcome::GuardTripped => "guard_tripped",
+            Outcome::DirectoryError => "directory_error",
+            Outcome::MattermostError => "mattermost_error",
+            Outcome::Error => "error",
+            Outcome::Stopped => "stopped",
+        }
+    }
+
+    pub fn succeeded(self) -> bool {
+        match self {
+            Outcome::Ok | Outcome::NoChanges => true,
+            Outcome::Partial
+            | Outcome::GuardTripped
+            | Outcome::DirectoryError
+            | Outcome::MattermostError
+            | Outcome::Error
+            | Outcome::Stopped => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How a cycle ended, as `/sync`, the status page and the metrics report it.
 #[derive(Debug, Clone, Serialize)]
 pub struct CycleReport {
     pub kind: &'static str,
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     /// RFC 3339.
     pub started_at: String,
     pub duration_ms: u64,
@@ -100,7 +155,7 @@ pub struct CycleReport {
 
 impl CycleReport {
     pub fn succeeded(&self) -> bool {
-        matches!(self.outcome, "ok" | "no_changes")
+        self.outcome.succeeded()
     }
 }
 

@@ -6,7 +6,7 @@
 //! Mattermost error, a failed action, a guard trip) is carried into the next one, so nothing
 //! is lost between cycles. A directory error ends a cycle before anything is planned.
 
-use super::state::{now_rfc3339, CycleReport, Request, Shared, KEEP_CYCLES};
+use super::state::{now_rfc3339, CycleReport, Outcome, Request, Shared, KEEP_CYCLES};
 use anyhow::Result;
 use mattersync_core::scope;
 use mattersync_core::{Directory, Link, Note, Plan, Target};
@@ -100,7 +100,7 @@ pub struct Worker {
 
 /// How a cycle ended, before it becomes a report.
 struct Ended {
-    outcome: &'static str,
+    outcome: Outcome,
     error: Option<String>,
     /// Retry after a backoff.
     retry: bool,
@@ -111,7 +111,7 @@ struct Ended {
 }
 
 impl Ended {
-    fn ok(outcome: &'static str) -> Ended {
+    fn ok(outcome: Outcome) -> Ended {
         Ended {
             outcome,
             error: None,
@@ -121,7 +121,7 @@ impl Ended {
         }
     }
 
-    fn failed(outcome: &'static str, e: &anyhow::Error) -> Ended {
+    fn failed(outcome: Outcome, e: &anyhow::Error) -> Ended {
         Ended {
             outcome,
             error: Some(format!("{e:#}")),
@@ -320,7 +320,7 @@ impl Worker {
         let started = Instant::now();
         let mut report = CycleReport {
             kind: kind.name(),
-            outcome: "ok",
+            outcome: Outcome::Ok,
             started_at: now_rfc3339(),
             duration_ms: 0,
             scope: String::new(),
@@ -352,13 +352,13 @@ impl Worker {
         report.duration_ms = started.elapsed().as_millis() as u64;
         report.api_calls = self.shared.mm.stats().since(&api_before).calls;
         let m = &self.shared.metrics;
-        m.run(kind.name(), ended.outcome);
+        m.run(kind.name(), ended.outcome.as_str());
         m.run_duration
             .get_or_create(&super::metrics::KindLabel {
                 kind: kind.name().to_string(),
             })
             .observe(started.elapsed().as_secs_f64());
-        self.directory_down = ended.outcome == "directory_error";
+        self.directory_down = ended.outcome == Outcome::DirectoryError;
         if report.succeeded() {
             // A full cycle re-planned everything; a partial one clears a partial hold whose
             // scopes it planned (it took them in: see `cycle_inner`).
@@ -392,7 +392,7 @@ impl Worker {
             self.save_cookie(cookie);
             info!(
                 kind = kind.name(),
-                outcome = report.outcome,
+                outcome = %report.outcome,
                 scope = %report.scope,
                 actions = report.actions,
                 users_ok = report.users_ok,
@@ -405,7 +405,7 @@ impl Worker {
                 self.retry_at = Some(Instant::now() + self.backoff.next_wait());
             }
             if kind.is_full() {
-                if ended.outcome == "guard_tripped" {
+                if ended.outcome == Outcome::GuardTripped {
                     // Parked: the next try is the next periodic reconcile (or an approval,
                     // or a directory change to a held scope), never at once.
                     self.full_due = false;
@@ -427,17 +427,17 @@ impl Worker {
             } else {
                 warn!(
                     kind = kind.name(),
-                    outcome = report.outcome,
+                    outcome = %report.outcome,
                     error = %msg,
                     retry_in_s = self.retry_at.map(|r| r.saturating_duration_since(Instant::now()).as_secs()),
                     "{}",
                     match report.outcome {
-                        "directory_error" => "sync cycle skipped: the directory could not be read; nothing was planned or changed",
-                        "mattermost_error" => "sync cycle skipped: Mattermost could not be read; nothing was changed",
-                        "guard_tripped" => "sync cycle stopped by a removal guard; nothing was changed",
-                        "partial" => "sync cycle applied, but some changes failed; they are retried",
-                        "stopped" => "sync cycle stopped by the shutdown",
-                        _ => "sync cycle failed",
+                        Outcome::DirectoryError => "sync cycle skipped: the directory could not be read; nothing was planned or changed",
+                        Outcome::MattermostError => "sync cycle skipped: Mattermost could not be read; nothing was changed",
+                        Outcome::GuardTripped => "sync cycle stopped by a removal guard; nothing was changed",
+                        Outcome::Partial => "sync cycle applied, but some changes failed; they are retried",
+                        Outcome::Stopped => "sync cycle stopped by the shutdown",
+                        Outcome::Error | Outcome::Ok | Outcome::NoChanges => "sync cycle failed",
                     }
                 );
             }
@@ -457,7 +457,7 @@ impl Worker {
             } else if let Some(e) = &report.error {
                 s.error(&format!("{} run", kind.name()), e.clone());
             }
-            if (kind == Kind::Changes && report.outcome == "no_changes" && report.links == 0)
+            if (kind == Kind::Changes && report.outcome == Outcome::NoChanges && report.links == 0)
                 || ended.repeat
             {
                 s.quiet_cycles += 1;
@@ -489,7 +489,7 @@ impl Worker {
         metrics.directory_reads.inc();
         let read = tokio::select! {
             r = self.dir.snapshot() => r,
-            _ = stopping => return Ended::ok("stopped"),
+            _ = stopping => return Ended::ok(Outcome::Stopped),
         };
         metrics.phase("directory", t.elapsed().as_secs_f64());
         let dir = match read {
@@ -501,7 +501,7 @@ impl Worker {
                     s.directory.checked = true;
                     s.directory.detail = format!("{e:#}");
                 });
-                return Ended::failed("directory_error", &e);
+                return Ended::failed(Outcome::DirectoryError, &e);
             }
         };
         shared.with_status(|s| {
@@ -516,14 +516,14 @@ impl Worker {
             Ok(v) => v,
             Err(e) => {
                 self.carried_targets.extend(asked.iter().cloned());
-                return Ended::failed("error", &e);
+                return Ended::failed(Outcome::Error, &e);
             }
         };
         let (links, warnings) = match engine::resolve_links(cfg, &dir, view.links.clone()) {
             Ok(x) => x,
             Err(e) => {
                 self.carried_targets.extend(asked.iter().cloned());
-                return Ended::failed("error", &e);
+                return Ended::failed(Outcome::Error, &e);
             }
         };
         let mut planned_parked = false;
@@ -559,7 +559,7 @@ impl Worker {
             s.warnings = warnings.clone();
         });
         if selected.is_empty() && !kind.is_full() {
-            let mut e = Ended::ok("no_changes");
+            let mut e = Ended::ok(Outcome::NoChanges);
             e.planned_parked = planned_parked;
             return e;
         }
@@ -574,7 +574,7 @@ impl Worker {
             r = engine::gather(cfg, &shared.mm, (*dir).clone(), selected, view, warnings) => r,
             _ = self.stopping() => {
                 carry(self);
-                return Ended::ok("stopped");
+                return Ended::ok(Outcome::Stopped);
             }
         };
         metrics.phase("mattermost", t.elapsed().as_secs_f64());
@@ -587,7 +587,7 @@ impl Worker {
                     s.mattermost.checked = true;
                     s.mattermost.detail = format!("{e:#}");
                 });
-                return Ended::failed("mattermost_error", &e);
+                return Ended::failed(Outcome::MattermostError, &e);
             }
         };
         shared.with_status(|s| {
@@ -597,7 +597,7 @@ impl Worker {
         });
         if let Err(e) = engine::settle(&self.lock, &self.ledger, &mut state) {
             carry(self);
-            return Ended::failed("error", &e);
+            return Ended::failed(Outcome::Error, &e);
         }
 
         // 4. The plan (pure), and what it says about pending users.
@@ -646,7 +646,7 @@ impl Worker {
                     shared.with_status(|s| s.guard_trips = Some((now_rfc3339(), why.clone())));
                 }
                 return Ended {
-                    outcome: "guard_tripped",
+                    outcome: Outcome::GuardTripped,
                     error: Some(format!(
                         "removal guard tripped, nothing was changed: {}. If the directory really changed this much, POST /sync?allow_mass_removal=true",
                         why.join("; ")
@@ -657,7 +657,7 @@ impl Worker {
                 };
             }
             Verdict::NoChanges => {
-                let mut e = Ended::ok("no_changes");
+                let mut e = Ended::ok(Outcome::NoChanges);
                 e.planned_parked = planned_parked;
                 return e;
             }
@@ -672,7 +672,7 @@ impl Worker {
             &mut self.ledger,
             &shared.mm,
             &self.stop,
-            "serve",
+            "apply",
         )
         .await;
         metrics.phase("apply", t.elapsed().as_secs_f64());
@@ -680,7 +680,7 @@ impl Worker {
             Ok(r) => r,
             Err(e) => {
                 carry(self);
-                return Ended::failed("error", &e);
+                return Ended::failed(Outcome::Error, &e);
             }
         };
         report.run_id = Some(applied.run_id.clone());
@@ -690,7 +690,7 @@ impl Worker {
         if *self.stop.borrow() && applied.actions < plan.actions.len() {
             carry(self);
             return Ended {
-                outcome: "stopped",
+                outcome: Outcome::Stopped,
                 error: Some("stopped by signal after the action in flight".to_string()),
                 retry: false,
                 repeat: false,
@@ -700,14 +700,14 @@ impl Worker {
         if applied.users_failed > 0 {
             carry(self);
             return Ended {
-                outcome: "partial",
+                outcome: Outcome::Partial,
                 error: Some(applied.failures.join("; ")),
                 retry: true,
                 repeat: false,
                 planned_parked,
             };
         }
-        let mut e = Ended::ok("ok");
+        let mut e = Ended::ok(Outcome::Ok);
         e.planned_parked = planned_parked;
         e
     }
