@@ -9,6 +9,7 @@
 
 pub mod explain;
 pub mod group_spec;
+pub mod identity;
 pub mod intent;
 pub mod model;
 pub mod naming;
@@ -18,6 +19,7 @@ pub mod policy;
 pub mod scope;
 pub mod secret;
 
+pub use identity::{ChannelInfo, LinkIdentity, LinkIssue, TeamInfo};
 pub use intent::{Intent, IntentKind, ScopeKind, Settlement};
 pub use model::{
     ChannelMember, DirGroup, DirUser, Directory, LedgerFacts, Mattermost, MmChannel, MmTeam,

@@ -12,15 +12,17 @@
 
 pub mod backoff;
 pub mod config;
+pub mod identity;
 pub mod links;
 pub mod run;
 pub mod source;
 
 pub use config::Config;
+pub use identity::{record_identities, Identified, TargetCache};
 pub use links::{resolve_links, source_name};
 pub use run::{
-    apply, check_saved, describe_trips, gather, held_fingerprint, ldap_config, mattermost_client,
-    read_all, record_hold, settle, verdict, ApplyReport, LedgerView, SavedPlanMismatch, State,
-    Verdict,
+    apply, check_saved, describe_trips, gather, held_fingerprint, ldap_config, links_now,
+    mattermost_client, read_all, record_hold, settle, verdict, ApplyReport, LedgerView, Linked,
+    SavedPlanMismatch, State, Verdict,
 };
 pub use source::{DirectorySource, Ldap, MattermostApi};

@@ -10,14 +10,15 @@
 //! - the guard decision is made in one place ([`verdict`]).
 
 use crate::config::{self, Config};
+use crate::identity::{identify, TargetCache};
 use crate::links::resolve_links;
 use crate::source::{DirectorySource, MattermostApi};
 use anyhow::{Context, Result};
 use mattersync_core::explain::{explain, ExplainError, ExplainInput, Explanation};
 use mattersync_core::intent::{is_member, settled_view};
 use mattersync_core::{
-    plan, Action, Directory, GuardTrip, Intent, LedgerFacts, Link, Matching, Mattermost, Plan,
-    PlanInput, Policy, Target,
+    plan, Action, Directory, GuardTrip, Intent, LedgerFacts, Link, LinkIdentity, LinkIssue,
+    Matching, Mattermost, Plan, PlanInput, Policy, Target,
 };
 use mattersync_directory::LdapConfig;
 use mattersync_ledger::{Ledger, RunEnd, RunLock, UserOutcome};
@@ -36,9 +37,18 @@ pub struct State {
     pub policy: Policy,
     /// Conflicts between config-file and ledger links (the file wins).
     pub warnings: Vec<String>,
+    /// Renamed, gone, replaced or refused link targets and groups: said on every run.
+    pub link_issues: Vec<LinkIssue>,
+    /// Ids seen for the first time, and names seen anew: a lock holder records them.
+    pub learned: Vec<LinkIdentity>,
 }
 
 impl State {
+    /// Links that cannot do their job.
+    pub fn broken_links(&self) -> usize {
+        self.link_issues.iter().filter(|i| i.broken()).count()
+    }
+
     pub fn input(&self) -> PlanInput<'_> {
         PlanInput {
             directory: &self.directory,
@@ -80,6 +90,7 @@ pub struct LedgerView {
     pub links: Vec<Link>,
     pub facts: LedgerFacts,
     pub intents: Vec<Intent>,
+    pub identities: Vec<LinkIdentity>,
 }
 
 impl LedgerView {
@@ -88,6 +99,9 @@ impl LedgerView {
             links: ledger.links().context("ledger: reading links")?,
             facts: ledger.facts().context("ledger: reading facts")?,
             intents: ledger.intents().context("ledger: reading intents")?,
+            identities: ledger
+                .identities()
+                .context("ledger: reading link identities")?,
         })
     }
 }
@@ -130,8 +144,37 @@ pub async fn read_all<D: DirectorySource, M: MattermostApi>(
 ) -> Result<State> {
     let directory = dir.snapshot().await?;
     let view = LedgerView::read(ledger)?;
-    let (links, warnings) = resolve_links(cfg, &directory, view.links.clone())?;
-    gather(cfg, mm, directory, links, view, warnings).await
+    let linked = links_now(cfg, &directory, &view, mm, &mut TargetCache::default()).await?;
+    let mut state = gather(cfg, mm, directory, linked.links, view, linked.warnings).await?;
+    state.link_issues = linked.issues;
+    state.learned = linked.learned;
+    Ok(state)
+}
+
+/// Every link as it means now: declared in the file, the ledger or by the convention, then
+/// followed through the ids recorded for it.
+pub struct Linked {
+    pub links: Vec<Link>,
+    pub warnings: Vec<String>,
+    pub issues: Vec<LinkIssue>,
+    pub learned: Vec<LinkIdentity>,
+}
+
+pub async fn links_now<M: MattermostApi>(
+    cfg: &Config,
+    directory: &Directory,
+    view: &LedgerView,
+    mm: &M,
+    cache: &mut TargetCache,
+) -> Result<Linked> {
+    let (declared, warnings) = resolve_links(cfg, directory, view.links.clone())?;
+    let id = identify(declared, directory, &view.identities, mm, cache).await?;
+    Ok(Linked {
+        links: id.links,
+        warnings,
+        issues: id.issues,
+        learned: id.learned,
+    })
 }
 
 /// Reads the teams and channels `links` name (only those: in `serve` a change to one group
@@ -197,13 +240,19 @@ pub async fn gather<M: MattermostApi>(
         intents: ledger.intents,
         policy,
         warnings,
+        link_issues: Vec::new(),
+        learned: Vec::new(),
     })
 }
 
-/// Settles what a run stopped between an API call and its record left behind, from what
-/// Mattermost shows now (only for the teams and channels in `state`), and re-reads the facts.
-/// Only the holder of the run lock may write the journal: `_lock` is the proof.
-pub fn settle(_lock: &RunLock, ledger: &Ledger, state: &mut State) -> Result<usize> {
+/// The lock holder's writes before planning: records the ids links resolved to for the
+/// first time (and names seen anew), and settles what a run stopped between an API call and
+/// its record left behind, from what Mattermost shows now (only for the teams and channels
+/// in `state`); then re-reads the facts. Only the holder of the run lock may write:
+/// `lock` is the proof.
+pub fn settle(lock: &RunLock, ledger: &Ledger, state: &mut State) -> Result<usize> {
+    crate::identity::record_identities(lock, ledger, &state.learned)?;
+    state.learned.clear();
     let mm = &state.mattermost;
     let settled = ledger
         .resolve_intents("resolve", |kind, scope_id, user_id| {

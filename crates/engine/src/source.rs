@@ -3,7 +3,7 @@
 //! `mattersync_mattermost::Client`); in-memory ones implement them for engine tests.
 
 use anyhow::{Context, Result};
-use mattersync_core::{Action, Directory, Mattermost, MmUser};
+use mattersync_core::{Action, ChannelInfo, Directory, Mattermost, MmUser, TeamInfo};
 use mattersync_directory::{LdapConfig, LdapDirectory};
 use mattersync_ledger::UserOutcome;
 use std::future::Future;
@@ -32,6 +32,34 @@ pub trait MattermostApi: Send + Sync {
     fn apply(&self, action: &Action) -> impl Future<Output = Result<Vec<UserOutcome>>> + Send;
     /// API calls made so far (for reports).
     fn api_calls(&self) -> u64;
+    /// A team by id or by name; `None` when there is none.
+    fn team_by_id(&self, id: &str) -> impl Future<Output = Result<Option<TeamInfo>>> + Send;
+    fn team_by_name(&self, name: &str) -> impl Future<Output = Result<Option<TeamInfo>>> + Send;
+    /// A channel by id, or by team and channel name; `None` when there is none.
+    fn channel_by_id(&self, id: &str) -> impl Future<Output = Result<Option<ChannelInfo>>> + Send;
+    fn channel_by_name(
+        &self,
+        team: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<ChannelInfo>>> + Send;
+}
+
+fn team_info(t: mattersync_mattermost::Team) -> TeamInfo {
+    TeamInfo {
+        id: t.id,
+        name: t.name,
+        archived: t.archived,
+    }
+}
+
+fn channel_info(c: mattersync_mattermost::Channel) -> ChannelInfo {
+    ChannelInfo {
+        id: c.id,
+        team_id: c.team_id,
+        name: c.name,
+        direct: c.direct,
+        archived: c.archived,
+    }
 }
 
 impl MattermostApi for mattersync_mattermost::Client {
@@ -77,6 +105,32 @@ impl MattermostApi for mattersync_mattermost::Client {
 
     fn api_calls(&self) -> u64 {
         self.stats().calls
+    }
+
+    async fn team_by_id(&self, id: &str) -> Result<Option<TeamInfo>> {
+        Ok(mattersync_mattermost::Client::team_by_id(self, id)
+            .await?
+            .map(team_info))
+    }
+
+    async fn team_by_name(&self, name: &str) -> Result<Option<TeamInfo>> {
+        Ok(mattersync_mattermost::Client::team_by_name(self, name)
+            .await?
+            .map(team_info))
+    }
+
+    async fn channel_by_id(&self, id: &str) -> Result<Option<ChannelInfo>> {
+        Ok(mattersync_mattermost::Client::channel_by_id(self, id)
+            .await?
+            .map(channel_info))
+    }
+
+    async fn channel_by_name(&self, team: &str, name: &str) -> Result<Option<ChannelInfo>> {
+        Ok(
+            mattersync_mattermost::Client::channel_by_name(self, team, name)
+                .await?
+                .map(channel_info),
+        )
     }
 }
 

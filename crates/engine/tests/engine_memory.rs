@@ -392,3 +392,73 @@ async fn explain_matches_as_the_planner_does_and_never_by_substring() {
     );
     assert!(state.explain(&plan, "nobody", None).is_err());
 }
+
+fn is_renamed(state: &State) -> bool {
+    state.link_issues.iter().any(|i| {
+        matches!(
+            i,
+            mattersync_core::LinkIssue::GroupRenamed { .. }
+                | mattersync_core::LinkIssue::ChannelRenamed { .. }
+        )
+    })
+}
+
+#[tokio::test]
+async fn a_renamed_group_keeps_its_link_and_its_members_and_is_reported() {
+    let mut w = world(&["ann", "bob"], &["ann", "bob"]);
+    w.apply(false).await; // first sight: the ids are recorded
+                          // modrdn: same id, new name.
+    let g = w.dir.dir.groups.remove("mm_rl_c").expect("group");
+    w.dir.dir.groups.insert(
+        "mm_rl_renamed".into(),
+        mattersync_core::DirGroup {
+            cn: "mm_rl_renamed".into(),
+            ..g
+        },
+    );
+    let ledger = Ledger::open_read_only(&w.path).expect("ro");
+    let state = w.read(&ledger).await;
+    drop(ledger);
+    assert!(is_renamed(&state), "{:?}", state.link_issues);
+    assert_eq!(state.broken_links(), 0);
+    assert!(!state.plan().has_changes(), "no remove-and-re-add");
+    // A member removed from the renamed group leaves the channel.
+    w.dir
+        .dir
+        .groups
+        .get_mut("mm_rl_renamed")
+        .expect("group")
+        .member_users
+        .remove("bob");
+    w.apply(false).await;
+    assert_eq!(w.mm.channel_members(), names(&["ann"]));
+}
+
+#[tokio::test]
+async fn a_renamed_channel_keeps_its_link_and_a_new_channel_with_the_old_name_gets_nothing() {
+    let mut w = world(&["ann"], &["ann", "cy"]);
+    w.apply(false).await;
+    w.mm.rename_channel("c-renamed");
+    w.mm.new_channel("c", "chan-new");
+    let ledger = Ledger::open_read_only(&w.path).expect("ro");
+    let state = w.read(&ledger).await;
+    drop(ledger);
+    assert!(is_renamed(&state), "{:?}", state.link_issues);
+    let plan = state.plan();
+    for a in &plan.actions {
+        let (_, id, _) = a.scope();
+        assert_ne!(id, "chan-new", "the new channel is never a target: {a:?}");
+    }
+    assert!(!plan.has_changes(), "{:?}", plan.actions);
+    // The group grows: the renamed channel gets the new member, the new one nothing.
+    w.set_members(&["ann", "cy"]);
+    w.apply(false).await;
+    let world = w.mm.world.lock().expect("world");
+    let renamed = &world.channels["t/c-renamed"];
+    assert!(renamed.members.contains_key("id-cy"));
+    assert_eq!(
+        world.channels["t/c"].members.len(),
+        1,
+        "only the token's account"
+    );
+}

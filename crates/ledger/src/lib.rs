@@ -9,8 +9,8 @@ pub use lock::{LockError, RunLock};
 
 use mattersync_core::intent::settle;
 use mattersync_core::{
-    Action, Intent, IntentKind, LedgerFacts, Link, Origin, Record, RecordState, ScopeKind,
-    Settlement, Target,
+    Action, Intent, IntentKind, LedgerFacts, Link, LinkIdentity, Origin, Record, RecordState,
+    ScopeKind, Settlement, Target,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
@@ -48,6 +48,7 @@ enum Row {
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_intents.sql"),
+    include_str!("../migrations/0003_link_identity.sql"),
 ];
 
 /// The outcome of one action for one user.
@@ -658,10 +659,79 @@ impl Ledger {
         Ok(true)
     }
 
+    /// The stable ids every declared link resolved to, by (group name, target) as declared.
+    pub fn identities(&self) -> Result<Vec<LinkIdentity>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT group_name, target, group_id, team_id, channel_id, group_seen, target_seen
+             FROM link_identity ORDER BY group_name, target",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (group, target, group_id, team_id, channel_id, group_seen, target_seen) = row?;
+            let target: Target = target.parse().map_err(|_| LedgerError::Corrupt {
+                what: "link target",
+                value: target.clone(),
+            })?;
+            out.push(LinkIdentity {
+                group,
+                target,
+                group_id,
+                team_id,
+                channel_id,
+                group_seen,
+                target_seen,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records what a declared link's names resolved to (first sight), or the names now
+    /// seen for its ids (after a rename). Ids once recorded are never replaced by this.
+    pub fn put_identity(&self, id: &LinkIdentity) -> Result<()> {
+        let at = now();
+        self.conn.execute(
+            "INSERT INTO link_identity (group_name, target, group_id, team_id, channel_id, group_seen, target_seen, first_seen, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+             ON CONFLICT (group_name, target) DO UPDATE SET
+               group_id = COALESCE(link_identity.group_id, excluded.group_id),
+               team_id = COALESCE(link_identity.team_id, excluded.team_id),
+               channel_id = COALESCE(link_identity.channel_id, excluded.channel_id),
+               group_seen = excluded.group_seen, target_seen = excluded.target_seen,
+               updated_at = excluded.updated_at",
+            params![
+                id.group,
+                id.target.to_string(),
+                id.group_id,
+                id.team_id,
+                id.channel_id,
+                id.group_seen,
+                id.target_seen,
+                at
+            ],
+        )?;
+        Ok(())
+    }
+
     /// Removes a link; returns whether it existed.
     pub fn remove_link(&self, group: &str, target: &Target) -> Result<bool> {
         let n = self.conn.execute(
             "DELETE FROM links WHERE group_name = ?1 AND target = ?2",
+            params![group, target.to_string()],
+        )?;
+        // A link made again later resolves its names afresh.
+        self.conn.execute(
+            "DELETE FROM link_identity WHERE group_name = ?1 AND target = ?2",
             params![group, target.to_string()],
         )?;
         Ok(n > 0)

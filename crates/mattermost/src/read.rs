@@ -81,6 +81,8 @@ pub struct Channel {
     pub display_name: String,
     /// Type `P`.
     pub private: bool,
+    /// Type `D` (direct message) or `G` (group message): never a link target.
+    pub direct: bool,
     /// `delete_at > 0`.
     pub archived: bool,
 }
@@ -91,6 +93,7 @@ impl From<wire::Channel> for Channel {
             id: c.id,
             team_id: c.team_id,
             private: c.kind == "P",
+            direct: c.kind == "D" || c.kind == "G",
             name: c.name,
             display_name: c.display_name,
             archived: c.delete_at > 0,
@@ -147,6 +150,19 @@ impl Client {
     pub async fn team_by_name(&self, name: &str) -> Result<Option<Team>, MmError> {
         let path = format!("/teams/name/{}", seg(name));
         Ok(found(self.get_json::<wire::Team>(&path).await)?.map(Team::from))
+    }
+
+    /// `GET /teams/{id}`; `None` when there is no such team (any more).
+    pub async fn team_by_id(&self, id: &str) -> Result<Option<Team>, MmError> {
+        let path = format!("/teams/{}", seg(id));
+        Ok(found(self.get_json::<wire::Team>(&path).await)?.map(Team::from))
+    }
+
+    /// `GET /channels/{id}`; `None` when there is no such channel (any more). Archived
+    /// channels are returned with `archived`.
+    pub async fn channel_by_id(&self, id: &str) -> Result<Option<Channel>, MmError> {
+        let path = format!("/channels/{}", seg(id));
+        Ok(found(self.get_json::<wire::Channel>(&path).await)?.map(Channel::from))
     }
 
     /// `GET /teams/name/{team}/channels/name/{name}?include_deleted=true`; `None` when the

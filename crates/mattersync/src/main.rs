@@ -22,6 +22,9 @@ pub mod exit {
     pub const GUARD_TRIPPED: u8 = 4;
     pub const PARTIAL: u8 = 5;
     pub const LOCKED: u8 = 6;
+    /// `plan --detailed-exitcode`: a link is broken (its group, team or channel is gone,
+    /// replaced, or a direct message).
+    pub const BROKEN_LINKS: u8 = 8;
 }
 
 #[derive(Parser)]
@@ -260,13 +263,16 @@ async fn plan_cmd(cfg: &config::Config, json: bool, a: PlanArgs) -> Result<u8> {
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&output::plan_json(&plan, &calls))?
+            serde_json::to_string_pretty(&output::plan_json(&plan, &state.link_issues, &calls))?
         );
     } else {
         print!("{}", output::plan_text(&plan));
+        print!("{}", output::link_issues_text(&state.link_issues));
         println!("{}", output::calls_text(&calls));
     }
-    Ok(if a.detailed_exitcode && plan.has_changes() {
+    Ok(if a.detailed_exitcode && state.broken_links() > 0 {
+        exit::BROKEN_LINKS
+    } else if a.detailed_exitcode && plan.has_changes() {
         exit::CHANGES_PENDING
     } else {
         exit::OK
@@ -286,6 +292,10 @@ async fn apply_cmd(cfg: &config::Config, json: bool, a: ApplyArgs) -> Result<u8>
     engine::settle(&lock, &ledger, &mut state)?;
     for w in &state.warnings {
         eprintln!("warning: {w}");
+    }
+    // Said on every run, whatever else the run does.
+    for i in &state.link_issues {
+        eprintln!("{}: {i}", if i.broken() { "error" } else { "note" });
     }
     let plan = state.plan();
     if let Some(saved) = &saved {
@@ -308,9 +318,13 @@ async fn apply_cmd(cfg: &config::Config, json: bool, a: ApplyArgs) -> Result<u8>
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({"changed": false, "api_calls": mm.stats()})
+                    serde_json::json!({"changed": false, "notes": plan.notes, "link_issues": state.link_issues, "api_calls": mm.stats()})
                 );
             } else {
+                // Notes are said even when nothing changes: a broken link must not go quiet.
+                for n in &plan.notes {
+                    println!("note: {}", output::note_text(n));
+                }
                 println!("No changes. {}", output::calls_text(&mm.stats()));
             }
             return Ok(exit::OK);

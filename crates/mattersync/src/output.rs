@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use mattersync_core::explain::Explanation;
-use mattersync_core::{Action, Note, Plan};
+use mattersync_core::{Action, LinkIssue, Note, Plan};
 use mattersync_ledger::Ledger;
 use mattersync_mattermost::ApiStats;
 use std::fmt::Write as _;
@@ -19,13 +19,24 @@ pub fn load_plan(path: &Path) -> Result<Plan> {
     Plan::from_saved_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-pub fn plan_json(plan: &Plan, calls: &ApiStats) -> serde_json::Value {
+pub fn plan_json(plan: &Plan, issues: &[LinkIssue], calls: &ApiStats) -> serde_json::Value {
     serde_json::json!({
         "changed": plan.has_changes(),
         "summary": plan.summary(),
         "plan": plan,
+        "link_issues": issues,
+        "broken_links": issues.iter().filter(|i| i.broken()).count(),
         "api_calls": calls,
     })
+}
+
+/// Renames followed and links that are broken, one line each.
+pub fn link_issues_text(issues: &[LinkIssue]) -> String {
+    let mut s = String::new();
+    for i in issues {
+        let _ = writeln!(s, "{i}");
+    }
+    s
 }
 
 pub fn calls_text(c: &ApiStats) -> String {

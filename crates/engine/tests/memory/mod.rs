@@ -7,7 +7,8 @@
 
 use anyhow::{bail, Result};
 use mattersync_core::{
-    Action, ChannelMember, DirGroup, DirUser, Directory, Mattermost, MmChannel, MmTeam, MmUser,
+    Action, ChannelInfo, ChannelMember, DirGroup, DirUser, Directory, Mattermost, MmChannel,
+    MmTeam, MmUser, TeamInfo,
 };
 use mattersync_engine::{DirectorySource, MattermostApi};
 use mattersync_ledger::UserOutcome;
@@ -276,5 +277,82 @@ impl MattermostApi for MemMattermost {
 
     fn api_calls(&self) -> u64 {
         self.calls.load(Ordering::SeqCst)
+    }
+
+    async fn team_by_id(&self, id: &str) -> Result<Option<TeamInfo>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let w = self.world.lock().expect("world");
+        Ok(w.teams.values().find(|t| t.id == id).map(team_info))
+    }
+
+    async fn team_by_name(&self, name: &str) -> Result<Option<TeamInfo>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let w = self.world.lock().expect("world");
+        Ok(w.teams.get(name).map(team_info))
+    }
+
+    async fn channel_by_id(&self, id: &str) -> Result<Option<ChannelInfo>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let w = self.world.lock().expect("world");
+        Ok(w.channels
+            .values()
+            .find(|c| c.id == id)
+            .map(|c| channel_info(&w, c)))
+    }
+
+    async fn channel_by_name(&self, team: &str, name: &str) -> Result<Option<ChannelInfo>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let w = self.world.lock().expect("world");
+        Ok(w.channels
+            .get(&format!("{team}/{name}"))
+            .map(|c| channel_info(&w, c)))
+    }
+}
+
+fn team_info(t: &MmTeam) -> TeamInfo {
+    TeamInfo {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        archived: false,
+    }
+}
+
+fn channel_info(w: &Mattermost, c: &MmChannel) -> ChannelInfo {
+    ChannelInfo {
+        id: c.id.clone(),
+        team_id: w
+            .teams
+            .get(&c.team)
+            .map(|t| t.id.clone())
+            .unwrap_or_default(),
+        name: c.name.clone(),
+        direct: false,
+        archived: c.archived,
+    }
+}
+
+impl MemMattermost {
+    /// Renames channel `t/c` to `t/<to>` (the id stays), as any channel member may.
+    pub fn rename_channel(&self, to: &str) {
+        let mut w = self.world.lock().expect("world");
+        if let Some(mut c) = w.channels.remove("t/c") {
+            c.name = to.to_string();
+            w.channels.insert(format!("t/{to}"), c);
+        }
+    }
+
+    /// A new channel that takes the name `t/<name>`.
+    pub fn new_channel(&self, name: &str, id: &str) {
+        let mut w = self.world.lock().expect("world");
+        w.channels.insert(
+            format!("t/{name}"),
+            MmChannel {
+                id: id.to_string(),
+                team: "t".into(),
+                name: name.to_string(),
+                members: [("id-admin".to_string(), ChannelMember::default())].into(),
+                ..Default::default()
+            },
+        );
     }
 }

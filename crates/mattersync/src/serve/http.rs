@@ -204,8 +204,25 @@ async fn plan(
     let result = async {
         let dir = read_directory(&shared.ldap).await?;
         let view = LedgerView::read(&*shared.ledger.lock().await)?;
-        let (links, warnings) = engine::resolve_links(&shared.cfg, &dir, view.links.clone())?;
-        engine::gather(&shared.cfg, &shared.mm, dir, links, view, warnings).await
+        let linked = engine::links_now(
+            &shared.cfg,
+            &dir,
+            &view,
+            &shared.mm,
+            &mut Default::default(),
+        )
+        .await?;
+        let mut state = engine::gather(
+            &shared.cfg,
+            &shared.mm,
+            dir,
+            linked.links,
+            view,
+            linked.warnings,
+        )
+        .await?;
+        state.link_issues = linked.issues;
+        anyhow::Ok(state)
     }
     .await;
     let state = match result {
@@ -222,6 +239,7 @@ async fn plan(
     let calls = shared.mm.stats().since(&before);
     if q.format.as_deref() == Some("text") {
         let mut text = output::plan_text(&plan);
+        text.push_str(&output::link_issues_text(&state.link_issues));
         for w in &state.warnings {
             text.push_str(&format!("warning: {w}\n"));
         }
@@ -229,7 +247,7 @@ async fn plan(
         text.push('\n');
         return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response();
     }
-    Json(output::plan_json(&plan, &calls)).into_response()
+    Json(output::plan_json(&plan, &state.link_issues, &calls)).into_response()
 }
 
 async fn status_page(State(shared): State<Arc<Shared>>) -> Response {

@@ -95,6 +95,7 @@ pub struct Metrics {
     pub directory_connected: Gauge,
     pub guard_trips: Counter,
     pub directory_reads: Counter,
+    pub broken_links: Gauge,
     pub notifications: Family<SourceLabel, Counter>,
     pub sessions: Family<RefreshLabel, Counter>,
     pub session_errors: Counter,
@@ -121,6 +122,7 @@ impl Metrics {
             directory_connected: Gauge::default(),
             guard_trips: Counter::default(),
             directory_reads: Counter::default(),
+            broken_links: Gauge::default(),
             notifications: Family::default(),
             sessions: Family::default(),
             session_errors: Counter::default(),
@@ -186,6 +188,11 @@ impl Metrics {
             "guard_trips",
             "Distinct plans not applied because a removal guard tripped (a held plan counts once)",
             m.guard_trips.clone(),
+        );
+        registry.register(
+            "broken_links",
+            "Links whose group, team or channel is gone, replaced by another, or a direct message",
+            m.broken_links.clone(),
         );
         registry.register(
             "directory_reads",

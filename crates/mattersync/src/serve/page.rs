@@ -105,7 +105,12 @@ pub fn render(shared: &Shared, runs: &[Run], events: &[Event]) -> String {
         );
 
         // What needs attention first.
-        if !why.is_empty() || st.guard_trips.is_some() || !st.errors.is_empty() || !st.warnings.is_empty() {
+        if !why.is_empty()
+            || st.guard_trips.is_some()
+            || !st.errors.is_empty()
+            || !st.warnings.is_empty()
+            || !st.link_issues.is_empty()
+        {
             s.push_str("<section class=\"attention\" id=\"attention\"><h2>Needs attention</h2><ul>");
             for w in &why {
                 let _ = write!(s, "<li>Not ready: {}</li>", esc(w));
@@ -119,6 +124,13 @@ pub fn render(shared: &Shared, runs: &[Run], events: &[Event]) -> String {
                     esc(&when(at)),
                     esc(&trips.join("; "))
                 );
+            }
+            for i in &st.link_issues {
+                if i.broken() {
+                    let _ = write!(s, "<li class=\"err\"><b>{}</b></li>", esc(&i.to_string()));
+                } else {
+                    let _ = write!(s, "<li>{}</li>", esc(&i.to_string()));
+                }
             }
             for w in &st.warnings {
                 let _ = write!(s, "<li>Warning: {}</li>", esc(w));

@@ -420,7 +420,15 @@ struct Preview {
 /// The plan for one channel as things stand (links from the ledger included).
 async fn preview(shared: &Shared, dir: Arc<Directory>, target: &Target) -> Result<Preview> {
     let view = LedgerView::read(&*shared.ledger.lock().await)?;
-    let (links, warnings) = engine::resolve_links(&shared.cfg, &dir, view.links.clone())?;
+    let linked = engine::links_now(
+        &shared.cfg,
+        &dir,
+        &view,
+        &shared.mm,
+        &mut Default::default(),
+    )
+    .await?;
+    let (links, warnings) = (linked.links, linked.warnings);
     let selected = scope::affected_links(&links, &BTreeSet::new(), &[target.clone()].into());
     let here: Vec<Link> = selected
         .iter()

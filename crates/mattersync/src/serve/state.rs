@@ -204,6 +204,8 @@ pub struct Status {
     /// The links as of the last directory read.
     pub links: Vec<Link>,
     pub warnings: Vec<String>,
+    /// Renames followed and broken links, as of the last cycle.
+    pub link_issues: Vec<mattersync_core::LinkIssue>,
     /// The last directory snapshot (for slash commands and member counts).
     pub directory_snapshot: Option<Arc<Directory>>,
     pub last_success: Option<String>,
@@ -230,6 +232,7 @@ impl Status {
             pending: BTreeMap::new(),
             links: Vec::new(),
             warnings: Vec::new(),
+            link_issues: Vec::new(),
             directory_snapshot: None,
             last_success: None,
             reconciled: false,
@@ -248,6 +251,9 @@ impl Status {
     /// Why the service is not ready, or nothing when it is.
     pub fn not_ready(&self, source_active: bool) -> Vec<String> {
         let mut why = Vec::new();
+        for i in self.link_issues.iter().filter(|i| i.broken()) {
+            why.push(i.to_string());
+        }
         if !self.directory.ok {
             why.push(format!(
                 "directory: {}",

@@ -95,6 +95,10 @@ pub struct Worker {
     directory_down: bool,
     /// What a removal guard holds; the status keeps saying so until it clears.
     parked: Option<Parked>,
+    /// Link targets looked up by id (kept between change cycles, cleared for full ones).
+    targets: engine::TargetCache,
+    /// The link issues last logged (each is logged when it appears or changes).
+    last_issues: Vec<mattersync_core::LinkIssue>,
     hold_until: Option<Instant>,
 }
 
@@ -171,6 +175,8 @@ impl Worker {
             backoff: Backoff::standard(),
             directory_down: false,
             parked: None,
+            targets: engine::TargetCache::default(),
+            last_issues: Vec::new(),
             hold_until,
         }
     }
@@ -519,13 +525,37 @@ impl Worker {
                 return Ended::failed(Outcome::Error, &e);
             }
         };
-        let (links, warnings) = match engine::resolve_links(cfg, &dir, view.links.clone()) {
-            Ok(x) => x,
+        // Links by their ids: a full cycle looks every target up again (renames in
+        // Mattermost are followed from the next full reconcile on); a change cycle reuses
+        // those look-ups. Group renames are followed at once (the directory read has them).
+        if kind.is_full() {
+            self.targets.clear();
+        }
+        let stopping = self.stopping();
+        let linked = tokio::select! {
+            r = engine::links_now(cfg, &dir, &view, &shared.mm, &mut self.targets) => r,
+            _ = stopping => return Ended::ok(Outcome::Stopped),
+        };
+        let (links, warnings, link_issues, learned) = match linked {
+            Ok(l) => (l.links, l.warnings, l.issues, l.learned),
             Err(e) => {
                 self.carried_targets.extend(asked.iter().cloned());
-                return Ended::failed(Outcome::Error, &e);
+                return Ended::failed(Outcome::MattermostError, &e);
             }
         };
+        let broken = link_issues.iter().filter(|i| i.broken()).count();
+        metrics.broken_links.set(broken as i64);
+        if link_issues != self.last_issues {
+            for i in &link_issues {
+                if i.broken() {
+                    warn!(issue = %i, "broken link");
+                } else {
+                    info!(issue = %i, "link followed by id");
+                }
+            }
+            self.last_issues = link_issues.clone();
+        }
+        shared.with_status(|s| s.link_issues = link_issues);
         let mut planned_parked = false;
         let (selected, groups, targets) = if kind.is_full() {
             report.scope = "all".to_string();
@@ -595,6 +625,7 @@ impl Worker {
             s.mattermost.checked = true;
             s.mattermost.detail = "ok".to_string();
         });
+        state.learned = learned;
         if let Err(e) = engine::settle(&self.lock, &self.ledger, &mut state) {
             carry(self);
             return Ended::failed(Outcome::Error, &e);

@@ -1,0 +1,283 @@
+//! Following links by the stable ids their names resolved to on first sight
+//! (`mattersync_core::identity`): renamed groups, teams and channels keep their links; a new
+//! one that takes an old name gets nothing; a target that is gone, replaced or a direct
+//! message is reported on every run.
+
+use crate::source::MattermostApi;
+use anyhow::{Context, Result};
+use mattersync_core::identity::{identify_group, unresolvable};
+use mattersync_core::{Directory, Link, LinkIdentity, LinkIssue, Target, TeamInfo};
+use mattersync_ledger::{Ledger, RunLock};
+use std::collections::BTreeMap;
+
+/// Links as they mean now, what to tell the admin, and the ids to record.
+#[derive(Debug, Default, Clone)]
+pub struct Identified {
+    pub links: Vec<Link>,
+    pub issues: Vec<LinkIssue>,
+    pub learned: Vec<LinkIdentity>,
+}
+
+/// What a declared target resolved to: the target by its current names, what to report,
+/// and its ids.
+#[derive(Debug, Clone)]
+struct Resolved {
+    target: Target,
+    issue: Option<LinkIssue>,
+    team_id: Option<String>,
+    channel_id: Option<String>,
+}
+
+/// Target look-ups kept between runs of a service (a change cycle reuses what the last
+/// full reconcile looked up; `clear` before each full one). A CLI run uses a fresh one.
+#[derive(Debug, Default)]
+pub struct TargetCache {
+    /// By the target as declared: what it resolved to when last looked up.
+    targets: BTreeMap<Target, Resolved>,
+    teams: BTreeMap<String, Option<TeamInfo>>,
+}
+
+impl TargetCache {
+    pub fn clear(&mut self) {
+        self.targets.clear();
+        self.teams.clear();
+    }
+}
+
+/// Resolves every link through its recorded ids (`known`, from the ledger).
+pub async fn identify<M: MattermostApi>(
+    links: Vec<Link>,
+    dir: &Directory,
+    known: &[LinkIdentity],
+    mm: &M,
+    cache: &mut TargetCache,
+) -> Result<Identified> {
+    let by_key: BTreeMap<(&str, &Target), &LinkIdentity> = known
+        .iter()
+        .map(|k| ((k.group.as_str(), &k.target), k))
+        .collect();
+    let mut out = Identified::default();
+    for link in links {
+        let k = by_key.get(&(link.group.as_str(), &link.target)).copied();
+        let (group, group_issue, group_id) = identify_group(&link, k, dir);
+        let team_known = k.and_then(|k| k.team_id.clone());
+        let channel_known = k.and_then(|k| k.channel_id.clone());
+        let resolved = match cache.targets.get(&link.target) {
+            Some(r) => r.clone(),
+            None => {
+                let r = resolve_target(
+                    &link,
+                    team_known.as_deref(),
+                    channel_known.as_deref(),
+                    mm,
+                    &mut cache.teams,
+                )
+                .await
+                .with_context(|| {
+                    format!("mattermost: looking up the target of link {}", link.id())
+                })?;
+                cache.targets.insert(link.target.clone(), r.clone());
+                r
+            }
+        };
+        out.issues.extend(group_issue.iter().cloned());
+        out.issues.extend(resolved.issue.iter().cloned());
+        let identity = LinkIdentity {
+            group: link.group.clone(),
+            target: link.target.clone(),
+            group_id: k.and_then(|k| k.group_id.clone()).or(group_id),
+            team_id: team_known.or(resolved.team_id.clone()),
+            channel_id: channel_known.or(resolved.channel_id.clone()),
+            group_seen: dir.groups.contains_key(&group).then(|| group.clone()),
+            target_seen: resolved
+                .issue
+                .as_ref()
+                .is_none_or(|i| !i.broken())
+                .then(|| resolved.target.to_string()),
+        };
+        let changed = match k {
+            Some(k) => {
+                k.group_id != identity.group_id
+                    || k.team_id != identity.team_id
+                    || k.channel_id != identity.channel_id
+                    || (identity.group_seen.is_some() && k.group_seen != identity.group_seen)
+                    || (identity.target_seen.is_some() && k.target_seen != identity.target_seen)
+            }
+            None => {
+                identity.group_id.is_some()
+                    || identity.team_id.is_some()
+                    || identity.channel_id.is_some()
+            }
+        };
+        if changed {
+            out.learned.push(identity);
+        }
+        out.links.push(Link {
+            group,
+            target: resolved.target,
+            ..link
+        });
+    }
+    out.issues.sort();
+    out.issues.dedup();
+    Ok(out)
+}
+
+async fn team<M: MattermostApi>(
+    mm: &M,
+    teams: &mut BTreeMap<String, Option<TeamInfo>>,
+    id: &str,
+) -> Result<Option<TeamInfo>> {
+    if let Some(t) = teams.get(id) {
+        return Ok(t.clone());
+    }
+    let t = mm.team_by_id(id).await?;
+    teams.insert(id.to_string(), t.clone());
+    Ok(t)
+}
+
+async fn resolve_target<M: MattermostApi>(
+    link: &Link,
+    team_id: Option<&str>,
+    channel_id: Option<&str>,
+    mm: &M,
+    teams: &mut BTreeMap<String, Option<TeamInfo>>,
+) -> Result<Resolved> {
+    let declared = link.target.to_string();
+    let gone = |target: Target, issue: LinkIssue| Resolved {
+        target,
+        issue: Some(issue),
+        team_id: None,
+        channel_id: None,
+    };
+    match &link.target {
+        Target::Team { team: name } => match team_id {
+            Some(id) => match team(mm, teams, id).await? {
+                Some(t) if !t.archived => Ok(Resolved {
+                    issue: (t.name != *name).then(|| LinkIssue::TeamRenamed {
+                        link: link.id(),
+                        from: name.clone(),
+                        to: t.name.clone(),
+                    }),
+                    target: Target::Team { team: t.name },
+                    team_id: None,
+                    channel_id: None,
+                }),
+                _ => {
+                    let replaced = mm.team_by_name(name).await?.is_some_and(|t| t.id != id);
+                    let target = Target::Team {
+                        team: unresolvable(name),
+                    };
+                    Ok(gone(
+                        target,
+                        if replaced {
+                            LinkIssue::TargetReplaced {
+                                link: link.id(),
+                                target: declared,
+                            }
+                        } else {
+                            LinkIssue::TargetGone {
+                                link: link.id(),
+                                target: declared,
+                            }
+                        },
+                    ))
+                }
+            },
+            None => Ok(Resolved {
+                target: link.target.clone(),
+                issue: None,
+                team_id: mm.team_by_name(name).await?.map(|t| t.id),
+                channel_id: None,
+            }),
+        },
+        Target::Channel {
+            team: team_name,
+            channel: name,
+        } => {
+            let unresolved = Target::Channel {
+                team: team_name.clone(),
+                channel: unresolvable(name),
+            };
+            let direct = |link: &Link| LinkIssue::DirectMessage {
+                link: link.id(),
+                target: declared.clone(),
+            };
+            match channel_id {
+                Some(id) => match mm.channel_by_id(id).await? {
+                    Some(c) if c.direct => Ok(gone(unresolved, direct(link))),
+                    Some(c) => {
+                        let Some(t) = team(mm, teams, &c.team_id).await? else {
+                            return Ok(gone(
+                                unresolved,
+                                LinkIssue::TargetGone {
+                                    link: link.id(),
+                                    target: declared,
+                                },
+                            ));
+                        };
+                        let now = Target::Channel {
+                            team: t.name,
+                            channel: c.name,
+                        };
+                        Ok(Resolved {
+                            issue: (now != link.target).then(|| LinkIssue::ChannelRenamed {
+                                link: link.id(),
+                                from: declared.clone(),
+                                to: now.to_string(),
+                            }),
+                            target: now,
+                            team_id: None,
+                            channel_id: None,
+                        })
+                    }
+                    None => {
+                        let replaced = mm
+                            .channel_by_name(team_name, name)
+                            .await?
+                            .is_some_and(|c| c.id != id);
+                        Ok(gone(
+                            unresolved,
+                            if replaced {
+                                LinkIssue::TargetReplaced {
+                                    link: link.id(),
+                                    target: declared,
+                                }
+                            } else {
+                                LinkIssue::TargetGone {
+                                    link: link.id(),
+                                    target: declared,
+                                }
+                            },
+                        ))
+                    }
+                },
+                None => match mm.channel_by_name(team_name, name).await? {
+                    Some(c) if c.direct => Ok(gone(unresolved, direct(link))),
+                    Some(c) => Ok(Resolved {
+                        target: link.target.clone(),
+                        issue: None,
+                        team_id: Some(c.team_id),
+                        channel_id: Some(c.id),
+                    }),
+                    None => Ok(Resolved {
+                        target: link.target.clone(),
+                        issue: None,
+                        team_id: None,
+                        channel_id: None,
+                    }),
+                },
+            }
+        }
+    }
+}
+
+/// Records ids seen for the first time and names seen anew. Only the lock holder writes.
+pub fn record_identities(_lock: &RunLock, ledger: &Ledger, learned: &[LinkIdentity]) -> Result<()> {
+    for id in learned {
+        ledger
+            .put_identity(id)
+            .context("ledger: recording a link's ids")?;
+    }
+    Ok(())
+}
