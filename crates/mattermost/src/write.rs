@@ -20,6 +20,22 @@ const MISSING_CHANNEL_MEMBER: &str = "app.channel.get_member.missing.app_error";
 const MISSING_ACCOUNT: &str = "app.user.missing_account.const";
 const MISSING_TEAM_MEMBER: &str = "api.team.remove_user_from_team.missing.app_error";
 const INVALID_BODY_PARAM: &str = "api.context.invalid_body_param.app_error";
+/// Error ids with which an add says the user is a member already (a unique-key conflict on
+/// the membership row): the add's purpose is met. It happens when an earlier add whose
+/// client died (kill -9 mid-batch) is finished by the server after a rerun read the state.
+const ALREADY_MEMBER: &[&str] = &[
+    "app.channel.save_member.exists.app_error",
+    "store.sql_channel.save_member.exists.app_error",
+    "app.team.join_user_to_team.save_member.conflict.app_error",
+    "store.sql_team.save_member.exists.app_error",
+];
+
+/// Whether an add failed only because the user is a member already.
+fn already_member(e: &MmError) -> bool {
+    e.api_error()
+        .is_some_and(|a| ALREADY_MEMBER.contains(&a.id.as_str()))
+}
+
 /// Error ids with which `POST /channels/{id}/members` refuses the whole call for a reason
 /// that is not about one user (asking again per user would only repeat it).
 const CHANNEL_LEVEL: &[&str] = &[
@@ -203,6 +219,7 @@ impl Client {
                 let mut by_user: BTreeMap<String, Outcome> = BTreeMap::new();
                 for r in rows {
                     let o = match (r.error, r.member) {
+                        (Some(e), _) if ALREADY_MEMBER.contains(&e.id.as_str()) => Outcome::Added,
                         (Some(e), _) => Outcome::Failed {
                             status: (e.status_code > 0).then_some(e.status_code),
                             error_id: e.id,
@@ -242,6 +259,7 @@ impl Client {
             .await
         {
             Ok(_) => UserOutcome::new(user_id, Outcome::Added),
+            Err(e) if already_member(&e) => UserOutcome::new(user_id, Outcome::Added),
             Err(e) => UserOutcome::failed(user_id, &e),
         }
     }
@@ -274,9 +292,13 @@ impl Client {
                     return match part.as_slice() {
                         [one] => {
                             let body = wire::ChannelMemberIn { user_id: one };
-                            self.send(Method::POST, &path, &body, Retry::Idempotent)
-                                .await
-                                .map(|_| vec![UserOutcome::new(one, Outcome::Added)])
+                            match self.send(Method::POST, &path, &body, Retry::Idempotent).await {
+                                Ok(_) => Ok(vec![UserOutcome::new(one, Outcome::Added)]),
+                                Err(e) if already_member(&e) => {
+                                    Ok(vec![UserOutcome::new(one, Outcome::Added)])
+                                }
+                                Err(e) => Err(e),
+                            }
                         }
                         _ => Ok(self.add_channel_members_one_by_one(channel_id, &part).await),
                     };

@@ -878,3 +878,55 @@ async fn channel_batch_where_every_user_fails_is_asked_per_user_unless_the_chann
         "no per-user calls for a channel-level error"
     );
 }
+
+/// After a client died mid-batch, the server may finish the orphaned add after a rerun read
+/// the state: the rerun's add of those users answers "already a member". That is the add's
+/// purpose met, not a failure (before: HTTP 400 and exit 5 on the immediate rerun).
+#[tokio::test]
+async fn an_add_answered_already_a_member_is_success() {
+    let server = FakeServer::start(|req, _| {
+        let body = req.json();
+        if req.path().contains("/teams/") {
+            let rows: Vec<_> = body
+                .as_array()
+                .expect("array")
+                .iter()
+                .map(|m| {
+                    let uid = m["user_id"].as_str().expect("user_id").to_string();
+                    json!({"user_id": uid, "member": null, "error": {
+                        "id": "app.team.join_user_to_team.save_member.conflict.app_error",
+                        "message": "Failed to save the team member.",
+                        "status_code": 400}})
+                })
+                .collect();
+            return Reply::value(201, json!(rows));
+        }
+        match body["user_id"].as_str() {
+            Some(u) if u.ends_with('1') => Reply::value(201, member(u, false)),
+            Some(_) => Reply::error(
+                400,
+                "app.channel.save_member.exists.app_error",
+                "A channel member with that ID already exists",
+            ),
+            None => Reply::error(
+                400,
+                "app.channel.save_member.exists.app_error",
+                "A channel member with that ID already exists",
+            ),
+        }
+    })
+    .await;
+    let c = client(&server);
+    let ids: Vec<String> = (0..3).map(|i| id('u', i)).collect();
+    let out = c.add_channel_members("ch1", &ids).await.expect("channel");
+    assert_eq!(out.len(), 3);
+    assert!(out.iter().all(|o| o.outcome == Outcome::Added), "{out:?}");
+    let one = c
+        .add_channel_members("ch1", &[id('u', 2)])
+        .await
+        .expect("one");
+    assert_eq!(one[0].outcome, Outcome::Added);
+    let team = c.add_team_members("team1", &ids).await.expect("team");
+    assert_eq!(team.len(), 3);
+    assert!(team.iter().all(|o| o.outcome == Outcome::Added), "{team:?}");
+}

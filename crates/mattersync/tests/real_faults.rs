@@ -572,6 +572,84 @@ async fn real_faults_kill9_with_an_add_in_flight_that_never_lands() {
     kill_with_a_write_in_flight("faults_kill_lost", false).await
 }
 
+/// kill -9 during a batch add, and an immediate rerun: Mattermost finishes the dead client's
+/// add after the rerun read the channel, so the rerun's add of the same user answers "already
+/// exists". That is success (before: HTTP 400 and exit 5, in 10 of 21 kills), and the
+/// membership is mattersync's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_faults_kill9_during_a_batch_add_then_an_immediate_rerun_exits_0() {
+    let rig = Rig::new("faults_kill_orphan").await;
+    // The dead client's add is held in flight and lands between the rerun's read of the
+    // channel and the rerun's add. The two adds then race inside Mattermost, and the loser
+    // is told "already exists" (a unique-key conflict): the proxy gives the rerun's add that
+    // answer, exactly as the server words it, so the race is the same every time.
+    rig.mm
+        .add_rule(Rule::new("POST", &rig.ch(), HttpFault::Hold { forward: true }).times(1));
+    let mut child = rig.spawn_apply();
+    assert!(rig.mm.wait_for("POST", &rig.ch(), PATIENCE).await);
+    child.kill().expect("kill -9");
+    child.wait().expect("wait");
+    rig.mm.add_rule(
+        Rule::new(
+            "POST",
+            &rig.ch(),
+            HttpFault::Respond(
+                400,
+                Vec::new(),
+                mattersync_testsupport::proxy::mm_error(
+                    400,
+                    "app.channel.save_member.exists.app_error",
+                    "A channel member with that ID already exists.",
+                ),
+            ),
+        )
+        .times(1),
+    );
+    rig.mm.clear_seen();
+    let rerun = rig.run(
+        &["apply", "--yes", "--json"],
+        &[("MATTERSYNC__MATTERMOST__TIMEOUT_SECS", "20")],
+    );
+    let release = async {
+        // The rerun has read the channel's members: now the orphan lands.
+        assert!(rig.mm.wait_for("GET", &rig.ch(), PATIENCE).await);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        rig.mm.release();
+    };
+    let (out, ()) = tokio::join!(rerun, release);
+    // The orphan lands.
+    let carol = rig.carol.uid.clone();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !names(&rig.sb.members(&rig.channel).await).contains(&carol) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the orphaned add never landed: {:?}",
+            rig.mm.seen()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let posts = rig
+        .mm
+        .seen()
+        .iter()
+        .filter(|s| s.method == "POST" && s.target.contains(&rig.ch()))
+        .count();
+    assert!(
+        posts >= 1,
+        "the rerun added carol again while the orphan was in flight: {out:?} {:?}",
+        rig.mm.seen()
+    );
+    assert!(
+        rig.mm.seen().iter().any(|s| s.action.contains("400")),
+        "the rerun's add was answered 'already exists': {:?}",
+        rig.mm.seen()
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    rig.assert_converged(&[&rig.alice, &rig.carol]).await;
+    rig.assert_ownership_kept(&rig.carol).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_faults_kill9_right_after_a_removal_then_rerun() {

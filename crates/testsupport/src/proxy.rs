@@ -87,7 +87,8 @@ impl HttpFault {
     }
 }
 
-fn mm_error(status: u16, id: &str, message: &str) -> String {
+/// A Mattermost error body (`{"id", "message", "status_code"}`).
+pub fn mm_error(status: u16, id: &str, message: &str) -> String {
     format!(
         r#"{{"id":"{id}","message":"{message}","detailed_error":"","request_id":"proxy","status_code":{status}}}"#
     )
