@@ -221,6 +221,10 @@ pub struct LedgerFacts {
     pub channels: BTreeMap<String, BTreeMap<String, Record>>,
     /// Channel admin roles mattersync granted (and may therefore take back).
     pub channel_admins: BTreeMap<String, BTreeSet<String>>,
+    /// Channel admin roles mattersync granted and someone took back by hand: not granted
+    /// again unless a link says `readd = "always"`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub channel_admins_demoted: BTreeMap<String, BTreeSet<String>>,
 }
 
 #[cfg(test)]

@@ -67,6 +67,13 @@ pub enum Action {
         scope: String,
         users: Vec<UserRef>,
     },
+    /// Ledger only: someone took back by hand the channel admin role mattersync granted
+    /// these users; it is not granted again unless the link says `readd = "always"`.
+    RecordDemoted {
+        channel_id: String,
+        channel: String,
+        users: Vec<UserRef>,
+    },
 }
 
 impl Action {
@@ -87,6 +94,11 @@ impl Action {
                 ..
             }
             | Action::RemoveChannelMember {
+                channel_id,
+                channel,
+                ..
+            }
+            | Action::RecordDemoted {
                 channel_id,
                 channel,
                 ..
@@ -113,7 +125,9 @@ impl Action {
             Action::RemoveChannelMember { user, .. } | Action::RemoveTeamMember { user, .. } => {
                 vec![(user.id.as_str(), user.username.as_str(), &[][..])]
             }
-            Action::RecordPreexisting { users, .. } | Action::RecordDeparted { users, .. } => users
+            Action::RecordPreexisting { users, .. }
+            | Action::RecordDeparted { users, .. }
+            | Action::RecordDemoted { users, .. } => users
                 .iter()
                 .map(|u| (u.id.as_str(), u.username.as_str(), &[][..]))
                 .collect(),
@@ -133,7 +147,8 @@ impl Action {
             }
             Action::SetChannelAdmin { .. }
             | Action::RecordPreexisting { .. }
-            | Action::RecordDeparted { .. } => None,
+            | Action::RecordDeparted { .. }
+            | Action::RecordDemoted { .. } => None,
         }
     }
 
@@ -145,7 +160,9 @@ impl Action {
             | Action::SetChannelAdmin { .. }
             | Action::RemoveChannelMember { .. }
             | Action::RemoveTeamMember { .. } => true,
-            Action::RecordPreexisting { .. } | Action::RecordDeparted { .. } => false,
+            Action::RecordPreexisting { .. }
+            | Action::RecordDeparted { .. }
+            | Action::RecordDemoted { .. } => false,
         }
     }
 
@@ -158,6 +175,7 @@ impl Action {
             Action::RemoveTeamMember { .. } => "remove_team_member",
             Action::RecordPreexisting { .. } => "record_preexisting",
             Action::RecordDeparted { .. } => "record_departed",
+            Action::RecordDemoted { .. } => "record_demoted",
         }
     }
 
@@ -168,7 +186,8 @@ impl Action {
             | Action::AddChannelMembers { .. }
             | Action::SetChannelAdmin { .. }
             | Action::RecordPreexisting { .. }
-            | Action::RecordDeparted { .. } => false,
+            | Action::RecordDeparted { .. }
+            | Action::RecordDemoted { .. } => false,
         }
     }
 }
@@ -303,16 +322,17 @@ impl Plan {
     pub fn summary(&self) -> BTreeMap<&'static str, usize> {
         let mut m = BTreeMap::new();
         for a in &self.actions {
-            let n =
-                match a {
-                    Action::AddTeamMembers { users, .. }
-                    | Action::AddChannelMembers { users, .. } => users.len(),
-                    Action::RecordPreexisting { users, .. }
-                    | Action::RecordDeparted { users, .. } => users.len(),
-                    Action::SetChannelAdmin { .. }
-                    | Action::RemoveChannelMember { .. }
-                    | Action::RemoveTeamMember { .. } => 1,
-                };
+            let n = match a {
+                Action::AddTeamMembers { users, .. } | Action::AddChannelMembers { users, .. } => {
+                    users.len()
+                }
+                Action::RecordPreexisting { users, .. }
+                | Action::RecordDeparted { users, .. }
+                | Action::RecordDemoted { users, .. } => users.len(),
+                Action::SetChannelAdmin { .. }
+                | Action::RemoveChannelMember { .. }
+                | Action::RemoveTeamMember { .. } => 1,
+            };
             *m.entry(a.kind()).or_insert(0) += n;
         }
         m

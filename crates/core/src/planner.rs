@@ -594,10 +594,27 @@ impl<'a> Planner<'a> {
                 .unwrap_or_else(|| id.to_string())
         };
         let mut promote = Vec::new();
+        let granted_before = self.input.ledger.channel_admins.get(&ch.id);
+        let demoted_before = self.input.ledger.channel_admins_demoted.get(&ch.id);
+        let mut demoted_now = Vec::new();
         for (id, groups) in &scope.admins {
             let is_admin = ch.members.get(id).is_some_and(|m| m.scheme_admin);
-            let will_be_member = ch.members.contains_key(id) || added.contains(id.as_str());
+            let is_member = ch.members.contains_key(id);
+            let will_be_member = is_member || added.contains(id.as_str());
             if will_be_member && !is_admin {
+                // A role mattersync granted that is gone from a member was taken back by
+                // hand: respected like a hand removal, unless the link says readd = "always".
+                let readd = scope.members.get(id).is_some_and(|w| w.readd);
+                if !readd && is_member && granted_before.is_some_and(|g| g.contains(id)) {
+                    demoted_now.push(UserRef {
+                        id: id.clone(),
+                        username: name_of(id),
+                    });
+                    continue;
+                }
+                if !readd && demoted_before.is_some_and(|d| d.contains(id)) {
+                    continue;
+                }
                 promote.push(Action::SetChannelAdmin {
                     channel_id: ch.id.clone(),
                     channel: path.clone(),
@@ -639,6 +656,14 @@ impl<'a> Planner<'a> {
         demote.sort_by(by_name);
         out.extend(promote);
         out.extend(demote);
+        if !demoted_now.is_empty() {
+            demoted_now.sort_by(|a, b| (&a.username, &a.id).cmp(&(&b.username, &b.id)));
+            out.push(Action::RecordDemoted {
+                channel_id: ch.id.clone(),
+                channel: path.clone(),
+                users: demoted_now,
+            });
+        }
         let mode = self.mode_only(scope);
         for user in sp.removals {
             out.push(Action::RemoveChannelMember {
@@ -693,7 +718,8 @@ fn admin_order(a: &Action) -> Option<(&str, &str)> {
         | Action::RemoveChannelMember { .. }
         | Action::RemoveTeamMember { .. }
         | Action::RecordPreexisting { .. }
-        | Action::RecordDeparted { .. } => None,
+        | Action::RecordDeparted { .. }
+        | Action::RecordDemoted { .. } => None,
     }
 }
 

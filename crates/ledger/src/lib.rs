@@ -49,6 +49,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_intents.sql"),
     include_str!("../migrations/0003_link_identity.sql"),
+    include_str!("../migrations/0004_admin_demotions.sql"),
 ];
 
 /// The outcome of one action for one user.
@@ -313,11 +314,22 @@ impl Ledger {
         }
         let mut stmt = self
             .conn
-            .prepare("SELECT channel_id, user_id FROM admin_grants")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            .prepare("SELECT channel_id, user_id, demoted FROM admin_grants")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
         for row in rows {
-            let (c, u) = row?;
-            facts.channel_admins.entry(c).or_default().insert(u);
+            let (c, u, demoted) = row?;
+            let map = if demoted != 0 {
+                &mut facts.channel_admins_demoted
+            } else {
+                &mut facts.channel_admins
+            };
+            map.entry(c).or_default().insert(u);
         }
         Ok(facts)
     }
@@ -436,7 +448,7 @@ impl Ledger {
                     Action::RemoveChannelMember { .. } | Action::RemoveTeamMember { .. } => {
                         Some(Row::State(RecordState::Removed))
                     }
-                    Action::SetChannelAdmin { .. } => None,
+                    Action::SetChannelAdmin { .. } | Action::RecordDemoted { .. } => None,
                 };
                 match row {
                     Some(Row::Present(origin)) => {
@@ -467,9 +479,9 @@ impl Ledger {
                 match action {
                     Action::SetChannelAdmin { admin: true, .. } => {
                         tx.execute(
-                            "INSERT INTO admin_grants (channel_id, user_id, groups, granted_at, run_id)
-                             VALUES (?1, ?2, ?3, ?4, ?5)
-                             ON CONFLICT (channel_id, user_id) DO UPDATE SET groups = excluded.groups",
+                            "INSERT INTO admin_grants (channel_id, user_id, groups, granted_at, run_id, demoted)
+                             VALUES (?1, ?2, ?3, ?4, ?5, 0)
+                             ON CONFLICT (channel_id, user_id) DO UPDATE SET groups = excluded.groups, demoted = 0",
                             params![scope_id, user_id, groups_json(groups), at, run_id],
                         )?;
                     }
@@ -477,6 +489,12 @@ impl Ledger {
                         tx.execute(
                             "DELETE FROM admin_grants WHERE channel_id = ?1 AND user_id = ?2",
                             params![scope_id, user_id],
+                        )?;
+                    }
+                    Action::RecordDemoted { .. } => {
+                        tx.execute(
+                            "UPDATE admin_grants SET demoted = 1, run_id = ?3 WHERE channel_id = ?1 AND user_id = ?2",
+                            params![scope_id, user_id, run_id],
                         )?;
                     }
                     Action::AddTeamMembers { .. }

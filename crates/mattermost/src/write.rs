@@ -451,7 +451,9 @@ impl Client {
             Action::RemoveTeamMember { team_id, user, .. } => {
                 Ok(vec![self.remove_team_member(team_id, &user.id).await?])
             }
-            Action::RecordPreexisting { .. } | Action::RecordDeparted { .. } => Ok(Vec::new()),
+            Action::RecordPreexisting { .. }
+            | Action::RecordDeparted { .. }
+            | Action::RecordDemoted { .. } => Ok(Vec::new()),
         }
     }
 

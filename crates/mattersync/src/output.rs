@@ -116,6 +116,10 @@ pub fn plan_text(plan: &Plan) -> String {
                 "  = ledger  {scope}: left on their own: {}",
                 names(users.iter().map(|u| u.username.clone()))
             ),
+            Action::RecordDemoted { channel, users, .. } => format!(
+                "  = ledger  {channel}: admin role taken back by hand (not granted again): {}",
+                names(users.iter().map(|u| u.username.clone()))
+            ),
         };
         let _ = writeln!(s, "{line}");
     }

@@ -484,3 +484,42 @@ async fn real_servers_plan_and_explain_never_write_the_ledger_while_a_write_is_i
     assert_eq!(out["report"]["users_failed"], 0, "{out}");
     assert_eq!(names(&sb.members(&ch).await), vec![alice.uid.clone()]);
 }
+
+/// A channel admin made by `admins = "managers"` and demoted by hand stays demoted, the way
+/// a hand removal is respected (before: promoted again on the next run); with
+/// `readd = "always"` the role is granted again.
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_servers_a_hand_demotion_is_respected_unless_the_link_says_readd_always() {
+    let sb = Sandbox::new("hand_demotion").await;
+    let alice = sb.user("alice", true, false).await;
+    let bob = sb.user("bob", true, false).await;
+    let g = sb.create_group("demote", &[&alice, &bob], &[], &[&alice]).await;
+    let ch = sb.channel("demote", false).await;
+    let link = |readd: &str| {
+        format!(
+            "[[link]]\ngroup = \"{g}\"\nchannel = \"{}/demote\"\nadmins = \"managers\"\nreadd = \"{readd}\"\n",
+            sb.area
+        )
+    };
+    let cfg = sb.config(&link("never"));
+    apply(&cfg);
+    let admin = |m: &std::collections::BTreeMap<String, bool>| m.get(&alice.uid).copied();
+    assert_eq!(admin(&sb.members(&ch).await), Some(true), "alice made admin");
+    let alice_id = alice.mm_id.clone().expect("account");
+    sb.mm
+        .set_channel_admin(&ch, &alice_id, false)
+        .await
+        .expect("demote by hand");
+    let out = apply(&cfg);
+    assert_eq!(out["report"]["users_failed"], 0, "{out}");
+    assert_eq!(admin(&sb.members(&ch).await), Some(false), "not promoted again");
+    let again = run(&cfg, &["plan", "--json", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "nothing left to do: {again:?}");
+    let audit = run(&cfg, &["audit", "--json"]);
+    assert!(audit.stdout.contains("record_demoted"), "{audit:?}");
+    // The link asks for it: granted again.
+    let cfg = sb.config(&link("always"));
+    apply(&cfg);
+    assert_eq!(admin(&sb.members(&ch).await), Some(true), "readd = always promotes again");
+}

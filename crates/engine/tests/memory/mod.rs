@@ -238,7 +238,9 @@ impl MattermostApi for MemMattermost {
                     .values_mut()
                     .find(|c| c.id == scope_id)
                     .map(|c| &mut c.members),
-                Action::RecordPreexisting { .. } | Action::RecordDeparted { .. } => None,
+                Action::RecordPreexisting { .. }
+                | Action::RecordDeparted { .. }
+                | Action::RecordDemoted { .. } => None,
             };
             let Some(members) = members else {
                 outs.push(UserOutcome {
@@ -262,7 +264,9 @@ impl MattermostApi for MemMattermost {
                         },
                     );
                 }
-                Action::RecordPreexisting { .. } | Action::RecordDeparted { .. } => {}
+                Action::RecordPreexisting { .. }
+                | Action::RecordDeparted { .. }
+                | Action::RecordDemoted { .. } => {}
             }
             outs.push(UserOutcome {
                 user_id: id.to_string(),

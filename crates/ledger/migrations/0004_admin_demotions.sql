@@ -1,0 +1,4 @@
+-- A channel admin role mattersync granted and someone took back by hand: kept, marked, so
+-- that it is not granted again (unless a link says readd = "always"), the way a hand
+-- removal is respected.
+ALTER TABLE admin_grants ADD COLUMN demoted INTEGER NOT NULL DEFAULT 0;
