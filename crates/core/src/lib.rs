@@ -26,7 +26,7 @@ pub use model::{
     MmUser, Origin, Record, RecordState,
 };
 pub use naming::{GroupName, NameError, Naming};
-pub use plan::{Action, GuardTrip, Note, Plan, PlanMember, SavedPlanError, UserRef};
+pub use plan::{Action, ChannelRef, GuardTrip, Note, Plan, PlanMember, SavedPlanError, UserRef};
 pub use planner::{account_matches, plan, PlanInput};
 pub use policy::{Admins, Guards, Link, LinkSource, Matching, Mode, Policy, Readd, Target};
 pub use secret::Secret;

@@ -163,6 +163,10 @@ pub struct Mattermost {
     pub users: BTreeMap<String, MmUser>,
     pub teams: BTreeMap<String, MmTeam>,
     pub channels: BTreeMap<String, MmChannel>,
+    /// For users a plan removes from a team: the team's channels they are in (by user id,
+    /// then team name), linked or not, which Mattermost drops with the team.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub user_channels: BTreeMap<String, BTreeMap<String, Vec<crate::plan::ChannelRef>>>,
 }
 
 /// Who created a membership the ledger knows of.

@@ -20,6 +20,14 @@ pub struct PlanMember {
     pub groups: Vec<String>,
 }
 
+/// A channel by id and `team/channel` name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelRef {
+    pub id: String,
+    pub channel: String,
+}
+
 /// One step of a plan. Ledger-only actions (`record_*`) change nothing in Mattermost.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -50,10 +58,15 @@ pub enum Action {
         user: UserRef,
         mode: crate::Mode,
     },
+    /// Removes a user from a team; Mattermost takes them out of the team's channels with it
+    /// (`channels`, hand-joined ones included), and the ledger records those as removed by
+    /// mattersync too, so they come back when the user rejoins.
     RemoveTeamMember {
         team_id: String,
         team: String,
         user: UserRef,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        channels: Vec<ChannelRef>,
     },
     /// Ledger only: these users were members already when a link first wanted them.
     RecordPreexisting {
@@ -397,6 +410,7 @@ mod saved_tests {
                     id: "u1".into(),
                     username: "neil".into(),
                 },
+                channels: Vec::new(),
             }],
             notes: Vec::new(),
             guard_trips: vec![GuardTrip::MaxRemovalRatio {

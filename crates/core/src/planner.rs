@@ -4,7 +4,7 @@
 use crate::model::{
     Directory, LedgerFacts, Mattermost, MmChannel, MmUser, Origin, Record, RecordState,
 };
-use crate::plan::{Action, GuardTrip, Note, Plan, PlanMember, UserRef};
+use crate::plan::{Action, ChannelRef, GuardTrip, Note, Plan, PlanMember, UserRef};
 use crate::policy::{Admins, Link, Matching, Mode, Policy, Readd, Target};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -374,6 +374,23 @@ impl<'a> Planner<'a> {
             channel_actions.extend(self.channel_actions(ch, scope, plan));
         }
 
+        // (channel id, user id) of every planned channel removal.
+        let removed_from: BTreeSet<(&str, &str)> = channel_actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::RemoveChannelMember {
+                    channel_id, user, ..
+                } => Some((channel_id.as_str(), user.id.as_str())),
+                Action::AddTeamMembers { .. }
+                | Action::AddChannelMembers { .. }
+                | Action::SetChannelAdmin { .. }
+                | Action::RemoveTeamMember { .. }
+                | Action::RecordPreexisting { .. }
+                | Action::RecordDeparted { .. }
+                | Action::RecordDemoted { .. } => None,
+            })
+            .collect();
+        let mut taken_with_team: BTreeMap<String, usize> = BTreeMap::new();
         let mut team_tail = Vec::new();
         for (name, scope) in &teams {
             let Some(team) = mm.teams.get(name) else {
@@ -409,10 +426,40 @@ impl<'a> Planner<'a> {
             }
             removals.push((name.clone(), plan.removals.len(), team.members.len()));
             for user in plan.removals {
+                // Leaving a team means leaving its channels: the ones a channel action does
+                // not already remove the user from are taken with the team, and count as
+                // removals for the guards.
+                let mut taken: BTreeMap<String, ChannelRef> = BTreeMap::new();
+                for c in mm.channels.values().filter(|c| c.team == *name) {
+                    if c.members.contains_key(&user.id)
+                        && !removed_from.contains(&(c.id.as_str(), user.id.as_str()))
+                    {
+                        taken.insert(
+                            c.id.clone(),
+                            ChannelRef {
+                                id: c.id.clone(),
+                                channel: c.path(),
+                            },
+                        );
+                    }
+                }
+                if let Some(cs) = mm.user_channels.get(&user.id).and_then(|t| t.get(name)) {
+                    for c in cs {
+                        if !removed_from.contains(&(c.id.as_str(), user.id.as_str())) {
+                            taken.entry(c.id.clone()).or_insert_with(|| c.clone());
+                        }
+                    }
+                }
+                let mut channels: Vec<ChannelRef> = taken.into_values().collect();
+                channels.sort_by(|a, b| a.channel.cmp(&b.channel).then(a.id.cmp(&b.id)));
+                for c in &channels {
+                    *taken_with_team.entry(c.channel.clone()).or_insert(0) += 1;
+                }
                 team_tail.push(Action::RemoveTeamMember {
                     team_id: team.id.clone(),
                     team: name.clone(),
                     user,
+                    channels,
                 });
             }
             team_tail.extend(record_actions(
@@ -435,6 +482,14 @@ impl<'a> Planner<'a> {
                     team: name.clone(),
                     users: chunk.to_vec(),
                 });
+            }
+        }
+        // Channel memberships a team removal takes with it count against the guards: against
+        // the channel's own ratio when it is a linked one, and towards the total always.
+        for (path, n) in taken_with_team {
+            match removals.iter_mut().find(|(p, _, _)| *p == path) {
+                Some(r) => r.1 += n,
+                None => removals.push((path, n, 0)),
             }
         }
         out.extend(channel_actions);

@@ -173,6 +173,7 @@ fn a_group_of_fifty_thousand_is_planned_in_batches_and_each_member_comes_once() 
         users: mm_users,
         teams: team([]),
         channels: [channel("big", [])].into(),
+        ..Default::default()
     };
     let p = policy(vec![link("mm_rl_big", "big")]);
     let first = timed(
@@ -271,6 +272,7 @@ fn a_user_in_a_thousand_groups_joins_the_team_once_and_every_channel() {
         users: mm_users,
         teams: team([]),
         channels,
+        ..Default::default()
     };
     let p = policy(links);
     let plan = timed(
@@ -329,6 +331,7 @@ fn a_ring_of_a_thousand_nested_groups_ends_and_everyone_is_a_member_of_each() {
         users: mm_users,
         teams: team([]),
         channels,
+        ..Default::default()
     };
     let plan = timed(
         "ring of 1,000 nested groups, 10 linked",

@@ -233,7 +233,7 @@ pub async fn gather<M: MattermostApi>(
         allow,
     };
     let facts = settled_view(&ledger.facts, &ledger.intents, &mattermost);
-    Ok(State {
+    let mut state = State {
         directory,
         mattermost,
         facts,
@@ -242,7 +242,50 @@ pub async fn gather<M: MattermostApi>(
         warnings,
         link_issues: Vec::new(),
         learned: Vec::new(),
-    })
+    };
+    team_channels(mm, &mut state).await?;
+    Ok(state)
+}
+
+/// For every user the plan removes from a team, the team's channels they are in (linked or
+/// joined by hand): Mattermost drops them with the team, so the plan shows them, the guards
+/// count them, and the ledger records them as removed by mattersync. Read only when a plan
+/// has team removals.
+async fn team_channels<M: MattermostApi>(mm: &M, state: &mut State) -> Result<()> {
+    let plan = state.plan();
+    let mut wanted = Vec::new();
+    for a in &plan.actions {
+        if let Action::RemoveTeamMember {
+            team_id,
+            team,
+            user,
+            ..
+        } = a
+        {
+            wanted.push((user.id.clone(), team_id.clone(), team.clone()));
+        }
+    }
+    for (user_id, team_id, team) in wanted {
+        let channels = mm
+            .user_team_channels(&user_id, &team_id)
+            .await
+            .with_context(|| format!("mattermost: reading the channels of {user_id} in {team}"))?;
+        let refs = channels
+            .into_iter()
+            .filter(|c| !c.direct)
+            .map(|c| mattersync_core::ChannelRef {
+                id: c.id,
+                channel: format!("{team}/{}", c.name),
+            })
+            .collect();
+        state
+            .mattermost
+            .user_channels
+            .entry(user_id)
+            .or_default()
+            .insert(team, refs);
+    }
+    Ok(())
 }
 
 /// The lock holder's writes before planning: records the ids links resolved to for the

@@ -42,6 +42,12 @@ pub trait MattermostApi: Send + Sync {
         team: &str,
         name: &str,
     ) -> impl Future<Output = Result<Option<ChannelInfo>>> + Send;
+    /// The team's channels a user is in (which leaving the team takes with it).
+    fn user_team_channels(
+        &self,
+        user_id: &str,
+        team_id: &str,
+    ) -> impl Future<Output = Result<Vec<ChannelInfo>>> + Send;
 }
 
 fn team_info(t: mattersync_mattermost::Team) -> TeamInfo {
@@ -130,6 +136,16 @@ impl MattermostApi for mattersync_mattermost::Client {
             mattersync_mattermost::Client::channel_by_name(self, team, name)
                 .await?
                 .map(channel_info),
+        )
+    }
+
+    async fn user_team_channels(&self, user_id: &str, team_id: &str) -> Result<Vec<ChannelInfo>> {
+        Ok(
+            mattersync_mattermost::Client::user_team_channels(self, user_id, team_id)
+                .await?
+                .into_iter()
+                .map(channel_info)
+                .collect(),
         )
     }
 }

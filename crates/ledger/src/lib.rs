@@ -475,7 +475,8 @@ impl Ledger {
                     }
                     None => {}
                 }
-                // What the outcome makes of the admin grants: only an admin change touches them.
+                // What else the outcome records: admin grants, and the channels a team
+                // removal took with it.
                 match action {
                     Action::SetChannelAdmin { admin: true, .. } => {
                         tx.execute(
@@ -491,6 +492,21 @@ impl Ledger {
                             params![scope_id, user_id],
                         )?;
                     }
+                    Action::RemoveTeamMember { channels, .. } => {
+                        // Mattermost took the user out of the team's channels with the team:
+                        // those are removals by mattersync too (not the user leaving), so an
+                        // add-mode link adds them back when they rejoin.
+                        for c in channels {
+                            tx.execute(
+                                "INSERT INTO memberships (scope_kind, scope_id, user_id, origin, state, groups, updated_at, run_id)
+                                 VALUES ('channel', ?1, ?2, 'preexisting', 'removed', '[]', ?3, ?4)
+                                 ON CONFLICT (scope_kind, scope_id, user_id) DO UPDATE SET
+                                   state = 'removed', updated_at = excluded.updated_at,
+                                   run_id = excluded.run_id, intent = NULL",
+                                params![c.id, user_id, at, run_id],
+                            )?;
+                        }
+                    }
                     Action::RecordDemoted { .. } => {
                         tx.execute(
                             "UPDATE admin_grants SET demoted = 1, run_id = ?3 WHERE channel_id = ?1 AND user_id = ?2",
@@ -500,7 +516,6 @@ impl Ledger {
                     Action::AddTeamMembers { .. }
                     | Action::AddChannelMembers { .. }
                     | Action::RemoveChannelMember { .. }
-                    | Action::RemoveTeamMember { .. }
                     | Action::RecordPreexisting { .. }
                     | Action::RecordDeparted { .. } => {}
                 }

@@ -158,6 +158,18 @@ impl Client {
         Ok(found(self.get_json::<wire::Team>(&path).await)?.map(Team::from))
     }
 
+    /// `GET /users/{user_id}/teams/{team_id}/channels`: the team's channels the user is in
+    /// (public and private; not archived ones), which leaving the team takes with it.
+    pub async fn user_team_channels(
+        &self,
+        user_id: &str,
+        team_id: &str,
+    ) -> Result<Vec<Channel>, MmError> {
+        let path = format!("/users/{}/teams/{}/channels", seg(user_id), seg(team_id));
+        let rows: Vec<wire::Channel> = self.get_json(&path).await?;
+        Ok(rows.into_iter().map(Channel::from).collect())
+    }
+
     /// `GET /channels/{id}`; `None` when there is no such channel (any more). Archived
     /// channels are returned with `archived`.
     pub async fn channel_by_id(&self, id: &str) -> Result<Option<Channel>, MmError> {

@@ -433,6 +433,7 @@ async fn real_mattermost_add_remove_and_channel_admin_round_trip() {
             team_id: team.id.clone(),
             team: team.name.clone(),
             user: user_ref(&b),
+            channels: Vec::new(),
         })
         .await
         .expect("team remove");

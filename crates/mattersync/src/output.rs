@@ -105,8 +105,21 @@ pub fn plan_text(plan: &Plan) -> String {
                 "  - channel {channel}: {} ({mode}: in no linked group)",
                 user.username
             ),
-            Action::RemoveTeamMember { team, user, .. } => {
-                format!("  - team    {team}: {}", user.username)
+            Action::RemoveTeamMember {
+                team,
+                user,
+                channels,
+                ..
+            } => {
+                if channels.is_empty() {
+                    format!("  - team    {team}: {}", user.username)
+                } else {
+                    format!(
+                        "  - team    {team}: {} (and with it from {})",
+                        user.username,
+                        names(channels.iter().map(|c| c.channel.clone()))
+                    )
+                }
             }
             Action::RecordPreexisting { scope, users, .. } => format!(
                 "  = ledger  {scope}: already members: {}",

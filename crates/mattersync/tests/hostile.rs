@@ -231,6 +231,7 @@ async fn real_hostile_a_lookalike_uid_is_refused_by_the_directory_and_never_matc
             },
         )]
         .into(),
+        ..Default::default()
     };
     for matching in [Matching::Username, Matching::Email] {
         let p = plan(PlanInput {

@@ -494,7 +494,9 @@ async fn real_servers_a_hand_demotion_is_respected_unless_the_link_says_readd_al
     let sb = Sandbox::new("hand_demotion").await;
     let alice = sb.user("alice", true, false).await;
     let bob = sb.user("bob", true, false).await;
-    let g = sb.create_group("demote", &[&alice, &bob], &[], &[&alice]).await;
+    let g = sb
+        .create_group("demote", &[&alice, &bob], &[], &[&alice])
+        .await;
     let ch = sb.channel("demote", false).await;
     let link = |readd: &str| {
         format!(
@@ -505,7 +507,11 @@ async fn real_servers_a_hand_demotion_is_respected_unless_the_link_says_readd_al
     let cfg = sb.config(&link("never"));
     apply(&cfg);
     let admin = |m: &std::collections::BTreeMap<String, bool>| m.get(&alice.uid).copied();
-    assert_eq!(admin(&sb.members(&ch).await), Some(true), "alice made admin");
+    assert_eq!(
+        admin(&sb.members(&ch).await),
+        Some(true),
+        "alice made admin"
+    );
     let alice_id = alice.mm_id.clone().expect("account");
     sb.mm
         .set_channel_admin(&ch, &alice_id, false)
@@ -513,7 +519,11 @@ async fn real_servers_a_hand_demotion_is_respected_unless_the_link_says_readd_al
         .expect("demote by hand");
     let out = apply(&cfg);
     assert_eq!(out["report"]["users_failed"], 0, "{out}");
-    assert_eq!(admin(&sb.members(&ch).await), Some(false), "not promoted again");
+    assert_eq!(
+        admin(&sb.members(&ch).await),
+        Some(false),
+        "not promoted again"
+    );
     let again = run(&cfg, &["plan", "--json", "--detailed-exitcode"]);
     assert_eq!(again.code, 0, "nothing left to do: {again:?}");
     let audit = run(&cfg, &["audit", "--json"]);
@@ -521,5 +531,60 @@ async fn real_servers_a_hand_demotion_is_respected_unless_the_link_says_readd_al
     // The link asks for it: granted again.
     let cfg = sb.config(&link("always"));
     apply(&cfg);
-    assert_eq!(admin(&sb.members(&ch).await), Some(true), "readd = always promotes again");
+    assert_eq!(
+        admin(&sb.members(&ch).await),
+        Some(true),
+        "readd = always promotes again"
+    );
+}
+
+/// A sync-mode team link removes a user from the team; Mattermost drops their channels in
+/// that team with it. The plan says so, the ledger records those as removed by mattersync,
+/// and when the user is back in the groups the add-mode channel link adds them again
+/// (before: recorded as "left on their own" and never re-added; the plan showed only
+/// "- team").
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_servers_channels_lost_with_a_team_removal_come_back_when_the_user_rejoins() {
+    let sb = Sandbox::new("team_removal").await;
+    let alice = sb.user("alice", true, false).await;
+    let bob = sb.user("bob", true, false).await;
+    let all = sb.create_group("all", &[&alice, &bob], &[], &[]).await;
+    let dev = sb.create_group("dev", &[&alice], &[], &[]).await;
+    let dev_ch = sb.channel("dev", false).await;
+    let random = sb.channel("random", false).await;
+    let cfg = sb.config(&format!(
+        "[[link]]\ngroup = \"{all}\"\nteam = \"{area}\"\nmode = \"sync\"\n\n[[link]]\ngroup = \"{dev}\"\nchannel = \"{area}/dev\"\nmode = \"add\"\n\n[guards]\nmax_removal_ratio = 1.0\n",
+        area = sb.area
+    ));
+    apply(&cfg);
+    let bob_id = bob.mm_id.clone().expect("account");
+    // bob joins both channels by hand.
+    sb.add_by_hand(&dev_ch, &bob_id).await;
+    sb.add_by_hand(&random, &bob_id).await;
+    apply(&cfg);
+    sb.remove_member(&all, &bob).await;
+    let plan = run(&cfg, &["plan"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let line = plan
+        .stdout
+        .lines()
+        .find(|l| l.contains("- team") && l.contains(&bob.uid))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        line.contains(&format!("{}/dev", sb.area)) && line.contains(&format!("{}/random", sb.area)),
+        "the team removal shows the channels it takes: {plan:?}"
+    );
+    let out = apply(&cfg);
+    assert_eq!(out["report"]["users_failed"], 0, "{out}");
+    assert!(!names(&sb.members(&dev_ch).await).contains(&bob.uid));
+    // Back in both groups: the team link and the add-mode channel link add bob again.
+    sb.add_member(&all, &bob).await;
+    sb.add_member(&dev, &bob).await;
+    apply(&cfg);
+    assert!(
+        names(&sb.members(&dev_ch).await).contains(&bob.uid),
+        "the channel taken with the team comes back"
+    );
 }

@@ -273,6 +273,12 @@ impl MattermostApi for MemMattermost {
                 result: Ok(()),
             });
         }
+        if let Action::RemoveTeamMember { team, user, .. } = action {
+            // Leaving a team means leaving its channels, as in Mattermost.
+            for c in w.channels.values_mut().filter(|c| c.team == *team) {
+                c.members.remove(&user.id);
+            }
+        }
         if lose {
             bail!("mattermost POST /api/v4/channels/{scope_id}/members: connection reset (after 4 attempts)");
         }
@@ -310,6 +316,23 @@ impl MattermostApi for MemMattermost {
         Ok(w.channels
             .get(&format!("{team}/{name}"))
             .map(|c| channel_info(&w, c)))
+    }
+
+    async fn user_team_channels(&self, user_id: &str, team_id: &str) -> Result<Vec<ChannelInfo>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Ok(self.user_channels_in(user_id, team_id))
+    }
+}
+
+impl MemMattermost {
+    fn user_channels_in(&self, user_id: &str, team_id: &str) -> Vec<ChannelInfo> {
+        let w = self.world.lock().expect("world");
+        w.channels
+            .values()
+            .filter(|c| c.members.contains_key(user_id))
+            .map(|c| channel_info(&w, c))
+            .filter(|c| c.team_id == team_id)
+            .collect()
     }
 }
 
