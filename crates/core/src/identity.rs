@@ -72,6 +72,9 @@ pub enum LinkIssue {
     TargetReplaced { link: String, target: String },
     /// The target is a direct or group message channel.
     DirectMessage { link: String, target: String },
+    /// A group linked by the naming convention was renamed: the link stays on the channel it
+    /// was made for; the convention would now name another.
+    ConventionMoved { link: String, now: String },
 }
 
 impl LinkIssue {
@@ -80,7 +83,8 @@ impl LinkIssue {
         match self {
             LinkIssue::GroupRenamed { .. }
             | LinkIssue::TeamRenamed { .. }
-            | LinkIssue::ChannelRenamed { .. } => false,
+            | LinkIssue::ChannelRenamed { .. }
+            | LinkIssue::ConventionMoved { .. } => false,
             LinkIssue::GroupGone { .. }
             | LinkIssue::GroupReplaced { .. }
             | LinkIssue::TargetGone { .. }
@@ -121,6 +125,10 @@ impl fmt::Display for LinkIssue {
                 f,
                 "BROKEN link {link}: {target} is now another team or channel (a different id); it gets nothing — unlink and link again if it is meant"
             ),
+            LinkIssue::ConventionMoved { link, now } => write!(
+                f,
+                "link {link}: the group was renamed; the link stays on the channel it was made for, though the naming convention now points at {now} (link the group there, or rename the channel, if that is meant)"
+            ),
             LinkIssue::DirectMessage { link, target } => write!(
                 f,
                 "BROKEN link {link}: {target} is a direct or group message channel, never a link target"
@@ -134,6 +142,56 @@ impl fmt::Display for LinkIssue {
 /// that merely took an old name is ever acted on.
 pub fn unresolvable(name: &str) -> String {
     format!("{name} (gone)")
+}
+
+/// With `auto_link`, a renamed group would get a new convention link (to the channel its new
+/// name derives) and lose the one it had. Instead the link it had stays: a convention link
+/// whose group is, by id, the group of a recorded convention-era link with another name is
+/// replaced by that recorded link, and the move is reported.
+pub fn keep_convention_targets(
+    declared: Vec<Link>,
+    known: &[LinkIdentity],
+    dir: &Directory,
+) -> (Vec<Link>, Vec<LinkIssue>) {
+    let mut issues = Vec::new();
+    let declared_keys: std::collections::BTreeSet<(String, Target)> = declared
+        .iter()
+        .map(|l| (l.group.clone(), l.target.clone()))
+        .collect();
+    let out = declared
+        .into_iter()
+        .map(|l| {
+            if l.source != crate::policy::LinkSource::Convention {
+                return l;
+            }
+            let Some(id) = dir.groups.get(&l.group).map(|g| g.id.as_str()) else {
+                return l;
+            };
+            let earlier = known.iter().find(|k| {
+                k.group_id.as_deref() == Some(id)
+                    && k.group != l.group
+                    && !dir.groups.contains_key(&k.group)
+                    && !declared_keys.contains(&(k.group.clone(), k.target.clone()))
+                    && matches!(k.target, Target::Channel { .. })
+            });
+            match earlier {
+                Some(k) => {
+                    let kept = Link {
+                        group: k.group.clone(),
+                        target: k.target.clone(),
+                        ..l.clone()
+                    };
+                    issues.push(LinkIssue::ConventionMoved {
+                        link: kept.id(),
+                        now: l.target.to_string(),
+                    });
+                    kept
+                }
+                None => l,
+            }
+        })
+        .collect();
+    (out, issues)
 }
 
 /// The group a link means now: its recorded id decides. Returns the link's group name for
@@ -260,5 +318,31 @@ mod tests {
         // Gone without a successor.
         let (_, issue, _) = identify_group(&l, Some(&known("id1")), &dir(&[]));
         assert!(matches!(issue, Some(LinkIssue::GroupGone { .. })));
+    }
+
+    #[test]
+    fn a_renamed_group_keeps_its_convention_link() {
+        let mut conv = link("mm_a_new");
+        conv.source = LinkSource::Convention;
+        conv.target = "t/new".parse().expect("target");
+        let mut old = known("id1");
+        old.target = "t/old".parse().expect("target");
+        let d = dir(&[("mm_a_new", "id1")]);
+        let (links, issues) = keep_convention_targets(vec![conv.clone()], &[old.clone()], &d);
+        assert_eq!(links.len(), 1);
+        assert_eq!(links[0].group, "mm_a_old", "the link as it was recorded");
+        assert_eq!(links[0].target.to_string(), "t/old");
+        assert_eq!(
+            issues,
+            vec![LinkIssue::ConventionMoved {
+                link: "mm_a_old->t/old".into(),
+                now: "t/new".into()
+            }]
+        );
+        // Not renamed (the old name still exists): nothing is kept from elsewhere.
+        let d = dir(&[("mm_a_new", "id1"), ("mm_a_old", "id9")]);
+        let (links, issues) = keep_convention_targets(vec![conv.clone()], &[old], &d);
+        assert_eq!(links, vec![conv]);
+        assert!(issues.is_empty());
     }
 }

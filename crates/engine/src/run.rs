@@ -168,7 +168,12 @@ pub async fn links_now<M: MattermostApi>(
     cache: &mut TargetCache,
 ) -> Result<Linked> {
     let (declared, warnings) = resolve_links(cfg, directory, view.links.clone())?;
-    let id = identify(declared, directory, &view.identities, mm, cache).await?;
+    let (declared, mut moved) =
+        mattersync_core::identity::keep_convention_targets(declared, &view.identities, directory);
+    let mut id = identify(declared, directory, &view.identities, mm, cache).await?;
+    id.issues.append(&mut moved);
+    id.issues.sort();
+    id.issues.dedup();
     Ok(Linked {
         links: id.links,
         warnings,
