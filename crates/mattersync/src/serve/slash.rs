@@ -302,7 +302,7 @@ async fn run(shared: &Arc<Shared>, req: &SlashRequest, command: &Command) -> Res
                     && cfg
                         .naming()
                         .ok()
-                        .and_then(|n| cfg.convention_link(&n, group))
+                        .and_then(|n| cfg.convention_link(&n, group).ok().flatten())
                         .is_some_and(|l| l.target == target);
                 return Ok(Answer::Refused(if in_file {
                     format!(
