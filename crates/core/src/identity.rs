@@ -252,7 +252,7 @@ mod tests {
     fn link(group: &str) -> Link {
         Link {
             group: group.into(),
-            target: "t/c".parse().expect("target"),
+            target: "tm/c".parse().expect("target"),
             mode: Mode::Sync,
             admins: Admins::None,
             readd: Readd::Never,
@@ -278,7 +278,7 @@ mod tests {
     fn known(group_id: &str) -> LinkIdentity {
         LinkIdentity {
             group: "mm_a_old".into(),
-            target: "t/c".parse().expect("target"),
+            target: "tm/c".parse().expect("target"),
             group_id: Some(group_id.into()),
             team_id: None,
             channel_id: None,

@@ -11,8 +11,26 @@ pub struct GroupName {
     pub name: String,
 }
 
+/// The longest group name the directory takes. FreeIPA's `group` plugin declares the
+/// group's primary key with a maximum length: in freeipa/freeipa `ipaserver/plugins/group.py`,
+/// `class group(LDAPObject)`, `takes_params = (Str('cn', pattern=PATTERN_GROUPUSER_NAME, ...,
+/// maxlength=255, cli_name='group_name', ...)` (read at commit 09283b71). `ipa group-add`
+/// refuses a longer name; plain 389-ds would store one, but a group FreeIPA cannot manage
+/// (or a FreeIPA replica cannot take) is not one mattersync should make. Group names that
+/// fit the template are ASCII, so characters and bytes are the same count.
+pub const GROUP_NAME_MAX: usize = 255;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
+    #[error(
+        "group name {shown:?} is {len} characters long; FreeIPA allows at most {max} (choose a shorter name)"
+    )]
+    TooLong {
+        /// The start of the name (the whole of it may be very long).
+        shown: String,
+        len: usize,
+        max: usize,
+    },
     #[error("template {template:?} must contain {{area}} followed by {{name}} exactly once each")]
     BadTemplate { template: String },
     #[error(
@@ -88,10 +106,20 @@ impl Naming {
         )
     }
 
-    /// Parses and validates a group name: the template, a configured area, and the allowed
-    /// characters (`area`: `a-z0-9`; `name`: `a-z0-9`, `_` and `-`, starting with a letter or
-    /// digit).
+    /// Parses and validates a group name: at most [`GROUP_NAME_MAX`] characters, the
+    /// template, a configured area, and the allowed characters (`area`: `a-z0-9`; `name`:
+    /// `a-z0-9`, `_` and `-`, starting with a letter or digit).
     pub fn parse(&self, name: &str) -> Result<GroupName, NameError> {
+        let len = name.chars().count();
+        if len > GROUP_NAME_MAX {
+            let mut shown: String = name.chars().take(40).collect();
+            shown.push('…');
+            return Err(NameError::TooLong {
+                shown,
+                len,
+                max: GROUP_NAME_MAX,
+            });
+        }
         let no_match = || NameError::NoMatch {
             name: name.to_string(),
             template: self.template.clone(),
@@ -226,6 +254,42 @@ mod tests {
                 "{bad:?} should be refused"
             );
         }
+    }
+
+    #[test]
+    fn group_names_are_at_most_freeipas_255_characters() {
+        // "mm_rl_" is 6 characters: the longest accepted name part is 249.
+        let longest = format!("mm_rl_{}", "a".repeat(GROUP_NAME_MAX - 6));
+        assert_eq!(longest.len(), 255);
+        let g = naming()
+            .parse(&longest)
+            .expect("255 characters is accepted");
+        assert_eq!(g.name.len(), 249);
+        let over = format!("{longest}a");
+        let err = naming()
+            .parse(&over)
+            .expect_err("256 characters is refused");
+        assert!(
+            matches!(
+                err,
+                NameError::TooLong {
+                    len: 256,
+                    max: 255,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("256 characters long") && text.contains("at most 255"),
+            "{text}"
+        );
+        // The message shows the start of the name, not all 300 characters of it.
+        let err = naming()
+            .parse(&format!("mm_rl_{}", "b".repeat(294)))
+            .expect_err("300 characters");
+        assert!(err.to_string().len() < 160, "{err}");
     }
 
     #[test]

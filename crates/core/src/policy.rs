@@ -38,6 +38,17 @@ pub enum Readd {
     Always,
 }
 
+/// Mattermost's limits on the names a target is made of, from mattermost/mattermost
+/// `server/public/model`: `team.go` declares `TeamNameMinLength = 2` and
+/// `TeamNameMaxLength = 64` (checked by `Team.IsValid` and `IsValidTeamName`), `channel.go`
+/// declares `ChannelNameMinLength = 1` and `ChannelNameMaxLength = 64` (checked through
+/// `IsValidChannelIdentifier`). A longer name can never exist in Mattermost. The names are
+/// ASCII here, so characters and bytes are the same count.
+pub const TEAM_NAME_MIN: usize = 2;
+pub const TEAM_NAME_MAX: usize = 64;
+pub const CHANNEL_NAME_MIN: usize = 1;
+pub const CHANNEL_NAME_MAX: usize = 64;
+
 /// What a link points at.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -52,21 +63,12 @@ impl Target {
             Target::Team { team } | Target::Channel { team, .. } => team,
         }
     }
-}
 
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Target::Team { team } => write!(f, "{team}"),
-            Target::Channel { team, channel } => write!(f, "{team}/{channel}"),
-        }
-    }
-}
-
-impl FromStr for Target {
-    type Err = String;
-    /// `team` or `team/channel`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
+    /// `team` or `team/channel` by syntax only, without Mattermost's length limits: for
+    /// targets recorded before the limits were enforced (the ledger), so that such a link
+    /// still loads, is reported as broken, and can be unlinked. Everything new goes
+    /// through [`FromStr`], which adds [`Target::check_bounds`].
+    pub fn parse_recorded(s: &str) -> Result<Target, String> {
         let ok = |p: &str| {
             !p.is_empty()
                 && p.chars()
@@ -84,6 +86,45 @@ impl FromStr for Target {
                 "{s:?} is not a team or team/channel name (lowercase a-z, 0-9, '-', '_')"
             )),
         }
+    }
+
+    /// Whether the names fit Mattermost's limits ([`TEAM_NAME_MAX`], [`CHANNEL_NAME_MAX`]).
+    pub fn check_bounds(&self) -> Result<(), String> {
+        let team = self.team();
+        let n = team.chars().count();
+        if !(TEAM_NAME_MIN..=TEAM_NAME_MAX).contains(&n) {
+            return Err(format!(
+                "team name {team:?} is {n} character(s) long; Mattermost team names are {TEAM_NAME_MIN} to {TEAM_NAME_MAX} characters"
+            ));
+        }
+        if let Target::Channel { channel, .. } = self {
+            let n = channel.chars().count();
+            if !(CHANNEL_NAME_MIN..=CHANNEL_NAME_MAX).contains(&n) {
+                return Err(format!(
+                    "channel name {channel:?} is {n} character(s) long; Mattermost channel names are {CHANNEL_NAME_MIN} to {CHANNEL_NAME_MAX} characters (choose a shorter one)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Team { team } => write!(f, "{team}"),
+            Target::Channel { team, channel } => write!(f, "{team}/{channel}"),
+        }
+    }
+}
+
+impl FromStr for Target {
+    type Err = String;
+    /// `team` or `team/channel`, within Mattermost's name lengths.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = Target::parse_recorded(s)?;
+        t.check_bounds()?;
+        Ok(t)
     }
 }
 
@@ -262,5 +303,39 @@ mod tests {
         assert!("owners".parse::<Admins>().is_err());
         assert_eq!("exclusive".parse::<Mode>(), Ok(Mode::Exclusive));
         assert!("Sync".parse::<Mode>().is_err());
+    }
+
+    #[test]
+    fn targets_are_within_mattermosts_name_lengths() {
+        let at = |team: usize, channel: Option<usize>| match channel {
+            None => "t".repeat(team),
+            Some(c) => format!("{}/{}", "t".repeat(team), "c".repeat(c)),
+        };
+        // Teams: 2 to 64.
+        assert!(at(2, None).parse::<Target>().is_ok());
+        assert!(at(64, None).parse::<Target>().is_ok());
+        let e = at(1, None).parse::<Target>().expect_err("1-character team");
+        assert!(e.contains("2 to 64"), "{e}");
+        let e = at(65, None)
+            .parse::<Target>()
+            .expect_err("65-character team");
+        assert!(
+            e.contains("65 character(s)") && e.contains("2 to 64"),
+            "{e}"
+        );
+        assert!(at(65, Some(3)).parse::<Target>().is_err());
+        // Channels: 1 to 64.
+        assert!(at(5, Some(1)).parse::<Target>().is_ok());
+        assert!(at(5, Some(64)).parse::<Target>().is_ok());
+        let e = at(5, Some(65))
+            .parse::<Target>()
+            .expect_err("65-character channel");
+        assert!(e.contains("channel name") && e.contains("1 to 64"), "{e}");
+        // What the ledger recorded before the limits still reads, and still prints back.
+        let old = at(5, Some(65));
+        let t = Target::parse_recorded(&old).expect("recorded");
+        assert_eq!(t.to_string(), old);
+        assert!(t.check_bounds().is_err());
+        assert!(Target::parse_recorded("Rocky/x").is_err());
     }
 }

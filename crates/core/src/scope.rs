@@ -195,11 +195,11 @@ mod tests {
     #[test]
     fn every_link_of_an_affected_channel_is_planned_and_nothing_else() {
         let links = vec![
-            link("mm_x_a", "t/one"),
-            link("mm_x_b", "t/one"),
-            link("mm_x_b", "t/two"),
-            link("mm_x_c", "t/three"),
-            link("mm_x_d", "u/four"),
+            link("mm_x_a", "tm/one"),
+            link("mm_x_b", "tm/one"),
+            link("mm_x_b", "tm/two"),
+            link("mm_x_c", "tm/three"),
+            link("mm_x_d", "un/four"),
         ];
         let got = affected_links(&links, &set(&["mm_x_a"]), &BTreeSet::new());
         assert_eq!(got, vec![links[0].clone(), links[1].clone()]);
@@ -212,10 +212,10 @@ mod tests {
     #[test]
     fn a_team_link_makes_its_whole_team_one_scope() {
         let links = vec![
-            link("mm_x_team", "t"),
-            link("mm_x_a", "t/one"),
-            link("mm_x_b", "t/two"),
-            link("mm_x_c", "u/three"),
+            link("mm_x_team", "tm"),
+            link("mm_x_a", "tm/one"),
+            link("mm_x_b", "tm/two"),
+            link("mm_x_c", "un/three"),
         ];
         let got = affected_links(&links, &set(&["mm_x_a"]), &BTreeSet::new());
         assert_eq!(got, links[..3].to_vec());
@@ -225,33 +225,33 @@ mod tests {
 
     #[test]
     fn admins_groups_and_asked_for_targets_count() {
-        let mut admins = link("mm_x_a", "t/one");
+        let mut admins = link("mm_x_a", "tm/one");
         admins.admins = Admins::Group("mm_x_leads".into());
-        let links = vec![admins.clone(), link("mm_x_b", "t/two")];
+        let links = vec![admins.clone(), link("mm_x_b", "tm/two")];
         assert_eq!(
             affected_links(&links, &set(&["mm_x_leads"]), &BTreeSet::new()),
             vec![admins]
         );
-        let targets: BTreeSet<Target> = ["t/two".parse().expect("target")].into();
+        let targets: BTreeSet<Target> = ["tm/two".parse().expect("target")].into();
         assert_eq!(
             affected_links(&links, &BTreeSet::new(), &targets),
             vec![links[1].clone()]
         );
         // A target with no link left (after an unlink) plans nothing.
-        let gone: BTreeSet<Target> = ["t/gone".parse().expect("target")].into();
+        let gone: BTreeSet<Target> = ["tm/gone".parse().expect("target")].into();
         assert!(affected_links(&links, &BTreeSet::new(), &gone).is_empty());
     }
 
     #[test]
     fn changed_targets_are_those_whose_links_differ() {
-        let old = vec![link("mm_x_a", "t/one"), link("mm_x_b", "t/two")];
-        let mut moved = link("mm_x_b", "t/two");
+        let old = vec![link("mm_x_a", "tm/one"), link("mm_x_b", "tm/two")];
+        let mut moved = link("mm_x_b", "tm/two");
         moved.mode = Mode::Add;
-        let new = vec![link("mm_x_a", "t/one"), moved, link("mm_x_c", "t/three")];
+        let new = vec![link("mm_x_a", "tm/one"), moved, link("mm_x_c", "tm/three")];
         let got: Vec<String> = changed_targets(&old, &new)
             .iter()
             .map(|t| t.to_string())
             .collect();
-        assert_eq!(got, ["t/three", "t/two"]);
+        assert_eq!(got, ["tm/three", "tm/two"]);
     }
 }

@@ -313,7 +313,6 @@ impl Config {
         if self.areas.is_empty() {
             bail!("areas: at least one area must map to a team, e.g. rl = \"rocky-linux\"");
         }
-        self.naming()?;
         for (area, team) in &self.areas {
             if !area
                 .chars()
@@ -331,7 +330,14 @@ impl Config {
                 self.guards.max_removal_ratio
             );
         }
+        let naming = self.naming()?;
         for (i, l) in self.links.iter().enumerate() {
+            // As `mattersync link` and the slash command check it: a group outside the
+            // template is never in the directory's snapshot, and a link to it would only
+            // leave its channel add-only.
+            naming
+                .parse(&l.group)
+                .map_err(|e| anyhow::anyhow!("link[{i}].group: {e}"))?;
             self.link_target(l)
                 .with_context(|| format!("link[{i}] (group {:?})", l.group))?;
         }
@@ -417,25 +423,37 @@ impl Config {
             .collect()
     }
 
-    /// The link a group makes by convention (`auto_link`), if its name fits the template.
-    pub fn convention_link(&self, naming: &Naming, group: &str) -> Option<Link> {
-        let name = naming.parse(group).ok()?;
-        let team = self.areas.get(&name.area)?;
+    /// The link a group makes by convention (`auto_link`): `Ok(None)` when its name does not
+    /// fit the template, `Err` (why, for a warning) when it fits but the channel name derived
+    /// from it is longer than Mattermost allows, so the group gets no convention link.
+    pub fn convention_link(&self, naming: &Naming, group: &str) -> Result<Option<Link>, String> {
+        let Ok(name) = naming.parse(group) else {
+            return Ok(None);
+        };
+        let Some(team) = self.areas.get(&name.area) else {
+            return Ok(None);
+        };
         let channel = match self.naming.channel_from_name {
             ChannelFromName::UnderscoreToHyphen => name.conventional_channel(),
             ChannelFromName::Verbatim => name.name.clone(),
         };
-        Some(Link {
+        let target = Target::Channel {
+            team: team.clone(),
+            channel,
+        };
+        target.check_bounds().map_err(|e| {
+            format!(
+                "group {group} gets no convention link (auto_link): its {e}; link it to a channel by hand with `mattersync link` or a [[link]] in the configuration file"
+            )
+        })?;
+        Ok(Some(Link {
             group: group.to_string(),
-            target: Target::Channel {
-                team: team.clone(),
-                channel,
-            },
+            target,
             mode: self.defaults.mode,
             admins: self.defaults.admins.clone(),
             readd: self.defaults.readd,
             source: LinkSource::Convention,
-        })
+        }))
     }
 }
 
@@ -539,9 +557,88 @@ mode = "add"
         let naming = cfg.naming().expect("naming");
         let conv = cfg
             .convention_link(&naming, "mm_rl_release_eng")
+            .expect("fits")
             .expect("link");
         assert_eq!(conv.target.to_string(), "rocky-linux/release-eng");
-        assert!(cfg.convention_link(&naming, "mm_xx_y").is_none());
+        assert_eq!(cfg.convention_link(&naming, "mm_xx_y"), Ok(None));
+    }
+
+    #[test]
+    fn a_convention_channel_over_64_characters_is_no_link_and_says_why() {
+        let cfg = parse(&format!("{MINIMAL}\n[defaults]\nauto_link = true\n"), &[]).expect("valid");
+        let naming = cfg.naming().expect("naming");
+        // The channel is the name part with '_' turned into '-': 64 is the longest.
+        let at_limit = format!("mm_rl_{}", "a_".repeat(32).trim_end_matches('_'));
+        let l = cfg
+            .convention_link(&naming, &format!("{at_limit}b"))
+            .expect("64 fits")
+            .expect("link");
+        match &l.target {
+            Target::Channel { channel, .. } => assert_eq!(channel.len(), 64),
+            t => panic!("{t:?}"),
+        }
+        let over = format!("{at_limit}bc");
+        let why = cfg.convention_link(&naming, &over).expect_err("65 is over");
+        assert!(
+            why.contains(&over) && why.contains("65 character(s)") && why.contains("1 to 64"),
+            "{why}"
+        );
+        // resolve_links leaves the group out and says so.
+        let mut dir = mattersync_core::Directory::default();
+        for cn in [format!("{at_limit}b"), over.clone()] {
+            dir.groups.insert(cn.clone(), Default::default());
+        }
+        let (links, warnings) = crate::resolve_links(&cfg, &dir, vec![]).expect("links");
+        assert!(links.iter().all(|l| l.group != over), "{links:?}");
+        assert!(
+            links.iter().any(|l| l.group == format!("{at_limit}b")),
+            "{links:?}"
+        );
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains(&over), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_file_link_must_name_a_group_that_fits_the_template() {
+        // Outside the template, an unknown area, and over FreeIPA's 255 characters: each
+        // is a configuration error naming the link's key.
+        let long = format!("mm_resf_{}", "x".repeat(248));
+        for (group, needle) in [
+            ("admins", "does not match the template"),
+            ("mm_foo_board", "area \"foo\" is not configured"),
+            ("mm_resf_Board", "may only contain"),
+            (long.as_str(), "256 characters long"),
+        ] {
+            let e = err_of(
+                &MINIMAL.replace("group = \"mm_resf_board\"", &format!("group = \"{group}\"")),
+            );
+            assert!(
+                e.contains("link[1].group: ") && e.contains(needle),
+                "{group}: {e}"
+            );
+        }
+        // 255 characters is accepted.
+        let longest = format!("mm_resf_{}", "x".repeat(247));
+        parse(&MINIMAL.replace("mm_resf_board", &longest), &[]).expect("255 characters");
+    }
+
+    #[test]
+    fn file_link_targets_are_within_mattermosts_name_lengths() {
+        let long = "c".repeat(65);
+        let e =
+            err_of(&MINIMAL.replace("rocky-linux/infrastructure", &format!("rocky-linux/{long}")));
+        assert!(e.contains("link[0]") && e.contains("1 to 64"), "{e}");
+        parse(
+            &MINIMAL.replace(
+                "rocky-linux/infrastructure",
+                &format!("rocky-linux/{}", &long[..64]),
+            ),
+            &[],
+        )
+        .expect("64 characters");
+        let e =
+            err_of(&MINIMAL.replace("team = \"resf\"", &format!("team = \"{}\"", "t".repeat(65))));
+        assert!(e.contains("link[1]") && e.contains("2 to 64"), "{e}");
     }
 
     #[test]

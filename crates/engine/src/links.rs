@@ -35,10 +35,14 @@ pub fn resolve_links(
     if cfg.defaults.auto_link {
         let naming = cfg.naming()?;
         for cn in directory.groups.keys() {
-            if let Some(l) = cfg.convention_link(&naming, cn) {
-                by_key
-                    .entry((l.group.clone(), l.target.clone()))
-                    .or_insert(l);
+            match cfg.convention_link(&naming, cn) {
+                Ok(Some(l)) => {
+                    by_key
+                        .entry((l.group.clone(), l.target.clone()))
+                        .or_insert(l);
+                }
+                Ok(None) => {}
+                Err(why) => warnings.push(why),
             }
         }
     }

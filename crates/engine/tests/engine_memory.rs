@@ -17,7 +17,7 @@ uri = "ldaps://ipa.example.org"
 base_dn = "dc=example,dc=org"
 
 [areas]
-rl = "t"
+rl = "tm"
 
 [mattermost]
 url = "https://chat.example.org"
@@ -28,7 +28,7 @@ max_removal_ratio = 1.0
 
 [[link]]
 group = "mm_rl_c"
-channel = "t/c"
+channel = "tm/c"
 mode = "sync"
 "#;
 
@@ -454,10 +454,10 @@ async fn a_renamed_channel_keeps_its_link_and_a_new_channel_with_the_old_name_ge
     w.set_members(&["ann", "cy"]);
     w.apply(false).await;
     let world = w.mm.world.lock().expect("world");
-    let renamed = &world.channels["t/c-renamed"];
+    let renamed = &world.channels["tm/c-renamed"];
     assert!(renamed.members.contains_key("id-cy"));
     assert_eq!(
-        world.channels["t/c"].members.len(),
+        world.channels["tm/c"].members.len(),
         1,
         "only the token's account"
     );

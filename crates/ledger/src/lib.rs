@@ -649,8 +649,9 @@ impl Ledger {
             };
             out.push(Link {
                 group,
-                target: target
-                    .parse::<Target>()
+                // By syntax only: a link recorded before Mattermost's name lengths were
+                // enforced still loads (and is reported, and can be unlinked).
+                target: Target::parse_recorded(&target)
                     .map_err(|_| corrupt("link target", &target))?,
                 mode: mode.parse().map_err(|_| corrupt("link mode", &mode))?,
                 admins: admins
@@ -712,7 +713,7 @@ impl Ledger {
         let mut out = Vec::new();
         for row in rows {
             let (group, target, group_id, team_id, channel_id, group_seen, target_seen) = row?;
-            let target: Target = target.parse().map_err(|_| LedgerError::Corrupt {
+            let target = Target::parse_recorded(&target).map_err(|_| LedgerError::Corrupt {
                 what: "link target",
                 value: target.clone(),
             })?;

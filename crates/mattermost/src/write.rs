@@ -493,6 +493,25 @@ impl Client {
         Ok(c.into())
     }
 
+    /// `POST /channels/direct`: the direct-message channel between two accounts (the one
+    /// that exists, or a new one; so a retry is safe). mattersync never links one: this is
+    /// for tests that show it refuses to.
+    pub async fn create_direct_channel(
+        &self,
+        user_a: &str,
+        user_b: &str,
+    ) -> Result<Channel, MmError> {
+        let c: wire::Channel = self
+            .send_json(
+                Method::POST,
+                "/channels/direct",
+                &[user_a, user_b],
+                Retry::Idempotent,
+            )
+            .await?;
+        Ok(c.into())
+    }
+
     /// `DELETE /teams/{id}`: archives the team, or deletes it with everything in it when
     /// `permanent` (needs `ServiceSettings.EnableAPITeamDeletion`).
     pub async fn delete_team(&self, team_id: &str, permanent: bool) -> Result<(), MmError> {

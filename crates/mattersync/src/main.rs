@@ -521,7 +521,10 @@ async fn links(cfg: &config::Config, json: bool) -> Result<u8> {
 }
 
 async fn link(cfg: &config::Config, json: bool, a: LinkArgs) -> Result<u8> {
-    let target: Target = a.target.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let target: Target = a
+        .target
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("{e}; nothing was changed"))?;
     let link = Link {
         group: a.group,
         target,
@@ -533,56 +536,17 @@ async fn link(cfg: &config::Config, json: bool, a: LinkArgs) -> Result<u8> {
     let naming = cfg.naming()?;
     naming
         .parse(&link.group)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(|e| anyhow::anyhow!("{e}; nothing was changed"))?;
     // Opened first, so that a ledger that cannot be written never leaves a new channel
     // without its link.
     let ledger = open_ledger(cfg)?;
-    let channel_created = if a.create_channel {
-        let Target::Channel { team, channel } = &link.target else {
-            bail!(
-                "--create-channel needs a team/channel target, not the team {}; nothing was changed",
-                link.target
-            );
-        };
-        async {
-        let mm = engine::mattermost_client(cfg)?;
-        let t = mm
-            .team_by_name(team)
-            .await
-            .with_context(|| format!("mattermost: looking up team {team}"))?
-            .filter(|t| !t.archived)
-            .with_context(|| {
-                format!("team {team} does not exist in Mattermost (or is archived); nothing was changed")
-            })?;
-        let kind = |private: bool| if private { "private" } else { "public" };
-        match mm
-            .channel_by_name(team, channel)
-            .await
-            .with_context(|| format!("mattermost: looking up channel {team}/{channel}"))?
-        {
-            Some(c) if c.archived => bail!(
-                "channel {team}/{channel} exists but is archived: restore it in Mattermost or pick another name; nothing was changed"
-            ),
-            Some(c) if c.private != a.private => bail!(
-                "channel {team}/{channel} exists as a {} channel, not a {} one; mattersync does not change a channel's type; nothing was changed",
-                kind(c.private),
-                kind(a.private)
-            ),
-            Some(_) => Ok(false),
-            None => {
-                mm.create_channel(&t.id, channel, channel, a.private)
-                    .await
-                    .with_context(|| {
-                        format!("mattermost: creating the {} channel {team}/{channel}; nothing was changed", kind(a.private))
-                    })?;
-                Ok(true)
-            }
-        }
-        }
-        .await?
-    } else {
-        false
-    };
+    if a.create_channel && !matches!(link.target, Target::Channel { .. }) {
+        bail!(
+            "--create-channel needs a team/channel target, not the team {}; nothing was changed",
+            link.target
+        );
+    }
+    let channel_created = verify_target(cfg, &link.target, a.create_channel, a.private).await?;
     let changed = ledger
         .put_link(&link, "cli")
         .with_context(|| {
@@ -625,8 +589,76 @@ async fn link(cfg: &config::Config, json: bool, a: LinkArgs) -> Result<u8> {
     Ok(exit::OK)
 }
 
+/// Looks the target of a new link up in Mattermost: its team and channel must exist, be
+/// open (not archived) and not be a direct or group message. With `create`, a missing
+/// channel is made (`private` or public); returns whether it was. Anything that cannot be
+/// looked up is refused: a link is never recorded for a target nobody could check.
+async fn verify_target(
+    cfg: &config::Config,
+    target: &Target,
+    create: bool,
+    private: bool,
+) -> Result<bool> {
+    let unverified = |what: String| {
+        move || {
+            format!("cannot verify the target {target}: mattermost: looking up {what}; nothing was changed")
+        }
+    };
+    let mm = engine::mattermost_client(cfg)?;
+    let team = target.team();
+    let t = mm
+        .team_by_name(team)
+        .await
+        .with_context(unverified(format!("team {team}")))?;
+    let t = match t {
+        None => bail!("team {team} does not exist in Mattermost; nothing was changed"),
+        Some(t) if t.archived => bail!(
+            "team {team} is archived in Mattermost: restore it or pick another team; nothing was changed"
+        ),
+        Some(t) => t,
+    };
+    let Target::Channel { channel, .. } = target else {
+        return Ok(false);
+    };
+    let kind = |private: bool| if private { "private" } else { "public" };
+    match mm
+        .channel_by_name(team, channel)
+        .await
+        .with_context(unverified(format!("channel {team}/{channel}")))?
+    {
+        Some(c) if c.direct => bail!(
+            "{team}/{channel} is a direct or group message, not a team's channel: it is never a link target; nothing was changed"
+        ),
+        Some(c) if c.archived => bail!(
+            "channel {team}/{channel} exists but is archived: restore it in Mattermost or pick another name; nothing was changed"
+        ),
+        Some(c) if create && c.private != private => bail!(
+            "channel {team}/{channel} exists as a {} channel, not a {} one; mattersync does not change a channel's type; nothing was changed",
+            kind(c.private),
+            kind(private)
+        ),
+        Some(_) => Ok(false),
+        None if create => {
+            mm.create_channel(&t.id, channel, channel, private)
+                .await
+                .with_context(|| {
+                    format!(
+                        "mattermost: creating the {} channel {team}/{channel}; nothing was changed",
+                        kind(private)
+                    )
+                })?;
+            Ok(true)
+        }
+        None => bail!(
+            "channel {team}/{channel} does not exist in Mattermost: create it there, or pass --create-channel; nothing was changed"
+        ),
+    }
+}
+
 fn unlink(cfg: &config::Config, json: bool, group: &str, target: &str) -> Result<u8> {
-    let target: Target = target.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    // By syntax only: a link recorded before Mattermost's name lengths were enforced can
+    // still be removed.
+    let target = Target::parse_recorded(target).map_err(|e| anyhow::anyhow!(e))?;
     let ledger = open_ledger(cfg)?;
     let changed = ledger.remove_link(group, &target)?;
     if !changed {

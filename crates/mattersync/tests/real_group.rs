@@ -1012,3 +1012,146 @@ fn ldap_message_framing_is_read_correctly() {
     assert_eq!(message_len(&add), Some(3 + 0x85));
     assert_eq!(op_tag(&add), Some(0x68));
 }
+
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_servers_group_create_refuses_a_name_longer_than_freeipa_allows_and_writes_nothing() {
+    let sb = Sandbox::new("group_create_long").await;
+    let neil = sb.user("neil", false, false).await;
+    let cfg = sb.config("");
+    // mm_<area>_ is 13 characters: 300 in all, and then FreeIPA's limit exactly.
+    let prefix = sb.group("");
+    let long = format!("{prefix}{}", "x".repeat(300 - prefix.len()));
+    let longest = format!("{prefix}{}", "y".repeat(255 - prefix.len()));
+    let create = |name: &str| {
+        run(
+            &cfg,
+            &[
+                "--json",
+                "group",
+                "create",
+                name,
+                "--description",
+                "too long",
+                "--manager",
+                neil.uid.as_str(),
+            ],
+        )
+    };
+    let out = create(&long);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("300 characters long")
+            && out.stderr.contains("at most 255")
+            && out.stderr.contains("nothing was changed"),
+        "{}",
+        out.stderr
+    );
+    assert!(stored(&sb, &long).await.is_none(), "written anyway");
+    // The longest name FreeIPA takes is made.
+    let v = ok(&create(&longest));
+    assert_eq!(v["result"], "created", "{v}");
+    assert!(stored(&sb, &longest).await.is_some());
+    // Linking the over-long name is refused the same way, before any look-up.
+    let out = run(&cfg, &["link", &long, &sb.area]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("at most 255"), "{}", out.stderr);
+}
+
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_servers_link_refuses_a_missing_an_archived_and_a_direct_message_target_and_records_nothing(
+) {
+    let sb = Sandbox::new("link_refusals").await;
+    let alice = sb.user("alice", true, false).await;
+    let cfg = sb.config("");
+    let g = sb.group("infra");
+    let ledger_links = || {
+        let ledger =
+            mattersync_ledger::Ledger::open(&sb.dir.path().join("ledger.db")).expect("ledger");
+        ledger.links().expect("links")
+    };
+    let refused = |target: &str, needle: &str| {
+        let out = run(&cfg, &["link", &g, target]);
+        assert_eq!(out.code, 1, "{target}: {out:?}");
+        assert!(
+            out.stderr.contains(needle) && out.stderr.contains("nothing was changed"),
+            "{target}: {}",
+            out.stderr
+        );
+    };
+
+    // A channel that does not exist: refused (it used to be recorded as it was).
+    refused(
+        &format!("{}/no-such-channel", sb.area),
+        "does not exist in Mattermost: create it there, or pass --create-channel",
+    );
+    // A team that does not exist, for a team link and for a channel link.
+    refused("no-such-team-x1", "team no-such-team-x1 does not exist");
+    refused(
+        "no-such-team-x1/infra",
+        "team no-such-team-x1 does not exist",
+    );
+    // An archived channel.
+    let old = sb.channel("old", false).await;
+    sb.mm.archive_channel(&old).await.expect("archive");
+    refused(&format!("{}/old", sb.area), "is archived");
+    // A direct message: Mattermost finds it by its name under any team.
+    let me = sb.mm.me().await.expect("me");
+    let dm = sb
+        .mm
+        .create_direct_channel(&me.id, alice.mm_id.as_deref().expect("account"))
+        .await
+        .expect("direct channel");
+    assert!(dm.direct, "{dm:?}");
+    let found = sb
+        .mm
+        .channel_by_name(&sb.area, &dm.name)
+        .await
+        .expect("lookup");
+    assert!(found.as_ref().is_some_and(|c| c.direct), "{found:?}");
+    refused(
+        &format!("{}/{}", sb.area, dm.name),
+        "direct or group message",
+    );
+    // A channel name Mattermost cannot have (65 characters) is refused before any look-up.
+    refused(&format!("{}/{}", sb.area, "c".repeat(65)), "1 to 64");
+    assert!(ledger_links().is_empty(), "{:?}", ledger_links());
+
+    // What exists and is open is linked, private channels too.
+    sb.channel("infra", false).await;
+    sb.channel("secret", true).await;
+    for target in [
+        sb.area.clone(),
+        format!("{}/infra", sb.area),
+        format!("{}/secret", sb.area),
+    ] {
+        let v = ok(&run(&cfg, &["--json", "link", &g, &target]));
+        assert_eq!(v["changed"], true, "{target}: {v}");
+    }
+    assert_eq!(ledger_links().len(), 3);
+}
+
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_servers_link_cannot_verify_the_target_when_mattermost_is_unreachable() {
+    let sb = Sandbox::new("link_unverified").await;
+    sb.channel("infra", false).await;
+    let cfg = sb.config("");
+    // The same configuration with a Mattermost nobody answers at.
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    let url = sb.servers.get("MATTERSYNC_MM_URL");
+    let dead = sb.dir.path().join("dead.toml");
+    std::fs::write(&dead, text.replace(&url, "http://127.0.0.1:9")).expect("write");
+    let g = sb.group("infra");
+    let out = run(&dead, &["link", &g, &format!("{}/infra", sb.area)]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("cannot verify the target")
+            && out.stderr.contains("nothing was changed"),
+        "{}",
+        out.stderr
+    );
+    let ledger = mattersync_ledger::Ledger::open(&sb.dir.path().join("ledger.db")).expect("ledger");
+    assert!(ledger.links().expect("links").is_empty());
+}

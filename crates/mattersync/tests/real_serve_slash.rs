@@ -242,6 +242,90 @@ async fn real_serve_slash_command_links_and_unlinks_only_for_admins_and_says_wha
     drop(carol_done);
 }
 
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_serve_slash_link_typed_in_a_direct_message_is_refused_and_records_nothing() {
+    let sb = Sandbox::new("serve_slash_dm").await;
+    let alice = sb.user("alice", true, false).await;
+    let g = sb.create_group("infra", &[&alice], &[], &[]).await;
+    let slash_token = secret_file(sb.dir.path(), "slash.token", "not-yet");
+    let cfg = sb.config(&serve_section(
+        sb.dir.path(),
+        &format!("slash_command_token_file = \"{}\"", slash_token.display()),
+    ));
+    let svc = Service::start(&cfg, &[], "serve.log").await;
+    svc.wait_ready().await;
+    let mm = Mm {
+        http: reqwest::Client::new(),
+        url: sb.servers.get("MATTERSYNC_MM_URL"),
+    };
+    let admin_token = sb.servers.mm_token();
+    let command = mm
+        .call(
+            &admin_token,
+            reqwest::Method::POST,
+            "/commands",
+            json!({
+                "team_id": sb.team_id,
+                "trigger": "mattersync",
+                "method": "P",
+                "url": format!("{}/slash", svc.base),
+                "display_name": "mattersync",
+                "username": "mattersync",
+            }),
+        )
+        .await;
+    secret_file(
+        sb.dir.path(),
+        "slash.token",
+        command["token"].as_str().expect("command token"),
+    );
+
+    // A system admin types the command in a direct message with alice, and in a group
+    // message: Mattermost sends the team they were looking at and the DM's name, which
+    // reads as a channel name; only the channel's type tells.
+    let me = sb.mm.me().await.expect("me");
+    let dm = sb
+        .mm
+        .create_direct_channel(&me.id, alice.mm_id.as_deref().expect("account"))
+        .await
+        .expect("direct channel");
+    let bob = sb.user("bob", true, false).await;
+    let gm = mm
+        .call(
+            &admin_token,
+            reqwest::Method::POST,
+            "/channels/group",
+            json!([me.id, alice.mm_id, bob.mm_id]),
+        )
+        .await;
+    let gm = gm["id"].as_str().expect("group message id").to_string();
+    for channel in [dm.id.as_str(), gm.as_str()] {
+        let answer = text(
+            &mm.type_command(&admin_token, &sb.team_id, channel, &format!("link {g}"))
+                .await,
+        );
+        assert!(
+            answer.contains("direct or group message") && answer.contains("Nothing was changed"),
+            "{answer}"
+        );
+    }
+    let ledger = Ledger::open(&sb.dir.path().join("ledger.db")).expect("ledger");
+    assert!(ledger.links().expect("links").is_empty());
+    let m = svc
+        .wait_metrics("slash commands", |m| {
+            m.get("mattersync_slash_commands_total{command=\"link\",outcome=\"refused\"}") == 2.0
+        })
+        .await;
+    assert_eq!(
+        m.get("mattersync_slash_commands_total{command=\"link\",outcome=\"ok\"}"),
+        0.0
+    );
+    // Nobody was put in the DM's "channel" by a sync either.
+    let members = sb.mm.channel_members(&dm.id).await.expect("dm members");
+    assert_eq!(members.len(), 2, "{members:?}");
+}
+
 /// Deactivates the account the test made itself (a server without a licence refuses new
 /// accounts past 250 active ones).
 struct CarolAccount<'a> {

@@ -77,7 +77,7 @@ pub struct MemMattermost {
 }
 
 impl MemMattermost {
-    /// One team `t` with channel `t/c`, the token's account `admin` and accounts for `users`.
+    /// One team `tm` with channel `tm/c`, the token's account `admin` and accounts for `users`.
     pub fn new(users: &[&str]) -> MemMattermost {
         let mut m = Mattermost::default();
         for u in users.iter().chain(["admin"].iter()) {
@@ -91,18 +91,18 @@ impl MemMattermost {
             );
         }
         m.teams.insert(
-            "t".into(),
+            "tm".into(),
             MmTeam {
                 id: "team-t".into(),
-                name: "t".into(),
+                name: "tm".into(),
                 members: [("id-admin".to_string(), ChannelMember::default())].into(),
             },
         );
         m.channels.insert(
-            "t/c".into(),
+            "tm/c".into(),
             MmChannel {
                 id: "chan-c".into(),
-                team: "t".into(),
+                team: "tm".into(),
                 name: "c".into(),
                 members: [("id-admin".to_string(), ChannelMember::default())].into(),
                 ..Default::default()
@@ -114,11 +114,11 @@ impl MemMattermost {
         }
     }
 
-    /// Usernames in `t/c`, the token's account left out.
+    /// Usernames in `tm/c`, the token's account left out.
     pub fn channel_members(&self) -> BTreeSet<String> {
         let w = self.world.lock().expect("world");
         w.channels
-            .get("t/c")
+            .get("tm/c")
             .map(|c| {
                 c.members
                     .keys()
@@ -132,17 +132,17 @@ impl MemMattermost {
     pub fn join_channel(&self, user: &str) {
         let mut w = self.world.lock().expect("world");
         let id = format!("id-{user}");
-        if let Some(t) = w.teams.get_mut("t") {
+        if let Some(t) = w.teams.get_mut("tm") {
             t.members.insert(id.clone(), ChannelMember::default());
         }
-        if let Some(c) = w.channels.get_mut("t/c") {
+        if let Some(c) = w.channels.get_mut("tm/c") {
             c.members.insert(id, ChannelMember::default());
         }
     }
 
     pub fn leave_channel(&self, user: &str) {
         let mut w = self.world.lock().expect("world");
-        if let Some(c) = w.channels.get_mut("t/c") {
+        if let Some(c) = w.channels.get_mut("tm/c") {
             c.members.remove(&format!("id-{user}"));
         }
     }
@@ -359,23 +359,23 @@ fn channel_info(w: &Mattermost, c: &MmChannel) -> ChannelInfo {
 }
 
 impl MemMattermost {
-    /// Renames channel `t/c` to `t/<to>` (the id stays), as any channel member may.
+    /// Renames channel `tm/c` to `tm/<to>` (the id stays), as any channel member may.
     pub fn rename_channel(&self, to: &str) {
         let mut w = self.world.lock().expect("world");
-        if let Some(mut c) = w.channels.remove("t/c") {
+        if let Some(mut c) = w.channels.remove("tm/c") {
             c.name = to.to_string();
-            w.channels.insert(format!("t/{to}"), c);
+            w.channels.insert(format!("tm/{to}"), c);
         }
     }
 
-    /// A new channel that takes the name `t/<name>`.
+    /// A new channel that takes the name `tm/<name>`.
     pub fn new_channel(&self, name: &str, id: &str) {
         let mut w = self.world.lock().expect("world");
         w.channels.insert(
-            format!("t/{name}"),
+            format!("tm/{name}"),
             MmChannel {
                 id: id.to_string(),
-                team: "t".into(),
+                team: "tm".into(),
                 name: name.to_string(),
                 members: [("id-admin".to_string(), ChannelMember::default())].into(),
                 ..Default::default()

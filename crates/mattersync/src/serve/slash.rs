@@ -229,6 +229,9 @@ async fn run(shared: &Arc<Shared>, req: &SlashRequest, command: &Command) -> Res
             admins,
             readd,
         } => {
+            if let Some(refusal) = not_a_team_channel(shared, req).await {
+                return Ok(Answer::Refused(refusal));
+            }
             if let Some(refusal) = may_change_links(shared, req).await? {
                 return Ok(Answer::Refused(refusal));
             }
@@ -302,7 +305,7 @@ async fn run(shared: &Arc<Shared>, req: &SlashRequest, command: &Command) -> Res
                     && cfg
                         .naming()
                         .ok()
-                        .and_then(|n| cfg.convention_link(&n, group))
+                        .and_then(|n| cfg.convention_link(&n, group).ok().flatten())
                         .is_some_and(|l| l.target == target);
                 return Ok(Answer::Refused(if in_file {
                     format!(
@@ -548,6 +551,36 @@ fn what_happens(p: &Preview, target: &Target, group: Option<&str>) -> String {
         "Nothing to change: the channel already matches.".to_string()
     } else {
         format!("What happens now: {}", out.join(" "))
+    }
+}
+
+/// `None` when the command was typed in a team's open channel, else why it cannot be
+/// linked. A direct or group message carries the team the person was looking at and a name
+/// that reads as a channel's (`<id>__<id>`, 40 hex digits), so only its type, looked up by
+/// id, tells it apart. A channel that cannot be looked up is not linked either.
+async fn not_a_team_channel(shared: &Shared, req: &SlashRequest) -> Option<String> {
+    let id = &req.channel_id;
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Some("Not linked: the request names no channel. Nothing was changed.".to_string());
+    }
+    match shared.mm.channel_by_id(id).await {
+        Ok(Some(c)) if c.direct => Some(
+            "Not linked: this is a direct or group message, not a team's channel; a group can only be linked to a team's channel. Nothing was changed."
+                .to_string(),
+        ),
+        Ok(Some(c)) if c.archived => Some(
+            "Not linked: this channel is archived. Nothing was changed.".to_string(),
+        ),
+        Ok(Some(_)) => None,
+        Ok(None) => Some(
+            "Not linked: Mattermost does not know this channel. Nothing was changed.".to_string(),
+        ),
+        Err(e) => {
+            warn!(error = %e, channel = %id, "cannot look the slash command's channel up");
+            Some(format!(
+                "Not linked: cannot verify the target ({e}). Nothing was changed."
+            ))
+        }
     }
 }
 

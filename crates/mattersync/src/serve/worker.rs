@@ -894,10 +894,10 @@ mod tests {
             describe_scope(&BTreeSet::new(), &BTreeSet::new()),
             "nothing changed"
         );
-        let t: BTreeSet<Target> = ["t/c".parse().expect("target")].into();
+        let t: BTreeSet<Target> = ["tm/c".parse().expect("target")].into();
         assert_eq!(
             describe_scope(&["mm_a_b".to_string()].into(), &t),
-            "mm_a_b, t/c"
+            "mm_a_b, tm/c"
         );
     }
 }
