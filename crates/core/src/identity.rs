@@ -324,19 +324,19 @@ mod tests {
     fn a_renamed_group_keeps_its_convention_link() {
         let mut conv = link("mm_a_new");
         conv.source = LinkSource::Convention;
-        conv.target = "t/new".parse().expect("target");
+        conv.target = "tm/new".parse().expect("target");
         let mut old = known("id1");
-        old.target = "t/old".parse().expect("target");
+        old.target = "tm/old".parse().expect("target");
         let d = dir(&[("mm_a_new", "id1")]);
         let (links, issues) = keep_convention_targets(vec![conv.clone()], &[old.clone()], &d);
         assert_eq!(links.len(), 1);
         assert_eq!(links[0].group, "mm_a_old", "the link as it was recorded");
-        assert_eq!(links[0].target.to_string(), "t/old");
+        assert_eq!(links[0].target.to_string(), "tm/old");
         assert_eq!(
             issues,
             vec![LinkIssue::ConventionMoved {
-                link: "mm_a_old->t/old".into(),
-                now: "t/new".into()
+                link: "mm_a_old->tm/old".into(),
+                now: "tm/new".into()
             }]
         );
         // Not renamed (the old name still exists): nothing is kept from elsewhere.
