@@ -70,6 +70,9 @@ pub enum LinkIssue {
     TargetGone { link: String, target: String },
     /// Another team or channel now has the name the link declares; it is not adopted.
     TargetReplaced { link: String, target: String },
+    /// The team or channel the link was made for is archived (`target`: its name now); it
+    /// is left alone until it is restored or the link is removed.
+    TargetArchived { link: String, target: String },
     /// The target is a direct or group message channel.
     DirectMessage { link: String, target: String },
 }
@@ -85,6 +88,7 @@ impl LinkIssue {
             | LinkIssue::GroupReplaced { .. }
             | LinkIssue::TargetGone { .. }
             | LinkIssue::TargetReplaced { .. }
+            | LinkIssue::TargetArchived { .. }
             | LinkIssue::DirectMessage { .. } => true,
         }
     }
@@ -120,6 +124,10 @@ impl fmt::Display for LinkIssue {
             LinkIssue::TargetReplaced { link, target } => write!(
                 f,
                 "BROKEN link {link}: {target} is now another team or channel (a different id); it gets nothing — unlink and link again if it is meant"
+            ),
+            LinkIssue::TargetArchived { link, target } => write!(
+                f,
+                "BROKEN link {link}: {target} is archived in Mattermost; nothing is changed there until it is restored or the link is removed"
             ),
             LinkIssue::DirectMessage { link, target } => write!(
                 f,
