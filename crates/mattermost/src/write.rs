@@ -545,6 +545,14 @@ impl Client {
         Ok(())
     }
 
+    /// `POST /channels/{id}/restore`: unarchives a channel.
+    pub async fn restore_channel(&self, channel_id: &str) -> Result<(), MmError> {
+        let path = format!("/channels/{}/restore", seg(channel_id));
+        self.call(Method::POST, &path, None, Retry::Idempotent)
+            .await?;
+        Ok(())
+    }
+
     /// `POST /users`. The password is sent in the body only; it is never logged.
     pub async fn create_user(
         &self,
