@@ -454,7 +454,9 @@ fn a_schema_2_ledger_is_upgraded_and_keeps_every_record() {
             [],
         )
         .expect("run");
-        let rows: &[(&str, &str, &str, &str, &str, Option<&str>)] = &[
+        // scope kind, scope id, user, origin, state, intent
+        type MembershipRow<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, Option<&'a str>);
+        let rows: &[MembershipRow<'_>] = &[
             ("channel", "c1", "a", "added", "present", None),
             ("channel", "c1", "b", "added", "departed", None),
             ("channel", "c1", "c", "added", "removed", None),
