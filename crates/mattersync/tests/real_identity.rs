@@ -322,3 +322,43 @@ async fn real_servers_an_archived_linked_channel_is_a_broken_link() {
         sorted(vec![alice.uid.clone(), bob.uid.clone()])
     );
 }
+
+/// The linked group is deleted and a new one takes its name: the new group is not adopted
+/// (its member gets nothing), the old members stay (the link is add-only while broken), and
+/// the link is loud.
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_servers_a_new_group_with_a_deleted_groups_name_is_not_adopted() {
+    let sb = Sandbox::new("group_replaced").await;
+    let alice = sb.user("alice", true, false).await;
+    let eve = sb.user("eve", true, false).await;
+    let g = sb.create_group("sec", &[&alice], &[], &[]).await;
+    let ch = sb.channel("sec", false).await;
+    let cfg = sb.config(&sb.link(&g, "sec"));
+    let link = format!("{g}->{}/sec", sb.area);
+    apply(&cfg);
+    assert_eq!(names(&sb.members(&ch).await), vec![alice.uid.clone()]);
+
+    sb.delete_group(&g).await;
+    let plan = run(&cfg, &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 8, "{plan:?}");
+    assert!(
+        plan.stdout.contains(&format!(
+            "BROKEN link {link}: the group {g} it was made for is gone"
+        )),
+        "{plan:?}"
+    );
+
+    sb.create_raw_group(&g, &[&eve], &[], &[], true).await;
+    let plan = run(&cfg, &["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 8, "{plan:?}");
+    assert!(
+        plan.stdout
+            .contains(&format!("BROKEN link {link}: {g} is now another group")),
+        "{plan:?}"
+    );
+    let (v, stderr) = apply_nothing(&cfg);
+    assert!(stderr.contains("error: BROKEN link"), "{stderr}");
+    assert_eq!(v["link_issues"][0]["kind"], "group_replaced", "{v}");
+    assert_eq!(names(&sb.members(&ch).await), vec![alice.uid.clone()]);
+}

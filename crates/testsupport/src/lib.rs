@@ -465,6 +465,16 @@ impl Sandbox {
         }
     }
 
+    /// Deletes a group from the directory.
+    pub async fn delete_group(&self, cn: &str) {
+        let mut ldap = self.ldap().await;
+        ldap.delete(&self.group_dn(cn))
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("delete group {cn}: {e}"));
+        let _ = ldap.unbind().await;
+    }
+
     /// The directory's `nsUniqueId` of a group (its id whatever its name).
     pub async fn group_unique_id(&self, cn: &str) -> String {
         let mut ldap = self.ldap().await;
