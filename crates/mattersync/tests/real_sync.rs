@@ -494,7 +494,9 @@ async fn real_servers_a_hand_demotion_is_respected_unless_the_link_says_readd_al
     let sb = Sandbox::new("hand_demotion").await;
     let alice = sb.user("alice", true, false).await;
     let bob = sb.user("bob", true, false).await;
-    let g = sb.create_group("demote", &[&alice, &bob], &[], &[&alice]).await;
+    let g = sb
+        .create_group("demote", &[&alice, &bob], &[], &[&alice])
+        .await;
     let ch = sb.channel("demote", false).await;
     let link = |readd: &str| {
         format!(
@@ -505,7 +507,11 @@ async fn real_servers_a_hand_demotion_is_respected_unless_the_link_says_readd_al
     let cfg = sb.config(&link("never"));
     apply(&cfg);
     let admin = |m: &std::collections::BTreeMap<String, bool>| m.get(&alice.uid).copied();
-    assert_eq!(admin(&sb.members(&ch).await), Some(true), "alice made admin");
+    assert_eq!(
+        admin(&sb.members(&ch).await),
+        Some(true),
+        "alice made admin"
+    );
     let alice_id = alice.mm_id.clone().expect("account");
     sb.mm
         .set_channel_admin(&ch, &alice_id, false)
@@ -513,7 +519,11 @@ async fn real_servers_a_hand_demotion_is_respected_unless_the_link_says_readd_al
         .expect("demote by hand");
     let out = apply(&cfg);
     assert_eq!(out["report"]["users_failed"], 0, "{out}");
-    assert_eq!(admin(&sb.members(&ch).await), Some(false), "not promoted again");
+    assert_eq!(
+        admin(&sb.members(&ch).await),
+        Some(false),
+        "not promoted again"
+    );
     let again = run(&cfg, &["plan", "--json", "--detailed-exitcode"]);
     assert_eq!(again.code, 0, "nothing left to do: {again:?}");
     let audit = run(&cfg, &["audit", "--json"]);
@@ -521,5 +531,9 @@ async fn real_servers_a_hand_demotion_is_respected_unless_the_link_says_readd_al
     // The link asks for it: granted again.
     let cfg = sb.config(&link("always"));
     apply(&cfg);
-    assert_eq!(admin(&sb.members(&ch).await), Some(true), "readd = always promotes again");
+    assert_eq!(
+        admin(&sb.members(&ch).await),
+        Some(true),
+        "readd = always promotes again"
+    );
 }
