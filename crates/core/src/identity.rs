@@ -70,6 +70,9 @@ pub enum LinkIssue {
     TargetGone { link: String, target: String },
     /// Another team or channel now has the name the link declares; it is not adopted.
     TargetReplaced { link: String, target: String },
+    /// The team or channel the link was made for is archived (`target`: its name now); it
+    /// is left alone until it is restored or the link is removed.
+    TargetArchived { link: String, target: String },
     /// The target is a direct or group message channel.
     DirectMessage { link: String, target: String },
     /// A group linked by the naming convention was renamed: the link stays on the channel it
@@ -89,6 +92,7 @@ impl LinkIssue {
             | LinkIssue::GroupReplaced { .. }
             | LinkIssue::TargetGone { .. }
             | LinkIssue::TargetReplaced { .. }
+            | LinkIssue::TargetArchived { .. }
             | LinkIssue::DirectMessage { .. } => true,
         }
     }
@@ -128,6 +132,10 @@ impl fmt::Display for LinkIssue {
             LinkIssue::ConventionMoved { link, now } => write!(
                 f,
                 "link {link}: the group was renamed; the link stays on the channel it was made for, though the naming convention now points at {now} (link the group there, or rename the channel, if that is meant)"
+            ),
+            LinkIssue::TargetArchived { link, target } => write!(
+                f,
+                "BROKEN link {link}: {target} is archived in Mattermost; nothing is changed there until it is restored or the link is removed"
             ),
             LinkIssue::DirectMessage { link, target } => write!(
                 f,

@@ -163,7 +163,16 @@ async fn resolve_target<M: MattermostApi>(
                     team_id: None,
                     channel_id: None,
                 }),
-                _ => {
+                Some(t) => Ok(gone(
+                    Target::Team {
+                        team: t.name.clone(),
+                    },
+                    LinkIssue::TargetArchived {
+                        link: link.id(),
+                        target: t.name,
+                    },
+                )),
+                None => {
                     let replaced = mm.team_by_name(name).await?.is_some_and(|t| t.id != id);
                     let target = Target::Team {
                         team: unresolvable(name),
@@ -217,9 +226,21 @@ async fn resolve_target<M: MattermostApi>(
                             ));
                         };
                         let now = Target::Channel {
-                            team: t.name,
+                            team: t.name.clone(),
                             channel: c.name,
                         };
+                        // Archived (the channel or its team): broken, and left alone. The
+                        // planner skips it too; restoring it makes the link work again.
+                        if c.archived || t.archived {
+                            let target = if c.archived { now.to_string() } else { t.name };
+                            return Ok(gone(
+                                now,
+                                LinkIssue::TargetArchived {
+                                    link: link.id(),
+                                    target,
+                                },
+                            ));
+                        }
                         Ok(Resolved {
                             issue: (now != link.target).then(|| LinkIssue::ChannelRenamed {
                                 link: link.id(),

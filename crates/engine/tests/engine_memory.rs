@@ -462,3 +462,38 @@ async fn a_renamed_channel_keeps_its_link_and_a_new_channel_with_the_old_name_ge
         "only the token's account"
     );
 }
+
+#[tokio::test]
+async fn a_link_whose_channel_was_archived_is_broken_and_restoring_it_mends_it() {
+    let mut w = world(&["ann"], &["ann", "cy"]);
+    w.apply(false).await;
+    w.mm.archive_channel("c");
+    let ledger = Ledger::open_read_only(&w.path).expect("ro");
+    let state = w.read(&ledger).await;
+    drop(ledger);
+    assert_eq!(state.broken_links(), 1, "{:?}", state.link_issues);
+    assert!(
+        state
+            .link_issues
+            .iter()
+            .any(|i| matches!(i, mattersync_core::LinkIssue::TargetArchived { target, .. } if target == "t/c")),
+        "{:?}",
+        state.link_issues
+    );
+    assert!(!state.plan().has_changes());
+    // Restored: the link works again, by the id it always had.
+    w.mm.world
+        .lock()
+        .expect("world")
+        .channels
+        .get_mut("t/c")
+        .expect("channel")
+        .archived = false;
+    w.set_members(&["ann", "cy"]);
+    let ledger = Ledger::open_read_only(&w.path).expect("ro");
+    let state = w.read(&ledger).await;
+    drop(ledger);
+    assert_eq!(state.broken_links(), 0, "{:?}", state.link_issues);
+    w.apply(false).await;
+    assert_eq!(w.mm.channel_members(), names(&["ann", "cy"]));
+}

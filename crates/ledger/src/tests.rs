@@ -434,3 +434,146 @@ fn a_read_only_ledger_creates_nothing_writes_nothing_and_needs_the_current_schem
     let e = Ledger::open_read_only(&path).err().expect("too old");
     assert!(e.to_string().contains("older"), "{e}");
 }
+
+/// A ledger made by the mattersync before links by id (schema 2) opens with this one: the
+/// migrations add `link_identity` (and what came later) and keep every ownership record,
+/// intent, link and admin grant exactly as it was.
+#[test]
+fn a_schema_2_ledger_is_upgraded_and_keeps_every_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ledger.db");
+    {
+        let c = Connection::open(&path).expect("sqlite");
+        c.execute_batch(include_str!("../migrations/0001_init.sql"))
+            .expect("schema 1");
+        c.execute_batch(include_str!("../migrations/0002_intents.sql"))
+            .expect("schema 2");
+        c.pragma_update(None, "user_version", 2).expect("pragma");
+        c.execute(
+            "INSERT INTO runs (id, kind, started_at) VALUES ('r1', 'apply', '2026-01-01T00:00:00Z')",
+            [],
+        )
+        .expect("run");
+        // scope kind, scope id, user, origin, state, intent
+        type MembershipRow<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, Option<&'a str>);
+        let rows: &[MembershipRow<'_>] = &[
+            ("channel", "c1", "a", "added", "present", None),
+            ("channel", "c1", "b", "added", "departed", None),
+            ("channel", "c1", "c", "added", "removed", None),
+            ("channel", "c1", "d", "preexisting", "present", None),
+            ("channel", "c2", "e", "preexisting", "departed", None),
+            ("channel", "c2", "f", "added", "present", Some("remove")),
+            ("team", "t1", "a", "added", "present", None),
+            ("team", "t1", "d", "preexisting", "present", None),
+        ];
+        for (kind, scope, user, origin, state, intent) in rows {
+            c.execute(
+                "INSERT INTO memberships (scope_kind, scope_id, user_id, origin, state, groups, updated_at, run_id, intent)
+                 VALUES (?1, ?2, ?3, ?4, ?5, '[\"mm_rl_infra\"]', '2026-01-01T00:00:00Z', 'r1', ?6)",
+                params![kind, scope, user, origin, state, intent],
+            )
+            .expect("membership");
+        }
+        c.execute(
+            "INSERT INTO links (group_name, target, mode, admins, readd, created_at, created_by)
+             VALUES ('mm_rl_infra', 'rocky-linux/infra', 'exclusive', 'managers', 'always', '2026-01-01T00:00:00Z', 'alice')",
+            [],
+        )
+        .expect("link");
+        c.execute(
+            "INSERT INTO admin_grants (channel_id, user_id, groups, granted_at, run_id)
+             VALUES ('c1', 'a', '[\"mm_rl_infra\"]', '2026-01-01T00:00:00Z', 'r1')",
+            [],
+        )
+        .expect("grant");
+    }
+
+    // Upgraded through migration 3 (link_identity) and every later one.
+    let l = Ledger::open(&path).expect("open a schema-2 ledger");
+    assert!(MIGRATIONS.len() >= 3, "this test is about migration 3");
+    assert_eq!(
+        l.schema_version().expect("version"),
+        MIGRATIONS.len() as i64
+    );
+
+    let rec = |origin, state| Record { origin, state };
+    let facts = l.facts().expect("facts");
+    let c1: Vec<(&str, Record)> = facts.channels["c1"]
+        .iter()
+        .map(|(u, r)| (u.as_str(), *r))
+        .collect();
+    assert_eq!(
+        c1,
+        vec![
+            ("a", rec(Origin::Added, RecordState::Present)),
+            ("b", rec(Origin::Added, RecordState::Departed)),
+            ("c", rec(Origin::Added, RecordState::Removed)),
+            ("d", rec(Origin::Preexisting, RecordState::Present)),
+        ]
+    );
+    let c2: Vec<(&str, Record)> = facts.channels["c2"]
+        .iter()
+        .map(|(u, r)| (u.as_str(), *r))
+        .collect();
+    assert_eq!(
+        c2,
+        vec![
+            ("e", rec(Origin::Preexisting, RecordState::Departed)),
+            ("f", rec(Origin::Added, RecordState::Present)),
+        ]
+    );
+    assert_eq!(facts.channels.len(), 2);
+    let t1: Vec<(&str, Record)> = facts.teams["t1"]
+        .iter()
+        .map(|(u, r)| (u.as_str(), *r))
+        .collect();
+    assert_eq!(
+        t1,
+        vec![
+            ("a", rec(Origin::Added, RecordState::Present)),
+            ("d", rec(Origin::Preexisting, RecordState::Present)),
+        ]
+    );
+    assert_eq!(facts.teams.len(), 1);
+    assert_eq!(facts.channel_admins.len(), 1);
+    assert_eq!(
+        facts.channel_admins["c1"].iter().collect::<Vec<_>>(),
+        vec!["a"]
+    );
+    // A grant made before hand demotions were recorded is a grant, not a demotion.
+    assert!(facts.channel_admins_demoted.is_empty());
+
+    assert_eq!(
+        l.intents().expect("intents"),
+        vec![Intent {
+            scope_kind: ScopeKind::Channel,
+            scope_id: "c2".into(),
+            user_id: "f".into(),
+            intent: IntentKind::Remove,
+            placeholder: false,
+        }]
+    );
+    assert_eq!(
+        l.links().expect("links"),
+        vec![Link {
+            group: "mm_rl_infra".into(),
+            target: "rocky-linux/infra".parse().expect("target"),
+            mode: Mode::Exclusive,
+            admins: "managers".parse().expect("admins"),
+            readd: mattersync_core::Readd::Always,
+            source: mattersync_core::LinkSource::Ledger,
+        }]
+    );
+    // The new table starts empty: ids are learned on the next run that holds the lock.
+    assert!(l.identities().expect("identities").is_empty());
+    // And the upgraded ledger takes new records as before.
+    let run = l.begin_run("apply", None).expect("run after the upgrade");
+    assert!(!run.is_empty());
+    drop(l);
+    let again = Ledger::open(&path).expect("reopen");
+    assert_eq!(
+        again.schema_version().expect("version"),
+        MIGRATIONS.len() as i64
+    );
+    assert_eq!(again.facts().expect("facts"), facts);
+}

@@ -150,6 +150,19 @@ pub(crate) struct ChannelIn<'a> {
     pub kind: &'a str,
 }
 
+/// `PUT /channels/{id}/patch`: only the fields sent are changed.
+#[derive(Debug, Serialize)]
+pub(crate) struct ChannelPatchIn<'a> {
+    pub name: &'a str,
+    pub display_name: &'a str,
+}
+
+/// `PUT /teams/{id}/patch`. A team's `name` (its URL) is not patchable.
+#[derive(Debug, Serialize)]
+pub(crate) struct TeamPatchIn<'a> {
+    pub display_name: &'a str,
+}
+
 #[derive(Debug, Serialize)]
 pub(crate) struct UserIn<'a> {
     pub username: &'a str,

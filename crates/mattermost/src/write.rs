@@ -512,6 +512,37 @@ impl Client {
         Ok(c.into())
     }
 
+    /// `PUT /channels/{id}/patch`: renames a channel (its `name`, the handle in its URL, and
+    /// its display name). The id stays.
+    pub async fn rename_channel(
+        &self,
+        channel_id: &str,
+        name: &str,
+        display_name: &str,
+    ) -> Result<Channel, MmError> {
+        let path = format!("/channels/{}/patch", seg(channel_id));
+        let body = wire::ChannelPatchIn { name, display_name };
+        let c: wire::Channel = self
+            .send_json(Method::PUT, &path, &body, Retry::Idempotent)
+            .await?;
+        Ok(c.into())
+    }
+
+    /// `PUT /teams/{id}/patch` with a new display name. Mattermost's API cannot change a
+    /// team's `name` (the handle in its URL): the team patch has no such field.
+    pub async fn set_team_display_name(
+        &self,
+        team_id: &str,
+        display_name: &str,
+    ) -> Result<Team, MmError> {
+        let path = format!("/teams/{}/patch", seg(team_id));
+        let body = wire::TeamPatchIn { display_name };
+        let t: wire::Team = self
+            .send_json(Method::PUT, &path, &body, Retry::Idempotent)
+            .await?;
+        Ok(t.into())
+    }
+
     /// `DELETE /teams/{id}`: archives the team, or deletes it with everything in it when
     /// `permanent` (needs `ServiceSettings.EnableAPITeamDeletion`).
     pub async fn delete_team(&self, team_id: &str, permanent: bool) -> Result<(), MmError> {
@@ -529,6 +560,14 @@ impl Client {
     pub async fn archive_channel(&self, channel_id: &str) -> Result<(), MmError> {
         let path = format!("/channels/{}", seg(channel_id));
         self.call(Method::DELETE, &path, None, Retry::Idempotent)
+            .await?;
+        Ok(())
+    }
+
+    /// `POST /channels/{id}/restore`: unarchives a channel.
+    pub async fn restore_channel(&self, channel_id: &str) -> Result<(), MmError> {
+        let path = format!("/channels/{}/restore", seg(channel_id));
+        self.call(Method::POST, &path, None, Retry::Idempotent)
             .await?;
         Ok(())
     }

@@ -448,6 +448,69 @@ impl Sandbox {
             .await
     }
 
+    /// Renames a group in the directory (a modrdn with the old RDN deleted: the entry, and
+    /// its ipaUniqueID and nsUniqueId, stay) and keeps tracking it under its new DN.
+    pub async fn rename_group(&self, cn: &str, new_cn: &str) {
+        let mut ldap = self.ldap().await;
+        ldap.modifydn(&self.group_dn(cn), &format!("cn={new_cn}"), true, None)
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("rename group {cn} to {new_cn}: {e}"));
+        let _ = ldap.unbind().await;
+        let (old, new) = (self.group_dn(cn), self.group_dn(new_cn));
+        if let Ok(mut v) = self.entries.lock() {
+            for dn in v.iter_mut().filter(|dn| **dn == old) {
+                dn.clone_from(&new);
+            }
+        }
+    }
+
+    /// Deletes a group from the directory.
+    pub async fn delete_group(&self, cn: &str) {
+        let mut ldap = self.ldap().await;
+        ldap.delete(&self.group_dn(cn))
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("delete group {cn}: {e}"));
+        let _ = ldap.unbind().await;
+    }
+
+    /// The directory's `nsUniqueId` of a group (its id whatever its name).
+    pub async fn group_unique_id(&self, cn: &str) -> String {
+        let mut ldap = self.ldap().await;
+        let (entries, _) = ldap
+            .search(
+                &self.group_dn(cn),
+                ldap3::Scope::Base,
+                "(objectClass=*)",
+                vec!["nsUniqueId"],
+            )
+            .await
+            .and_then(|r| r.success())
+            .unwrap_or_else(|e| panic!("read group {cn}: {e}"));
+        let _ = ldap.unbind().await;
+        let entry = ldap3::SearchEntry::construct(
+            entries
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| panic!("group {cn} not found")),
+        );
+        entry
+            .attrs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("nsUniqueId"))
+            .and_then(|(_, v)| v.first().cloned())
+            .unwrap_or_else(|| panic!("group {cn} has no nsUniqueId"))
+    }
+
+    /// Renames a channel of the sandbox (its name and display name); the id stays.
+    pub async fn rename_channel(&self, channel_id: &str, new_name: &str) {
+        self.mm
+            .rename_channel(channel_id, new_name, new_name)
+            .await
+            .unwrap_or_else(|e| panic!("rename channel {channel_id} to {new_name}: {e}"));
+    }
+
     /// Creates a channel in the sandbox team and returns its id.
     pub async fn channel(&self, name: &str, private: bool) -> String {
         self.mm

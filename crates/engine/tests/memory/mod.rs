@@ -383,3 +383,13 @@ impl MemMattermost {
         );
     }
 }
+
+impl MemMattermost {
+    /// Archives channel `t/<name>` (it stays readable, by id and by name).
+    pub fn archive_channel(&self, name: &str) {
+        let mut w = self.world.lock().expect("world");
+        if let Some(c) = w.channels.get_mut(&format!("t/{name}")) {
+            c.archived = true;
+        }
+    }
+}
