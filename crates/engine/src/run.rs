@@ -271,10 +271,21 @@ async fn team_channels<M: MattermostApi>(mm: &M, state: &mut State) -> Result<()
         }
     }
     for (user_id, team_id, team) in wanted {
-        let channels = mm
-            .user_team_channels(&user_id, &team_id)
-            .await
-            .with_context(|| format!("mattermost: reading the channels of {user_id} in {team}"))?;
+        // Only the linked channels matter for what is planned, and those were read already;
+        // an account that may not list another user's channels (a team admin, not a system
+        // admin) still syncs, with the hand-joined ones left out of the plan's words.
+        let channels = match mm.user_team_channels(&user_id, &team_id).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(
+                    user = %user_id,
+                    team = %team,
+                    error = %format!("{e:#}"),
+                    "cannot list the channels a team removal takes with it; the linked ones are still recorded"
+                );
+                continue;
+            }
+        };
         let refs = channels
             .into_iter()
             .filter(|c| !c.direct)

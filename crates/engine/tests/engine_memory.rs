@@ -476,7 +476,7 @@ async fn a_link_whose_channel_was_archived_is_broken_and_restoring_it_mends_it()
         state
             .link_issues
             .iter()
-            .any(|i| matches!(i, mattersync_core::LinkIssue::TargetArchived { target, .. } if target == "t/c")),
+            .any(|i| matches!(i, mattersync_core::LinkIssue::TargetArchived { target, .. } if target == "tm/c")),
         "{:?}",
         state.link_issues
     );
@@ -486,7 +486,7 @@ async fn a_link_whose_channel_was_archived_is_broken_and_restoring_it_mends_it()
         .lock()
         .expect("world")
         .channels
-        .get_mut("t/c")
+        .get_mut("tm/c")
         .expect("channel")
         .archived = false;
     w.set_members(&["ann", "cy"]);

@@ -388,7 +388,7 @@ impl MemMattermost {
     /// Archives channel `t/<name>` (it stays readable, by id and by name).
     pub fn archive_channel(&self, name: &str) {
         let mut w = self.world.lock().expect("world");
-        if let Some(c) = w.channels.get_mut(&format!("t/{name}")) {
+        if let Some(c) = w.channels.get_mut(&format!("tm/{name}")) {
             c.archived = true;
         }
     }
