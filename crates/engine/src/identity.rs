@@ -123,6 +123,23 @@ pub async fn identify<M: MattermostApi>(
     Ok(out)
 }
 
+/// The target a link was made for no longer has its id: another with the same name took
+/// its place, or none did.
+fn gone_or_replaced(link: &Link, replaced: bool) -> LinkIssue {
+    let target = link.target.to_string();
+    if replaced {
+        LinkIssue::TargetReplaced {
+            link: link.id(),
+            target,
+        }
+    } else {
+        LinkIssue::TargetGone {
+            link: link.id(),
+            target,
+        }
+    }
+}
+
 async fn team<M: MattermostApi>(
     mm: &M,
     teams: &mut BTreeMap<String, Option<TeamInfo>>,
@@ -177,20 +194,7 @@ async fn resolve_target<M: MattermostApi>(
                     let target = Target::Team {
                         team: unresolvable(name),
                     };
-                    Ok(gone(
-                        target,
-                        if replaced {
-                            LinkIssue::TargetReplaced {
-                                link: link.id(),
-                                target: declared,
-                            }
-                        } else {
-                            LinkIssue::TargetGone {
-                                link: link.id(),
-                                target: declared,
-                            }
-                        },
-                    ))
+                    Ok(gone(target, gone_or_replaced(link, replaced)))
                 }
             },
             None => Ok(Resolved {
@@ -257,20 +261,7 @@ async fn resolve_target<M: MattermostApi>(
                             .channel_by_name(team_name, name)
                             .await?
                             .is_some_and(|c| c.id != id);
-                        Ok(gone(
-                            unresolved,
-                            if replaced {
-                                LinkIssue::TargetReplaced {
-                                    link: link.id(),
-                                    target: declared,
-                                }
-                            } else {
-                                LinkIssue::TargetGone {
-                                    link: link.id(),
-                                    target: declared,
-                                }
-                            },
-                        ))
+                        Ok(gone(unresolved, gone_or_replaced(link, replaced)))
                     }
                 },
                 None => match mm.channel_by_name(team_name, name).await? {

@@ -21,8 +21,8 @@ pub use config::Config;
 pub use identity::{record_identities, Identified, TargetCache};
 pub use links::{resolve_links, source_name};
 pub use run::{
-    apply, check_saved, describe_trips, gather, held_fingerprint, ldap_config, links_now,
-    mattermost_client, read_all, record_hold, settle, verdict, ApplyReport, LedgerView, Linked,
-    SavedPlanMismatch, State, Verdict,
+    apply, check_saved, describe_trips, gather, gather_selected, held_fingerprint, ldap_config,
+    links_now, mattermost_client, read_all, record_hold, settle, verdict, ApplyReport, LedgerView,
+    Linked, SavedPlanMismatch, State, Verdict,
 };
 pub use source::{DirectorySource, Ldap, MattermostApi};

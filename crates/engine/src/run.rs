@@ -144,8 +144,22 @@ pub async fn read_all<D: DirectorySource, M: MattermostApi>(
 ) -> Result<State> {
     let directory = dir.snapshot().await?;
     let view = LedgerView::read(ledger)?;
+    gather_selected(cfg, mm, directory, view, |links| links.to_vec()).await
+}
+
+/// A directory snapshot already read, the ledger as read: every link identified, then
+/// Mattermost read for the links `select` picks (all of them, or one channel's scope for a
+/// preview). Writes nothing.
+pub async fn gather_selected<M: MattermostApi>(
+    cfg: &Config,
+    mm: &M,
+    directory: Directory,
+    view: LedgerView,
+    select: impl FnOnce(&[Link]) -> Vec<Link>,
+) -> Result<State> {
     let linked = links_now(cfg, &directory, &view, mm, &mut TargetCache::default()).await?;
-    let mut state = gather(cfg, mm, directory, linked.links, view, linked.warnings).await?;
+    let selected = select(&linked.links);
+    let mut state = gather(cfg, mm, directory, selected, view, linked.warnings).await?;
     state.link_issues = linked.issues;
     state.learned = linked.learned;
     Ok(state)

@@ -204,24 +204,8 @@ async fn plan(
     let result = async {
         let dir = read_directory(&shared.ldap).await?;
         let view = LedgerView::read(&*shared.ledger.lock().await)?;
-        let linked = engine::links_now(
-            &shared.cfg,
-            &dir,
-            &view,
-            &shared.mm,
-            &mut Default::default(),
-        )
-        .await?;
-        let mut state = engine::gather(
-            &shared.cfg,
-            &shared.mm,
-            dir,
-            linked.links,
-            view,
-            linked.warnings,
-        )
-        .await?;
-        state.link_issues = linked.issues;
+        let state =
+            engine::gather_selected(&shared.cfg, &shared.mm, dir, view, |l| l.to_vec()).await?;
         anyhow::Ok(state)
     }
     .await;

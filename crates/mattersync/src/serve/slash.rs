@@ -423,30 +423,17 @@ struct Preview {
 /// The plan for one channel as things stand (links from the ledger included).
 async fn preview(shared: &Shared, dir: Arc<Directory>, target: &Target) -> Result<Preview> {
     let view = LedgerView::read(&*shared.ledger.lock().await)?;
-    let linked = engine::links_now(
-        &shared.cfg,
-        &dir,
-        &view,
-        &shared.mm,
-        &mut Default::default(),
-    )
+    let state = engine::gather_selected(&shared.cfg, &shared.mm, (*dir).clone(), view, |links| {
+        scope::affected_links(links, &BTreeSet::new(), &[target.clone()].into())
+    })
     .await?;
-    let (links, warnings) = (linked.links, linked.warnings);
-    let selected = scope::affected_links(&links, &BTreeSet::new(), &[target.clone()].into());
-    let here: Vec<Link> = selected
+    let here: Vec<Link> = state
+        .policy
+        .links
         .iter()
         .filter(|l| l.target == *target)
         .cloned()
         .collect();
-    let state = engine::gather(
-        &shared.cfg,
-        &shared.mm,
-        (*dir).clone(),
-        selected,
-        view,
-        warnings,
-    )
-    .await?;
     let plan = state.plan();
     Ok(Preview {
         links: here,
