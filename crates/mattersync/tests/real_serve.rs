@@ -524,3 +524,57 @@ async fn real_serve_a_held_plan_is_parked_not_replanned() {
     assert_eq!(members(&sb, &ch).await, vec![users[2].uid.clone()]);
     assert_eq!(svc.get("/readyz").await.0, 200);
 }
+
+/// Renames on both sides while `serve` runs: a directory rename is followed at once (the
+/// next change cycle plans the renamed group's channel), a channel rename from the next
+/// full reconcile (here `POST /sync`); neither removes anyone, and the member who leaves the
+/// renamed group afterwards is removed from the renamed channel.
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_serve_follows_a_group_rename_and_a_channel_rename() {
+    let sb = Sandbox::new("serve_renames").await;
+    let alice = sb.user("alice", true, false).await;
+    let bob = sb.user("bob", true, false).await;
+    let g = sb.create_group("old", &[&alice, &bob], &[], &[]).await;
+    let ch = sb.channel("old", false).await;
+    let cfg = sb.config(&format!(
+        "{}\n[guards]\nmax_removal_ratio = 1.0\n\n{}",
+        sb.link(&g, "old"),
+        serve_section(sb.dir.path(), "")
+    ));
+    let svc = Service::start(&cfg, &[], "serve.log").await;
+    svc.wait_ready().await;
+    assert_eq!(members(&sb, &ch).await.len(), 2);
+
+    let renamed = sb.group("renamed");
+    sb.rename_group(&g, &renamed).await;
+    sb.rename_channel(&ch, &format!("{}-renamed", "old")).await;
+    let (status, body) = svc
+        .request(reqwest::Method::POST, "/sync", Some(API_TOKEN))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        members(&sb, &ch).await.len(),
+        2,
+        "nobody removed by the renames"
+    );
+    let (_, page) = svc.get("/").await;
+    assert!(
+        page.contains("renamed from"),
+        "the renames are on the status page"
+    );
+    assert_eq!(svc.metrics().await.get("mattersync_broken_links"), 0.0);
+
+    // bob leaves the renamed group: a change cycle removes him from the renamed channel.
+    sb.remove_member(&renamed, &bob).await;
+    assert!(
+        wait_until(PROPAGATION, || async {
+            members(&sb, &ch).await == vec![alice.uid.clone()]
+        })
+        .await,
+        "bob left the renamed group and stayed: {:?}\n{}",
+        members(&sb, &ch).await,
+        svc.logs()
+    );
+    assert_eq!(svc.get("/readyz").await.0, 200);
+}
