@@ -138,6 +138,7 @@ auto_link = true
 [guards]
 max_removals = 1000000
 max_removal_ratio = 1.0
+max_additions = 100000000
 
 [ledger]
 path = "{run}/ledger.db"

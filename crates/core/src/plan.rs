@@ -284,6 +284,28 @@ pub enum GuardTrip {
         members: usize,
         max_ratio: f64,
     },
+    /// More memberships added in one run than `guards.max_additions` (e.g. a big group
+    /// nested into a small linked one by mistake).
+    MaxAdditions {
+        additions: usize,
+        max: usize,
+    },
+    MaxAdditionRatio {
+        channel: String,
+        additions: usize,
+        members: usize,
+        max_ratio: f64,
+    },
+}
+
+impl GuardTrip {
+    /// Whether the trip is about removals (as opposed to additions).
+    pub fn is_removal(&self) -> bool {
+        match self {
+            GuardTrip::MaxRemovals { .. } | GuardTrip::MaxRemovalRatio { .. } => true,
+            GuardTrip::MaxAdditions { .. } | GuardTrip::MaxAdditionRatio { .. } => false,
+        }
+    }
 }
 
 impl std::fmt::Display for GuardTrip {
@@ -301,6 +323,19 @@ impl std::fmt::Display for GuardTrip {
             } => write!(
                 f,
                 "{channel}: {removals} of {members} members would be removed, more than guards.max_removal_ratio = {max_ratio}"
+            ),
+            GuardTrip::MaxAdditions { additions, max } => write!(
+                f,
+                "{additions} additions planned, more than guards.max_additions = {max}"
+            ),
+            GuardTrip::MaxAdditionRatio {
+                channel,
+                additions,
+                members,
+                max_ratio,
+            } => write!(
+                f,
+                "{channel}: {additions} would be added to its {members} members, more than guards.max_addition_ratio = {max_ratio} times its size"
             ),
         }
     }

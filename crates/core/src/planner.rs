@@ -495,7 +495,37 @@ impl<'a> Planner<'a> {
         out.extend(channel_actions);
         out.extend(team_tail);
 
-        let guard_trips = self.guards(&removals);
+        // Additions per team and channel, with its current size, for the addition guards.
+        let mut additions: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        for a in &out {
+            let (scope, n, members) = match a {
+                Action::AddTeamMembers { team, users, .. } => (
+                    team,
+                    users.len(),
+                    mm.teams.get(team).map_or(0, |t| t.members.len()),
+                ),
+                Action::AddChannelMembers { channel, users, .. } => (
+                    channel,
+                    users.len(),
+                    mm.channels.get(channel).map_or(0, |c| c.members.len()),
+                ),
+                Action::SetChannelAdmin { .. }
+                | Action::RemoveChannelMember { .. }
+                | Action::RemoveTeamMember { .. }
+                | Action::RecordPreexisting { .. }
+                | Action::RecordDeparted { .. }
+                | Action::RecordDemoted { .. } => continue,
+            };
+            let e = additions.entry(scope.clone()).or_insert((0, members));
+            e.0 += n;
+        }
+        let additions: Vec<(String, usize, usize)> = additions
+            .into_iter()
+            .map(|(scope, (n, members))| (scope, n, members))
+            .collect();
+
+        let mut guard_trips = self.guards(&removals);
+        guard_trips.extend(self.addition_guards(&additions));
         Plan {
             fingerprint: self.input.fingerprint(),
             actions: out,
@@ -734,6 +764,34 @@ impl<'a> Planner<'a> {
 
     fn mode_only(&self, scope: &Scope) -> Mode {
         scope.mode()
+    }
+
+    /// The addition guards: the same shape as the removal ones, against a mistake such as a
+    /// big group nested into a small linked one.
+    fn addition_guards(&self, additions: &[(String, usize, usize)]) -> Vec<GuardTrip> {
+        let g = &self.input.policy.guards;
+        let mut trips = Vec::new();
+        let total: usize = additions.iter().map(|(_, n, _)| n).sum();
+        if total > g.max_additions {
+            trips.push(GuardTrip::MaxAdditions {
+                additions: total,
+                max: g.max_additions,
+            });
+        }
+        for (name, n, members) in additions {
+            if *n > 0
+                && *members >= RATIO_MIN_MEMBERS
+                && (*n as f64) > g.max_addition_ratio * (*members as f64)
+            {
+                trips.push(GuardTrip::MaxAdditionRatio {
+                    channel: name.clone(),
+                    additions: *n,
+                    members: *members,
+                    max_ratio: g.max_addition_ratio,
+                });
+            }
+        }
+        trips
     }
 
     fn guards(&self, removals: &[(String, usize, usize)]) -> Vec<GuardTrip> {

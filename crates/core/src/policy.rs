@@ -181,6 +181,26 @@ pub struct Guards {
     pub max_removals: usize,
     /// At most this share of a channel's current members removed in one run.
     pub max_removal_ratio: f64,
+    /// At most this many additions (channel and team memberships) in one run.
+    #[serde(skip_serializing_if = "is_default_max_additions")]
+    pub max_additions: usize,
+    /// At most this many times a channel's current size added to it in one run (channels
+    /// with fewer than 10 members, such as a new link's empty channel, are exempt).
+    #[serde(skip_serializing_if = "is_default_max_addition_ratio")]
+    pub max_addition_ratio: f64,
+}
+
+/// Defaults of the addition guards. Left out of a serialized policy when unchanged, so
+/// that the fingerprints of plans made before they existed stay the same.
+pub const DEFAULT_MAX_ADDITIONS: usize = 1000;
+pub const DEFAULT_MAX_ADDITION_RATIO: f64 = 1.0;
+
+fn is_default_max_additions(v: &usize) -> bool {
+    *v == DEFAULT_MAX_ADDITIONS
+}
+
+fn is_default_max_addition_ratio(v: &f64) -> bool {
+    *v == DEFAULT_MAX_ADDITION_RATIO
 }
 
 impl Default for Guards {
@@ -188,6 +208,8 @@ impl Default for Guards {
         Guards {
             max_removals: 50,
             max_removal_ratio: 0.2,
+            max_additions: DEFAULT_MAX_ADDITIONS,
+            max_addition_ratio: DEFAULT_MAX_ADDITION_RATIO,
         }
     }
 }

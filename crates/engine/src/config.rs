@@ -324,6 +324,12 @@ impl Config {
             team.parse::<Target>()
                 .map_err(|e| anyhow::anyhow!("areas.{area}: {e}"))?;
         }
+        if !(self.guards.max_addition_ratio >= 0.0 && self.guards.max_addition_ratio.is_finite()) {
+            bail!(
+                "guards.max_addition_ratio: {} is not a number of times a channel's size (0 or more)",
+                self.guards.max_addition_ratio
+            );
+        }
         if !(0.0..=1.0).contains(&self.guards.max_removal_ratio) {
             bail!(
                 "guards.max_removal_ratio: {} is not between 0 and 1",

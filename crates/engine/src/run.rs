@@ -519,7 +519,7 @@ pub fn record_hold(_lock: &RunLock, ledger: &Ledger, plan: &Plan, kind: &str) ->
         &RunEnd {
             outcome: "guard_tripped".to_string(),
             detail: Some(format!(
-                "removal guard tripped, nothing was changed: {}",
+                "guard tripped, nothing was changed: {}",
                 describe_trips(&plan.guard_trips)
             )),
             ..Default::default()

@@ -96,8 +96,8 @@ struct ApplyArgs {
     /// Do not ask.
     #[arg(long, short = 'y')]
     yes: bool,
-    /// Apply even though a removal guard tripped.
-    #[arg(long)]
+    /// Apply even though a guard (mass removal or mass addition) tripped.
+    #[arg(long, alias = "allow-mass-change")]
     allow_mass_removal: bool,
 }
 
@@ -309,7 +309,12 @@ async fn apply_cmd(cfg: &config::Config, json: bool, a: ApplyArgs) -> Result<u8>
             return Err(fail(
                 exit::GUARD_TRIPPED,
                 anyhow::anyhow!(
-                    "removal guard tripped, nothing was changed: {}. If the directory really changed this much, re-run with --allow-mass-removal",
+                    "{} tripped, nothing was changed: {}. If the directory really changed this much, re-run with --allow-mass-removal",
+                    if trips.iter().all(|t| t.is_removal()) {
+                        "removal guard"
+                    } else {
+                        "mass-change guard"
+                    },
                     engine::describe_trips(&trips)
                 ),
             ));

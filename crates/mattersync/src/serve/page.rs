@@ -118,7 +118,7 @@ pub fn render(shared: &Shared, runs: &[Run], events: &[Event]) -> String {
             if let Some((at, trips)) = &st.guard_trips {
                 let _ = write!(
                     s,
-                    "<li><b>A removal guard stopped a sync</b> at {}: {}. Nothing was changed. \
+                    "<li><b>A removal guard stopped a sync</b> (or an addition guard) at {}: {}. Nothing was changed. \
                      If the directory really changed this much, run a sync that allows it: \
                      <code>curl -X POST -H 'Authorization: Bearer …' '/sync?allow_mass_removal=true'</code></li>",
                     esc(&when(at)),

@@ -373,7 +373,7 @@ async fn run(shared: &Arc<Shared>, req: &SlashRequest, command: &Command) -> Res
             }
             if let Some((at, trips)) = guard {
                 out.push(format!(
-                    "⚠ A removal guard stopped a sync at {at}: {}. Nothing was removed.",
+                    "⚠ A guard stopped a sync at {at}: {}. Nothing was changed.",
                     trips.join("; ")
                 ));
             }
@@ -530,7 +530,7 @@ fn what_happens(p: &Preview, target: &Target, group: Option<&str>) -> String {
     }
     if let engine::Verdict::Held(trips) = engine::verdict(&p.plan, false) {
         out.push(format!(
-            "⚠ A removal guard will stop this sync: {}. Nothing will be removed until an admin confirms.",
+            "⚠ A guard will stop this sync: {}. Nothing will change until an admin confirms.",
             engine::describe_trips(&trips)
         ));
     }

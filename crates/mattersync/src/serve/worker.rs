@@ -440,7 +440,7 @@ impl Worker {
                     match report.outcome {
                         Outcome::DirectoryError => "sync cycle skipped: the directory could not be read; nothing was planned or changed",
                         Outcome::MattermostError => "sync cycle skipped: Mattermost could not be read; nothing was changed",
-                        Outcome::GuardTripped => "sync cycle stopped by a removal guard; nothing was changed",
+                        Outcome::GuardTripped => "sync cycle stopped by a guard; nothing was changed",
                         Outcome::Partial => "sync cycle applied, but some changes failed; they are retried",
                         Outcome::Stopped => "sync cycle stopped by the shutdown",
                         Outcome::Error | Outcome::Ok | Outcome::NoChanges => "sync cycle failed",
@@ -679,7 +679,7 @@ impl Worker {
                 return Ended {
                     outcome: Outcome::GuardTripped,
                     error: Some(format!(
-                        "removal guard tripped, nothing was changed: {}. If the directory really changed this much, POST /sync?allow_mass_removal=true",
+                        "guard tripped, nothing was changed: {}. If the directory really changed this much, POST /sync?allow_mass_removal=true",
                         why.join("; ")
                     )),
                     retry: false,

@@ -36,7 +36,11 @@ def fixture(name, about, group, names, *, in_team, channel=None):
             "teams": {TEAM["name"]: {**TEAM, "members": members}},
             "channels": channels,
         },
-        "policy": {"links": [{"group": group, "target": target}]},
+        # About batching, not the guards: a first sync this big is past the addition guard.
+        "policy": {
+            "links": [{"group": group, "target": target}],
+            "guards": {"max_additions": 100000},
+        },
         "expected": None,
     }
     (PLANS / f"{name}.json").write_text(json.dumps(fx, indent=2) + "\n")
