@@ -296,14 +296,30 @@ pub enum GuardTrip {
         members: usize,
         max_ratio: f64,
     },
+    /// `serve`: this plan's removals and those applied within the window before it are more
+    /// than `guards.max_removals` (a mass removal that arrives as many small changes).
+    WindowRemovals {
+        removals: usize,
+        max: usize,
+        window_secs: u64,
+    },
+    WindowAdditions {
+        additions: usize,
+        max: usize,
+        window_secs: u64,
+    },
 }
 
 impl GuardTrip {
     /// Whether the trip is about removals (as opposed to additions).
     pub fn is_removal(&self) -> bool {
         match self {
-            GuardTrip::MaxRemovals { .. } | GuardTrip::MaxRemovalRatio { .. } => true,
-            GuardTrip::MaxAdditions { .. } | GuardTrip::MaxAdditionRatio { .. } => false,
+            GuardTrip::MaxRemovals { .. }
+            | GuardTrip::MaxRemovalRatio { .. }
+            | GuardTrip::WindowRemovals { .. } => true,
+            GuardTrip::MaxAdditions { .. }
+            | GuardTrip::MaxAdditionRatio { .. }
+            | GuardTrip::WindowAdditions { .. } => false,
         }
     }
 }
@@ -337,6 +353,22 @@ impl std::fmt::Display for GuardTrip {
                 f,
                 "{channel}: {additions} would be added to its {members} members, more than guards.max_addition_ratio = {max_ratio} times its size"
             ),
+            GuardTrip::WindowRemovals {
+                removals,
+                max,
+                window_secs,
+            } => write!(
+                f,
+                "{removals} removals within the last {window_secs} s with this plan, more than guards.max_removals = {max}"
+            ),
+            GuardTrip::WindowAdditions {
+                additions,
+                max,
+                window_secs,
+            } => write!(
+                f,
+                "{additions} additions within the last {window_secs} s with this plan, more than guards.max_additions = {max}"
+            ),
         }
     }
 }
@@ -364,6 +396,71 @@ impl Plan {
 
     pub fn has_changes(&self) -> bool {
         !self.actions.is_empty()
+    }
+
+    /// Memberships the plan ends: channel and team removals, and the channels a team
+    /// removal takes with it.
+    pub fn removal_count(&self) -> usize {
+        self.actions
+            .iter()
+            .map(|a| match a {
+                Action::RemoveChannelMember { .. } => 1,
+                Action::RemoveTeamMember { channels, .. } => 1 + channels.len(),
+                Action::AddTeamMembers { .. }
+                | Action::AddChannelMembers { .. }
+                | Action::SetChannelAdmin { .. }
+                | Action::RecordPreexisting { .. }
+                | Action::RecordDeparted { .. }
+                | Action::RecordDemoted { .. } => 0,
+            })
+            .sum()
+    }
+
+    /// Memberships the plan adds (team and channel).
+    pub fn addition_count(&self) -> usize {
+        self.actions
+            .iter()
+            .map(|a| match a {
+                Action::AddTeamMembers { users, .. } | Action::AddChannelMembers { users, .. } => {
+                    users.len()
+                }
+                Action::RemoveChannelMember { .. }
+                | Action::RemoveTeamMember { .. }
+                | Action::SetChannelAdmin { .. }
+                | Action::RecordPreexisting { .. }
+                | Action::RecordDeparted { .. }
+                | Action::RecordDemoted { .. } => 0,
+            })
+            .sum()
+    }
+
+    /// The guards over time (`serve`): this plan's removals and additions on top of those
+    /// applied within the last `window_secs`, against the per-run limits. Pure: the caller
+    /// counts what it applied.
+    pub fn window_trips(
+        &self,
+        guards: &crate::Guards,
+        recent_removals: usize,
+        recent_additions: usize,
+        window_secs: u64,
+    ) -> Vec<GuardTrip> {
+        let mut trips = Vec::new();
+        let (r, a) = (self.removal_count(), self.addition_count());
+        if r > 0 && recent_removals + r > guards.max_removals {
+            trips.push(GuardTrip::WindowRemovals {
+                removals: recent_removals + r,
+                max: guards.max_removals,
+                window_secs,
+            });
+        }
+        if a > 0 && recent_additions + a > guards.max_additions {
+            trips.push(GuardTrip::WindowAdditions {
+                additions: recent_additions + a,
+                max: guards.max_additions,
+                window_secs,
+            });
+        }
+        trips
     }
 
     /// Count of actions by kind, in a stable order.
@@ -433,6 +530,53 @@ impl Plan {
 #[cfg(test)]
 mod saved_tests {
     use super::*;
+
+    #[test]
+    fn the_guards_over_time_add_what_was_applied_recently() {
+        let user = |id: &str| UserRef {
+            id: id.into(),
+            username: id.into(),
+        };
+        let plan = Plan {
+            actions: vec![
+                Action::RemoveChannelMember {
+                    channel_id: "c1".into(),
+                    channel: "tm/c".into(),
+                    user: user("a"),
+                    mode: crate::Mode::Sync,
+                },
+                Action::RemoveTeamMember {
+                    team_id: "t1".into(),
+                    team: "tm".into(),
+                    user: user("b"),
+                    channels: vec![ChannelRef {
+                        id: "c2".into(),
+                        channel: "tm/d".into(),
+                    }],
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(plan.removal_count(), 3);
+        assert_eq!(plan.addition_count(), 0);
+        let guards = crate::Guards {
+            max_removals: 4,
+            ..Default::default()
+        };
+        assert!(plan.window_trips(&guards, 1, 0, 600).is_empty(), "4 of 4");
+        assert_eq!(
+            plan.window_trips(&guards, 2, 5000, 600),
+            vec![GuardTrip::WindowRemovals {
+                removals: 5,
+                max: 4,
+                window_secs: 600
+            }],
+            "no additions in this plan: the addition window is not its concern"
+        );
+        assert!(Plan::default()
+            .window_trips(&guards, 99, 99, 600)
+            .is_empty());
+    }
 
     #[test]
     fn a_saved_plan_reads_back_the_same_and_other_files_are_refused() {

@@ -228,6 +228,8 @@ impl Default for LedgerSection {
 pub struct ServeSection {
     pub listen: String,
     pub full_reconcile: String,
+    /// The guards also count over this window of applied changes (`0s`: per cycle only).
+    pub guard_window: String,
     pub api_token_file: Option<PathBuf>,
     pub slash_command_token_file: Option<PathBuf>,
 }
@@ -237,6 +239,7 @@ impl Default for ServeSection {
         ServeSection {
             listen: "127.0.0.1:8787".to_string(),
             full_reconcile: "15m".to_string(),
+            guard_window: "10m".to_string(),
             api_token_file: None,
             slash_command_token_file: None,
         }
@@ -374,6 +377,7 @@ impl Config {
         ldap.validate()
             .map_err(|e| anyhow::anyhow!("directory: {e}"))?;
         humantime(&self.serve.full_reconcile).context("serve.full_reconcile")?;
+        humantime(&self.serve.guard_window).context("serve.guard_window")?;
         Ok(())
     }
 

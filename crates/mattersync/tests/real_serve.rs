@@ -578,3 +578,48 @@ async fn real_serve_follows_a_group_rename_and_a_channel_rename() {
     );
     assert_eq!(svc.get("/readyz").await.0, 200);
 }
+
+/// A mass removal that arrives as many small directory changes: each cycle alone is within
+/// `max_removals`, but over `serve.guard_window` they add up, and the one past the limit is
+/// held (before: every cycle was judged on its own and all of them went through).
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_serve_guards_count_over_a_window_of_cycles() {
+    let sb = Sandbox::new("serve_window").await;
+    let mut users = Vec::new();
+    for n in ["a1", "a2", "a3", "a4"] {
+        users.push(sb.user(n, true, false).await);
+    }
+    let refs: Vec<&_> = users.iter().collect();
+    let g = sb.create_group("window", &refs, &[], &[]).await;
+    let ch = sb.channel("window", false).await;
+    let cfg = sb.config(&format!(
+        "{}\n[guards]\nmax_removals = 2\nmax_removal_ratio = 1.0\n\n{}",
+        sb.link(&g, "window"),
+        serve_section(sb.dir.path(), "guard_window = \"10m\"")
+    ));
+    let svc = Service::start(&cfg, &[], "serve.log").await;
+    svc.wait_ready().await;
+    assert_eq!(members(&sb, &ch).await.len(), 4);
+    for (i, u) in users.iter().take(2).enumerate() {
+        sb.remove_member(&g, u).await;
+        assert!(
+            wait_until(PROPAGATION, || async {
+                members(&sb, &ch).await.len() == 3 - i
+            })
+            .await,
+            "removal {} went through: {}",
+            i + 1,
+            svc.logs()
+        );
+    }
+    // The third removal in the window is one past max_removals = 2: held.
+    sb.remove_member(&g, &users[2]).await;
+    svc.wait_metrics("the third removal held", |m| {
+        m.get("mattersync_guard_trips_total") >= 1.0
+    })
+    .await;
+    assert_eq!(members(&sb, &ch).await.len(), 2, "the third one stays");
+    let (_, body) = svc.get("/readyz").await;
+    assert!(body.contains("within the last 600 s"), "{body}");
+}

@@ -293,6 +293,7 @@ mod tests {
             settings: Settings {
                 listen: "127.0.0.1:0".into(),
                 full_reconcile: Duration::from_secs(900),
+                guard_window: Duration::from_secs(600),
                 changes: ChangeSource::Auto,
                 debounce: Duration::from_millis(100),
                 poll_interval: Duration::from_secs(5),

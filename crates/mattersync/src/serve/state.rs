@@ -37,6 +37,8 @@ pub enum ChangeSource {
 pub struct Settings {
     pub listen: String,
     pub full_reconcile: Duration,
+    /// The guards count applied changes over this window too (zero: per cycle only).
+    pub guard_window: Duration,
     pub changes: ChangeSource,
     pub debounce: Duration,
     pub poll_interval: Duration,

@@ -95,6 +95,8 @@ pub struct Worker {
     directory_down: bool,
     /// What a removal guard holds; the status keeps saying so until it clears.
     parked: Option<Parked>,
+    /// What cycles applied recently: (when, removals, additions), for the guards over time.
+    applied: std::collections::VecDeque<(Instant, usize, usize)>,
     /// Link targets looked up by id (kept between change cycles, cleared for full ones).
     targets: engine::TargetCache,
     /// The link issues last logged (each is logged when it appears or changes).
@@ -175,6 +177,7 @@ impl Worker {
             backoff: Backoff::standard(),
             directory_down: false,
             parked: None,
+            applied: std::collections::VecDeque::new(),
             targets: engine::TargetCache::default(),
             last_issues: Vec::new(),
             hold_until,
@@ -632,7 +635,25 @@ impl Worker {
         }
 
         // 4. The plan (pure), and what it says about pending users.
-        let plan = state.plan();
+        let mut plan = state.plan();
+        // The guards over time: a mass change that arrives as many small ones is held too.
+        let window = shared.settings.guard_window;
+        if !window.is_zero() {
+            let now = Instant::now();
+            while self
+                .applied
+                .front()
+                .is_some_and(|(at, _, _)| now.duration_since(*at) > window)
+            {
+                self.applied.pop_front();
+            }
+            let (r, a) = self
+                .applied
+                .iter()
+                .fold((0, 0), |(r, a), (_, dr, da)| (r + dr, a + da));
+            let trips = plan.window_trips(&state.policy.guards, r, a, window.as_secs());
+            plan.guard_trips.extend(trips);
+        }
         report.actions = plan.actions.len();
         let planned_groups: BTreeSet<String> =
             state.policy.links.iter().map(|l| l.group.clone()).collect();
@@ -714,6 +735,8 @@ impl Worker {
                 return Ended::failed(Outcome::Error, &e);
             }
         };
+        self.applied
+            .push_back((Instant::now(), plan.removal_count(), plan.addition_count()));
         report.run_id = Some(applied.run_id.clone());
         report.users_ok = applied.users_ok;
         report.users_failed = applied.users_failed;
