@@ -22,7 +22,7 @@ pub use identity::{record_identities, Identified, TargetCache};
 pub use links::{resolve_links, source_name};
 pub use run::{
     apply, check_saved, describe_trips, gather, gather_selected, held_fingerprint, ldap_config,
-    links_now, mattermost_client, read_all, record_hold, settle, verdict, ApplyReport, LedgerView,
-    Linked, SavedPlanMismatch, State, Verdict,
+    links_now, mattermost_client, read_all, record_hold, settle, verdict, ApplyReport, Approval,
+    LedgerView, Linked, SavedPlanMismatch, State, Verdict,
 };
 pub use source::{DirectorySource, Ldap, MattermostApi};

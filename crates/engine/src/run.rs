@@ -356,8 +356,31 @@ pub enum Verdict {
     Held(Vec<GuardTrip>),
 }
 
-pub fn verdict(plan: &Plan, allow_mass_removal: bool) -> Verdict {
-    if !plan.guard_trips.is_empty() && !allow_mass_removal {
+/// What an admin said about a plan a guard holds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Approval {
+    /// Nothing: a held plan stays held.
+    #[default]
+    None,
+    /// Whatever is held now (`--allow-mass-removal`).
+    Any,
+    /// Exactly the held plan with this fingerprint ([`held_fingerprint`]), as reviewed:
+    /// if the directory changed since, what is held now is another plan and stays held.
+    Exactly(String),
+}
+
+impl Approval {
+    pub fn covers(&self, plan: &Plan) -> bool {
+        match self {
+            Approval::None => false,
+            Approval::Any => true,
+            Approval::Exactly(fp) => *fp == held_fingerprint(plan),
+        }
+    }
+}
+
+pub fn verdict(plan: &Plan, approval: &Approval) -> Verdict {
+    if !plan.guard_trips.is_empty() && !approval.covers(plan) {
         Verdict::Held(plan.guard_trips.clone())
     } else if !plan.has_changes() {
         Verdict::NoChanges
@@ -366,13 +389,13 @@ pub fn verdict(plan: &Plan, allow_mass_removal: bool) -> Verdict {
     }
 }
 
-/// What a guard holds, as a fingerprint of the held plan's actions and trips (not of its
-/// inputs): the same held plan seen again is the same hold, however much of the directory
-/// elsewhere changed.
+/// What a guard holds, as a fingerprint of the held plan's actions (not of its inputs, nor
+/// of which guards said so): the same changes seen again are the same hold, however much
+/// of the directory elsewhere changed, and an approval of them covers exactly them.
 pub fn held_fingerprint(plan: &Plan) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    if let Ok(bytes) = serde_json::to_vec(&(&plan.actions, &plan.guard_trips)) {
+    if let Ok(bytes) = serde_json::to_vec(&plan.actions) {
         h.update(&bytes);
     }
     hex::encode(h.finalize())

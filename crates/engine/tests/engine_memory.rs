@@ -68,7 +68,14 @@ impl World {
         let mut state = self.read(&ledger).await;
         engine::settle(&lock, &ledger, &mut state).expect("settle");
         let plan = state.plan();
-        let verdict = engine::verdict(&plan, allow);
+        let verdict = engine::verdict(
+            &plan,
+            &if allow {
+                engine::Approval::Any
+            } else {
+                engine::Approval::None
+            },
+        );
         let report = match verdict {
             Verdict::Apply => {
                 let (_tx, stop) = tokio::sync::watch::channel(false);
@@ -292,7 +299,10 @@ async fn read_only_commands_never_write_the_ledger_while_a_write_is_in_flight() 
         let plan = state.plan();
         assert!(plan.has_changes());
         state.explain(&plan, "cy", None).expect("explain");
-        assert_eq!(engine::verdict(&plan, false), Verdict::Apply);
+        assert_eq!(
+            engine::verdict(&plan, &engine::Approval::None),
+            Verdict::Apply
+        );
     }
     assert_eq!(
         file_state(&w.path),
@@ -496,4 +506,33 @@ async fn a_link_whose_channel_was_archived_is_broken_and_restoring_it_mends_it()
     assert_eq!(state.broken_links(), 0, "{:?}", state.link_issues);
     w.apply(false).await;
     assert_eq!(w.mm.channel_members(), names(&["ann", "cy"]));
+}
+
+#[tokio::test]
+async fn an_approval_covers_exactly_the_held_plan_that_was_reviewed() {
+    let all = ["a1", "a2", "a3", "a4", "a5"];
+    let mut w = world(&all, &all);
+    w.apply(false).await;
+    w.set_members(&["a1"]);
+    let reviewed = w.plan().await;
+    assert!(!reviewed.guard_trips.is_empty());
+    let fp = engine::held_fingerprint(&reviewed);
+    // The directory changes after the review: one more would go.
+    w.set_members(&[]);
+    let now = w.plan().await;
+    let old = engine::Approval::Exactly(fp.clone());
+    assert!(
+        matches!(engine::verdict(&now, &old), Verdict::Held(_)),
+        "an approval of another plan does not cover this one"
+    );
+    assert_eq!(w.mm.channel_members(), names(&all));
+    // Back to what was reviewed: the approval covers it.
+    w.set_members(&["a1"]);
+    let again = w.plan().await;
+    assert_eq!(engine::held_fingerprint(&again), fp);
+    assert_eq!(engine::verdict(&again, &old), Verdict::Apply);
+    assert!(matches!(
+        engine::verdict(&again, &engine::Approval::None),
+        Verdict::Held(_)
+    ));
 }

@@ -97,8 +97,12 @@ struct ApplyArgs {
     #[arg(long, short = 'y')]
     yes: bool,
     /// Apply even though a guard (mass removal or mass addition) tripped.
-    #[arg(long, alias = "allow-mass-change")]
+    #[arg(long, alias = "allow-mass-change", conflicts_with = "approve")]
     allow_mass_removal: bool,
+    /// Apply a plan a guard holds only if it is exactly the one reviewed: the held-plan
+    /// fingerprint that `plan` or the refused `apply` printed.
+    #[arg(long, value_name = "FINGERPRINT")]
+    approve: Option<String>,
 }
 
 #[derive(Args)]
@@ -270,6 +274,12 @@ async fn plan_cmd(cfg: &config::Config, json: bool, a: PlanArgs) -> Result<u8> {
         print!("{}", output::link_issues_text(&state.link_issues));
         println!("{}", output::calls_text(&calls));
     }
+    if !json && !plan.guard_trips.is_empty() {
+        println!(
+            "Held by a guard: to apply exactly this plan, mattersync apply --approve {}",
+            engine::held_fingerprint(&plan)
+        );
+    }
     Ok(if a.detailed_exitcode && state.broken_links() > 0 {
         exit::BROKEN_LINKS
     } else if a.detailed_exitcode && plan.has_changes() {
@@ -301,15 +311,28 @@ async fn apply_cmd(cfg: &config::Config, json: bool, a: ApplyArgs) -> Result<u8>
     if let Some(saved) = &saved {
         engine::check_saved(saved, &plan).map_err(|e| fail(exit::STALE_PLAN, e.into()))?;
     }
-    match engine::verdict(&plan, a.allow_mass_removal) {
+    let approval = match (&a.approve, a.allow_mass_removal) {
+        (Some(fp), _) => engine::Approval::Exactly(fp.trim().to_string()),
+        (None, true) => engine::Approval::Any,
+        (None, false) => engine::Approval::None,
+    };
+    match engine::verdict(&plan, &approval) {
         Verdict::Held(trips) => {
             if !json {
                 print!("{}", output::plan_text(&plan));
             }
+            let held = engine::held_fingerprint(&plan);
+            let changed = match &approval {
+                engine::Approval::Exactly(fp) => format!(
+                    " The plan approved ({}) is not the one held now: the directory or Mattermost changed since it was reviewed.",
+                    fp.get(..12).unwrap_or(fp)
+                ),
+                engine::Approval::None | engine::Approval::Any => String::new(),
+            };
             return Err(fail(
                 exit::GUARD_TRIPPED,
                 anyhow::anyhow!(
-                    "{} tripped, nothing was changed: {}. If the directory really changed this much, re-run with --allow-mass-removal",
+                    "{} tripped, nothing was changed: {}.{changed} If the directory really changed this much, apply exactly this plan with --approve {held}",
                     if trips.iter().all(|t| t.is_removal()) {
                         "removal guard"
                     } else {

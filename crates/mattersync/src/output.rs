@@ -24,6 +24,8 @@ pub fn plan_json(plan: &Plan, issues: &[LinkIssue], calls: &ApiStats) -> serde_j
         "changed": plan.has_changes(),
         "summary": plan.summary(),
         "plan": plan,
+        "held_fingerprint": (!plan.guard_trips.is_empty())
+            .then(|| mattersync_engine::held_fingerprint(plan)),
         "link_issues": issues,
         "broken_links": issues.iter().filter(|i| i.broken()).count(),
         "api_calls": calls,

@@ -512,11 +512,31 @@ async fn real_serve_a_held_plan_is_parked_not_replanned() {
     let (status, body) = svc.get("/readyz").await;
     assert_eq!(status, 503, "still held and said so: {body}");
 
-    // Approval applies it, and the hold clears.
+    // An approval of some other plan changes nothing.
     let (status, body) = svc
         .request(
             reqwest::Method::POST,
-            "/sync?allow_mass_removal=true",
+            "/sync?approve=0123456789abcdef",
+            Some(API_TOKEN),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(members(&sb, &ch).await.len(), 3, "nothing removed");
+    // The approval of exactly the held plan, as GET /plan shows it, applies it, and the
+    // hold clears.
+    let (status, body) = svc
+        .request(reqwest::Method::GET, "/plan", Some(API_TOKEN))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let plan: serde_json::Value = serde_json::from_str(&body).expect("plan json");
+    let fp = plan["held_fingerprint"]
+        .as_str()
+        .expect("a held plan")
+        .to_string();
+    let (status, body) = svc
+        .request(
+            reqwest::Method::POST,
+            &format!("/sync?approve={fp}"),
             Some(API_TOKEN),
         )
         .await;

@@ -131,6 +131,9 @@ fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
 struct SyncQuery {
     #[serde(default)]
     allow_mass_removal: bool,
+    /// The held-plan fingerprint to apply, and only that plan.
+    #[serde(default)]
+    approve: Option<String>,
     #[serde(default = "yes")]
     wait: bool,
 }
@@ -148,8 +151,13 @@ async fn sync(
         return r;
     }
     let (tx, rx) = oneshot::channel();
+    let approval = match (&q.approve, q.allow_mass_removal) {
+        (Some(fp), _) => mattersync_engine::Approval::Exactly(fp.trim().to_string()),
+        (None, true) => mattersync_engine::Approval::Any,
+        (None, false) => mattersync_engine::Approval::None,
+    };
     let req = Request::Full {
-        allow_mass_removal: q.allow_mass_removal,
+        approval,
         reply: Some(tx),
     };
     if shared.requests.send(req).await.is_err() {
@@ -406,10 +414,11 @@ mod tests {
         let worker = async {
             while let Some(req) = s.requests.recv().await {
                 if let Request::Full {
-                    allow_mass_removal,
+                    approval,
                     reply: Some(reply),
                 } = req
                 {
+                    let allow_mass_removal = approval == mattersync_engine::Approval::Any;
                     let _ = reply.send(CycleReport {
                         kind: "manual",
                         outcome: if allow_mass_removal {

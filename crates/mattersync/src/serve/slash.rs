@@ -528,7 +528,7 @@ fn what_happens(p: &Preview, target: &Target, group: Option<&str>) -> String {
             names(not_readded)
         ));
     }
-    if let engine::Verdict::Held(trips) = engine::verdict(&p.plan, false) {
+    if let engine::Verdict::Held(trips) = engine::verdict(&p.plan, &engine::Approval::None) {
         out.push(format!(
             "⚠ A guard will stop this sync: {}. Nothing will change until an admin confirms.",
             engine::describe_trips(&trips)

@@ -72,7 +72,8 @@ pub enum Request {
     Targets { targets: BTreeSet<Target> },
     /// A full reconcile now (`POST /sync`), answered when it ends.
     Full {
-        allow_mass_removal: bool,
+        /// Past a guard: anything held, or exactly the held plan reviewed.
+        approval: mattersync_engine::Approval,
         reply: Option<oneshot::Sender<CycleReport>>,
     },
 }

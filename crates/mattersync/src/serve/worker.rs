@@ -83,7 +83,7 @@ pub struct Worker {
     asked_targets: BTreeSet<Target>,
     full_due: bool,
     waiters: Vec<oneshot::Sender<CycleReport>>,
-    allow_mass_removal: bool,
+    approval: engine::Approval,
     /// (first change, when the coalesced burst is due).
     changes_due: Option<(Instant, Instant)>,
     latest_cookie: Option<Vec<u8>>,
@@ -168,7 +168,7 @@ impl Worker {
             asked_targets: BTreeSet::new(),
             full_due: true,
             waiters: Vec::new(),
-            allow_mass_removal: false,
+            approval: engine::Approval::None,
             changes_due: None,
             latest_cookie: saved_cookie.clone(),
             saved_cookie,
@@ -255,11 +255,11 @@ impl Worker {
                 self.save_cookie(None);
             }
             Request::Targets { targets } => self.asked_targets.extend(targets),
-            Request::Full {
-                allow_mass_removal,
-                reply,
-            } => {
-                self.allow_mass_removal |= allow_mass_removal;
+            Request::Full { approval, reply } => {
+                // The broadest approval asked for since the last manual cycle stands.
+                if approval == engine::Approval::Any || self.approval == engine::Approval::None {
+                    self.approval = approval;
+                }
                 self.waiters.extend(reply);
                 if self.waiters.is_empty() {
                     self.full_due = true;
@@ -350,7 +350,11 @@ impl Worker {
         } else {
             Vec::new()
         };
-        let allow = kind == Kind::Manual && std::mem::take(&mut self.allow_mass_removal);
+        let allow = if kind == Kind::Manual {
+            std::mem::take(&mut self.approval)
+        } else {
+            engine::Approval::None
+        };
         let api_before = self.shared.mm.stats();
         debug!(kind = kind.name(), "sync cycle starts");
 
@@ -485,7 +489,7 @@ impl Worker {
         &mut self,
         kind: Kind,
         asked: &BTreeSet<Target>,
-        allow_mass_removal: bool,
+        approval: engine::Approval,
         report: &mut CycleReport,
     ) -> Ended {
         let shared = Arc::clone(&self.shared);
@@ -664,7 +668,7 @@ impl Worker {
         metrics.pending_users.set(pending as i64);
 
         // 5. The one guard decision.
-        match engine::verdict(&plan, allow_mass_removal) {
+        match engine::verdict(&plan, &approval) {
             Verdict::Held(trips) => {
                 let why: Vec<String> = trips.iter().map(|g| g.to_string()).collect();
                 report.guard_trips = why.clone();
@@ -700,8 +704,9 @@ impl Worker {
                 return Ended {
                     outcome: Outcome::GuardTripped,
                     error: Some(format!(
-                        "guard tripped, nothing was changed: {}. If the directory really changed this much, POST /sync?allow_mass_removal=true",
-                        why.join("; ")
+                        "guard tripped, nothing was changed: {}. If the directory really changed this much, apply exactly this plan: POST /sync?approve={}",
+                        why.join("; "),
+                        engine::held_fingerprint(&plan)
                     )),
                     retry: false,
                     repeat,
