@@ -16,12 +16,16 @@ use super::slash::{self, same_secret};
 use super::state::{Outcome, Request, Shared};
 use super::worker::read_directory;
 use crate::output;
-use axum::extract::{Query, Request as HttpRequest, State};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Query, Request as HttpRequest, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use mattersync_engine::{self as engine, LedgerView};
 use serde::Deserialize;
 use serde_json::json;
@@ -29,7 +33,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Semaphore};
 use tracing::instrument::WithSubscriber;
 
 /// How long `POST /sync` waits for its cycle.
@@ -45,6 +49,11 @@ pub fn router(shared: Arc<Shared>, dispatch: tracing::Dispatch) -> Router {
         .route("/sync", post(sync))
         .route("/plan", get(plan))
         .route("/slash", post(slash::handle))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.settings.http,
+            read_body,
+        ))
+        .layer(DefaultBodyLimit::max(shared.settings.http.max_body))
         .layer(axum::middleware::from_fn_with_state(dispatch, with_logs))
         .with_state(shared)
 }
@@ -58,6 +67,35 @@ async fn with_logs(
     next.run(req).with_subscriber(dispatch).await
 }
 
+/// What the HTTP side allows a client: how long it may take to send a request, how long a
+/// kept-alive connection may sit idle, how many connections may be open at once, and how
+/// large a request body may be. A client past a limit is cut off, so slow or idle sockets
+/// cannot pile up and starve `/healthz` or the slash command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// From the connection's start, or the end of the previous response, until the request's
+    /// headers are complete. It also bounds an idle kept-alive connection: hyper starts the
+    /// same timer while it waits for the next request's headers.
+    pub header_timeout: Duration,
+    /// Until the request's whole body has arrived (every route; most bodies are empty).
+    pub body_timeout: Duration,
+    /// Open connections at most; the next one waits in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Request body bytes at most (every route): 413 past it.
+    pub max_body: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 256,
+            max_body: 64 * 1024,
+        }
+    }
+}
+
 /// Serves until `shutdown` completes, then lets requests in flight finish.
 pub async fn serve(
     listener: TcpListener,
@@ -65,9 +103,99 @@ pub async fn serve(
     dispatch: tracing::Dispatch,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(shared, dispatch))
-        .with_graceful_shutdown(shutdown)
+    let limits = shared.settings.http;
+    let app = router(shared, dispatch.clone());
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true);
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        // A free slot first: past the cap, connections wait unaccepted (no descriptor).
+        let slot = tokio::select! {
+            s = Arc::clone(&slots).acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of descriptors, or a connection reset before it was accepted: go on.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(
+            async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, error = %e, "HTTP connection closed");
+                }
+                drop(slot);
+            }
+            .with_subscriber(dispatch.clone()),
+        );
+    }
+    drop(listener);
+    // Idle connections close now; those with a request in flight close after its response.
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Reads the whole request body before the handler runs, within `body_timeout` and
+/// `max_body`: a body trickled byte by byte or one too large ends the request.
+async fn read_body(State(limits): State<Limits>, req: HttpRequest, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body as u64) {
+        return too_large(limits);
+    }
+    let bytes = match tokio::time::timeout(
+        limits.body_timeout,
+        axum::body::to_bytes(body, limits.max_body),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return too_large(limits),
+        Err(_) => {
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                [(header::CONNECTION, "close")],
+                "the request body did not arrive in time\n",
+            )
+                .into_response()
+        }
+    };
+    next.run(HttpRequest::from_parts(parts, Body::from(bytes)))
         .await
+}
+
+fn too_large(limits: Limits) -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        [(header::CONNECTION, "close")],
+        format!(
+            "the request body is larger than {} bytes\n",
+            limits.max_body
+        ),
+    )
+        .into_response()
 }
 
 async fn healthz() -> &'static str {
@@ -286,6 +414,22 @@ mod tests {
 
     /// The HTTP side alone, on a port of its own, with no server behind it.
     async fn serve_alone(api_token: Option<&str>, slash_token: Option<&str>) -> Served {
+        serve_with(
+            api_token,
+            slash_token,
+            Limits::default(),
+            tracing::Dispatch::none(),
+        )
+        .await
+    }
+
+    /// [`serve_alone`] with other limits, logging to `dispatch`.
+    async fn serve_with(
+        api_token: Option<&str>,
+        slash_token: Option<&str>,
+        limits: Limits,
+        dispatch: tracing::Dispatch,
+    ) -> Served {
         let dir = tempfile::tempdir().expect("tempdir");
         let mm_token = secret(dir.path(), "mm.token", "mm-token");
         let text = format!(
@@ -309,6 +453,7 @@ mod tests {
                 heartbeat: Duration::from_secs(30),
                 api_token: api_token.map(Secret::new),
                 slash_token_file: slash_token.map(|t| secret(dir.path(), "slash.token", t)),
+                http: limits,
             },
             metrics: Metrics::new(),
             status: std::sync::RwLock::new(Status::new("syncrepl")),
@@ -325,7 +470,7 @@ mod tests {
         let shutdown = async move {
             let _ = stop_rx.wait_for(|s| *s).await;
         };
-        tokio::spawn(serve(listener, shared, tracing::Dispatch::none(), shutdown));
+        tokio::spawn(serve(listener, shared, dispatch, shutdown));
         Served {
             base,
             requests: rx,
@@ -496,5 +641,232 @@ mod tests {
         );
         let _ = s.stop.send(true);
         let _ = off.stop.send(true);
+    }
+
+    /// Short limits, so slow clients are cut off within a test.
+    fn short_limits(max_connections: usize) -> Limits {
+        Limits {
+            header_timeout: Duration::from_secs(1),
+            body_timeout: Duration::from_secs(1),
+            max_connections,
+            max_body: 64 * 1024,
+        }
+    }
+
+    /// Reads until the server closes the connection (or `limit` passes): how long it lived
+    /// after `since`, and what the server sent.
+    async fn until_closed(
+        mut c: tokio::net::TcpStream,
+        since: std::time::Instant,
+        limit: Duration,
+    ) -> (Option<Duration>, Vec<u8>) {
+        use tokio::io::AsyncReadExt;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, c.read(&mut buf)).await {
+                Err(_) => return (None, got),
+                Ok(Ok(0)) | Ok(Err(_)) => return (Some(since.elapsed()), got),
+                Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn slow_and_idle_connections_are_cut_off_while_healthz_answers() {
+        use tokio::io::AsyncWriteExt;
+        let limits = short_limits(256);
+        let s = serve_with(None, None, limits, tracing::Dispatch::none()).await;
+        let addr = s.base.trim_start_matches("http://").to_string();
+        // 40 connections that never finish a request: 10 each of silent, half a header,
+        // a body trickled a byte every 200 ms (longer than the body timeout), and a
+        // kept-alive connection left idle after one answer.
+        let mut watchers = Vec::new();
+        for i in 0..40 {
+            let mut c = tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect");
+            let kind = ["silent", "half header", "trickled body", "idle keep-alive"][i % 4];
+            match i % 4 {
+                0 => {}
+                1 => c
+                    .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+                    .await
+                    .expect("write"),
+                2 => c
+                    .write_all(
+                        b"POST /slash HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+                          Content-Type: application/x-www-form-urlencoded\r\n\
+                          Content-Length: 1000\r\n\r\ntoken=",
+                    )
+                    .await
+                    .expect("write"),
+                _ => c
+                    .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                    .await
+                    .expect("write"),
+            }
+            let since = std::time::Instant::now();
+            if i % 4 == 2 {
+                let (mut r, mut w) = c.into_split();
+                watchers.push(tokio::spawn(async move {
+                    let trickle = async {
+                        for _ in 0..15 {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            if w.write_all(b"x").await.is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    let read = async {
+                        use tokio::io::AsyncReadExt;
+                        let mut got = Vec::new();
+                        let r =
+                            tokio::time::timeout(Duration::from_secs(5), r.read_to_end(&mut got))
+                                .await;
+                        (r.is_ok().then(|| since.elapsed()), got)
+                    };
+                    let ((lived, got), ()) = tokio::join!(read, trickle);
+                    (kind, lived, got)
+                }));
+            } else {
+                watchers.push(tokio::spawn(async move {
+                    let (lived, got) = until_closed(c, since, Duration::from_secs(5)).await;
+                    (kind, lived, got)
+                }));
+            }
+        }
+
+        // Meanwhile /healthz answers, on fresh connections, quickly.
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("client");
+        let mut slowest = Duration::ZERO;
+        for _ in 0..25 {
+            let t = std::time::Instant::now();
+            let r = http
+                .get(format!("{}/healthz", s.base))
+                .send()
+                .await
+                .expect("/healthz answers while 40 connections hang");
+            assert_eq!(r.status(), 200);
+            slowest = slowest.max(t.elapsed());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            slowest < Duration::from_millis(500),
+            "/healthz took {slowest:?}"
+        );
+
+        let mut longest = Duration::ZERO;
+        for w in watchers {
+            let (kind, lived, got) = w.await.expect("watcher");
+            let lived = lived.unwrap_or_else(|| panic!("{kind}: still open after 5 s"));
+            assert!(
+                lived >= Duration::from_millis(800) && lived <= Duration::from_millis(2500),
+                "{kind}: closed after {lived:?}"
+            );
+            let text = String::from_utf8_lossy(&got);
+            match kind {
+                "trickled body" => assert!(text.starts_with("HTTP/1.1 408"), "{kind}: {text}"),
+                "idle keep-alive" => assert!(text.starts_with("HTTP/1.1 200"), "{kind}: {text}"),
+                _ => {}
+            }
+            longest = longest.max(lived);
+        }
+        println!("40 hanging connections closed after at most {longest:?}; /healthz took at most {slowest:?}");
+        let _ = s.stop.send(true);
+    }
+
+    #[tokio::test]
+    async fn past_the_connection_cap_a_client_waits_for_a_free_slot() {
+        let s = serve_with(None, None, short_limits(4), tracing::Dispatch::none()).await;
+        let addr = s.base.trim_start_matches("http://").to_string();
+        let mut silent = Vec::new();
+        for _ in 0..4 {
+            silent.push(
+                tokio::net::TcpStream::connect(&addr)
+                    .await
+                    .expect("connect"),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let t = std::time::Instant::now();
+        let r = reqwest::Client::new()
+            .get(format!("{}/healthz", s.base))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .expect("answered once the header timeout frees a slot");
+        assert_eq!(r.status(), 200);
+        let waited = t.elapsed();
+        assert!(
+            waited >= Duration::from_millis(500) && waited <= Duration::from_millis(2500),
+            "waited {waited:?}"
+        );
+        println!("the fifth connection waited {waited:?} for a slot");
+        let _ = s.stop.send(true);
+    }
+
+    #[tokio::test]
+    async fn bodies_past_the_limit_are_refused() {
+        let s = serve_alone(None, Some("slash-token")).await;
+        let http = reqwest::Client::new();
+        let big = "x".repeat(64 * 1024 + 1);
+        for path in ["/slash", "/sync", "/healthz"] {
+            let r = http
+                .post(format!("{}{path}", s.base))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(big.clone())
+                .send()
+                .await
+                .expect("post");
+            assert_eq!(r.status(), 413, "{path}");
+        }
+        let _ = s.stop.send(true);
+    }
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log buffer").extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_with_a_newline_cannot_forge_a_text_log_line() {
+        let log = Capture::default();
+        let writer = log.clone();
+        let dispatch = crate::serve::log_to(
+            crate::serve::LogFormat::Text,
+            tracing_subscriber::EnvFilter::new("info"),
+            move || writer.clone(),
+        );
+        let s = serve_with(None, Some("slash-token"), Limits::default(), dispatch).await;
+        let forged = "neil\n2026-01-01T00:00:00Z  INFO forged";
+        let r = reqwest::Client::new()
+            .post(format!("{}/slash", s.base))
+            .form(&[("token", "wrong"), ("text", "help"), ("user_name", forged)])
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 401);
+        let _ = s.stop.send(true);
+        let text = String::from_utf8(log.0.lock().expect("log").clone()).expect("utf-8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        assert!(
+            lines[0].contains("wrong token") && lines[0].contains("neil\\n2026"),
+            "{text}"
+        );
     }
 }

@@ -12,6 +12,7 @@
 //! One instance per ledger (the run lock is held for the life of the process). SIGTERM or
 //! SIGINT: the action in flight finishes, the cursor is saved, the process exits 0.
 
+mod escape;
 mod http;
 mod metrics;
 mod page;
@@ -72,6 +73,19 @@ pub struct ServeArgs {
         env = "MATTERSYNC_LOG_FORMAT"
     )]
     log_format: LogFormat,
+    /// HTTP: a client must send a request's headers within this long (from connecting, or
+    /// from the previous response: it is also the idle keep-alive timeout).
+    #[arg(long, default_value = "10s")]
+    http_header_timeout: String,
+    /// HTTP: a request's body must arrive within this long.
+    #[arg(long, default_value = "30s")]
+    http_body_timeout: String,
+    /// HTTP: open connections at most (more wait to be accepted).
+    #[arg(long, default_value_t = 256)]
+    http_max_connections: usize,
+    /// HTTP: request body bytes at most, on every route.
+    #[arg(long, default_value_t = 64 * 1024)]
+    http_max_body: usize,
 }
 
 pub async fn run(cfg: Config, args: ServeArgs) -> Result<u8> {
@@ -97,9 +111,22 @@ fn log_dispatch(format: LogFormat) -> tracing::Dispatch {
         .unwrap_or_else(|| "info".to_string());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    log_to(format, filter, std::io::stderr)
+}
+
+/// The service's log subscriber, writing to `writer`. Text lines show values from outside
+/// through [`escape::Clean`]; the JSON format escapes by itself.
+fn log_to<W>(
+    format: LogFormat,
+    filter: tracing_subscriber::EnvFilter,
+    writer: W,
+) -> tracing::Dispatch
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Json => tracing::Dispatch::new(builder.json().flatten_event(true).finish()),
         LogFormat::Text => tracing::Dispatch::new(builder.finish()),
@@ -138,6 +165,12 @@ fn settings(cfg: &Config, args: &ServeArgs) -> Result<Settings> {
         heartbeat: Duration::from_secs(30),
         api_token,
         slash_token_file: cfg.serve.slash_command_token_file.clone(),
+        http: http::Limits {
+            header_timeout: positive("--http-header-timeout", &args.http_header_timeout)?,
+            body_timeout: positive("--http-body-timeout", &args.http_body_timeout)?,
+            max_connections: args.http_max_connections.max(1),
+            max_body: args.http_max_body,
+        },
     })
 }
 
@@ -310,5 +343,11 @@ mod tests {
             _ => panic!("ExecStart does not run serve: {exec}"),
         }
         assert!(unit.contains("KillSignal=SIGTERM") && unit.contains("RestartPreventExitStatus=6"));
+        let nofile: u64 = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("LimitNOFILE="))
+            .and_then(|v| v.parse().ok())
+            .expect("LimitNOFILE");
+        assert!(nofile as usize > 4 * http::Limits::default().max_connections);
     }
 }

@@ -10,6 +10,7 @@
 //! slash-command request and response (Mattermost calls us). "Is this a system admin?"
 //! goes through the Mattermost client like every other call.
 
+use super::escape::{code, md, mention, Clean};
 use super::state::{Request, Shared};
 use super::worker::read_directory;
 use crate::output;
@@ -111,12 +112,17 @@ pub fn parse(text: &str) -> Result<Command, String> {
                 let (key, value) = o
                     .trim_start_matches("--")
                     .split_once('=')
-                    .ok_or_else(|| format!("{o:?}: options are key=value, e.g. mode=add"))?;
+                    .ok_or_else(|| format!("{}: options are key=value, e.g. mode=add", code(o)))?;
                 match key {
-                    "mode" => mode = Some(value.parse::<Mode>()?),
-                    "admins" => admins = Some(value.parse::<Admins>()?),
-                    "readd" => readd = Some(value.parse::<Readd>()?),
-                    _ => return Err(format!("unknown option {key:?}: use mode, admins or readd")),
+                    "mode" => mode = Some(value.parse::<Mode>().map_err(|e| md(&e))?),
+                    "admins" => admins = Some(value.parse::<Admins>().map_err(|e| md(&e))?),
+                    "readd" => readd = Some(value.parse::<Readd>().map_err(|e| md(&e))?),
+                    _ => {
+                        return Err(format!(
+                            "unknown option {}: use mode, admins or readd",
+                            code(key)
+                        ))
+                    }
                 }
             }
             Ok(Command::Link {
@@ -126,7 +132,7 @@ pub fn parse(text: &str) -> Result<Command, String> {
                 readd,
             })
         }
-        other => Err(format!("unknown command {other:?}")),
+        other => Err(format!("unknown command {}", code(other))),
     }
 }
 
@@ -167,7 +173,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, Form(req): Form<SlashRequ
                 .into_response()
         }
         Err(e) => {
-            warn!(error = %format!("{e:#}"), "cannot read the slash command token");
+            warn!(error = %Clean(&format!("{e:#}")), "cannot read the slash command token");
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the slash command token is unreadable",
@@ -177,7 +183,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, Form(req): Form<SlashRequ
     };
     if !same_secret(&req.token, &expected) {
         shared.metrics.slash_command("unknown", "bad_token");
-        warn!(user = %req.user_name, "slash command with a wrong token refused");
+        warn!(user = %Clean(&req.user_name), "slash command with a wrong token refused");
         return (StatusCode::UNAUTHORIZED, "wrong slash command token").into_response();
     }
     let command = match parse(&req.text) {
@@ -187,13 +193,23 @@ pub async fn handle(State(shared): State<Arc<Shared>>, Form(req): Form<SlashRequ
             return ephemeral(format!("{e}.\n{USAGE}"));
         }
     };
-    info!(user = %req.user_name, channel = %req.channel_name, command = command.name(), "slash command");
+    info!(
+        user = %Clean(&req.user_name),
+        channel = %Clean(&req.channel_name),
+        command = command.name(),
+        "slash command"
+    );
     let (outcome, text) = match run(&shared, &req, &command).await {
         Ok(Answer::Done(t)) => ("ok", t),
         Ok(Answer::Refused(t)) => ("refused", t),
         Err(e) => {
-            warn!(error = %format!("{e:#}"), "slash command failed");
-            ("error", format!("Nothing was changed: {e:#}"))
+            warn!(
+                user = %Clean(&req.user_name),
+                command = command.name(),
+                error = %Clean(&format!("{e:#}")),
+                "slash command failed"
+            );
+            ("error", format!("Nothing was changed: {}", short_error(&e)))
         }
     };
     shared.metrics.slash_command(command.name(), outcome);
@@ -238,12 +254,16 @@ async fn run(shared: &Arc<Shared>, req: &SlashRequest, command: &Command) -> Res
             let cfg = &shared.cfg;
             let naming = cfg.naming()?;
             if let Err(e) = naming.parse(group) {
-                return Ok(Answer::Refused(format!("Not linked: {e}")));
+                return Ok(Answer::Refused(format!(
+                    "Not linked: {}",
+                    md(&e.to_string())
+                )));
             }
             let dir = directory(shared).await?;
             if !dir.groups.contains_key(group) {
                 return Ok(Answer::Refused(format!(
-                    "Not linked: the directory has no group **{group}** (as of the last read)."
+                    "Not linked: the directory has no group **{}** (as of the last read).",
+                    md(group)
                 )));
             }
             let link = Link {
@@ -262,8 +282,11 @@ async fn run(shared: &Arc<Shared>, req: &SlashRequest, command: &Command) -> Res
                 .find(|f| f.group == link.group && f.target == link.target)
             {
                 return Ok(Answer::Refused(format!(
-                    "**{group}** is already linked here by the configuration file (mode `{}`, admins `{}`, readd `{}`); change it there.",
-                    f.mode, f.admins, f.readd
+                    "**{}** is already linked here by the configuration file (mode {}, admins {}, readd {}); change it there.",
+                    md(group),
+                    code(&f.mode.to_string()),
+                    code(&f.admins.to_string()),
+                    code(&f.readd.to_string())
                 )));
             }
             let changed = shared
@@ -271,16 +294,16 @@ async fn run(shared: &Arc<Shared>, req: &SlashRequest, command: &Command) -> Res
                 .lock()
                 .await
                 .put_link(&link, &format!("slash:{}", req.user_name))?;
-            let head = format!(
-                "{} **{group}** to this channel (mode `{}`, admins `{}`, readd `{}`).",
-                if changed { "Linked" } else { "Already linked:" },
-                link.mode,
-                link.admins,
-                link.readd
-            );
+            let head = link_head(&link, changed);
             let preview = match preview(shared, dir, &target).await {
                 Ok(p) => what_happens(&p, &target, Some(group)),
-                Err(e) => format!("Could not preview the sync ({e:#}); it runs shortly."),
+                Err(e) => {
+                    warn!(error = %Clean(&format!("{e:#}")), "slash command: no preview");
+                    format!(
+                        "Could not preview the sync ({}); it runs shortly.",
+                        short_error(&e)
+                    )
+                }
             };
             let mode_note = match link.mode {
                 Mode::Add => "In `add` mode nobody is ever removed.",
@@ -309,23 +332,34 @@ async fn run(shared: &Arc<Shared>, req: &SlashRequest, command: &Command) -> Res
                         .is_some_and(|l| l.target == target);
                 return Ok(Answer::Refused(if in_file {
                     format!(
-                        "**{group}** is linked here by the configuration file; remove it there."
+                        "**{}** is linked here by the configuration file; remove it there.",
+                        md(group)
                     )
                 } else if conventional {
-                    format!("**{group}** is linked here by the naming convention (`auto_link`); it cannot be unlinked from Mattermost.")
+                    format!("**{}** is linked here by the naming convention (`auto_link`); it cannot be unlinked from Mattermost.", md(group))
                 } else {
-                    format!("**{group}** is not linked to this channel; nothing changed.")
+                    format!(
+                        "**{}** is not linked to this channel; nothing changed.",
+                        md(group)
+                    )
                 }));
             }
             let dir = directory(shared).await?;
             let preview = match preview(shared, dir, &target).await {
                 Ok(p) if p.links.is_empty() => "No group is linked here any more: mattersync leaves the channel's members as they are.".to_string(),
                 Ok(p) => what_happens(&p, &target, None),
-                Err(e) => format!("Could not preview the sync ({e:#}); it runs shortly."),
+                Err(e) => {
+                    warn!(error = %Clean(&format!("{e:#}")), "slash command: no preview");
+                    format!(
+                        "Could not preview the sync ({}); it runs shortly.",
+                        short_error(&e)
+                    )
+                }
             };
             ask_sync(shared, &target).await;
             Ok(Answer::Done(format!(
-                "Unlinked **{group}** from this channel.\n{preview}"
+                "Unlinked **{}** from this channel.\n{preview}",
+                md(group)
             )))
         }
         Command::Status => {
@@ -335,7 +369,7 @@ async fn run(shared: &Arc<Shared>, req: &SlashRequest, command: &Command) -> Res
                 engine::resolve_links(&shared.cfg, &dir, ledger.links()?)?
             };
             let here: Vec<&Link> = links.iter().filter(|l| l.target == target).collect();
-            let mut out = vec![format!("**mattersync** in `{target}`:")];
+            let mut out = vec![format!("**mattersync** in {}:", code(&target.to_string()))];
             if here.is_empty() {
                 out.push("No group is linked to this channel.".to_string());
             }
@@ -351,11 +385,11 @@ async fn run(shared: &Arc<Shared>, req: &SlashRequest, command: &Command) -> Res
                 let members = dir.effective_members(&l.group);
                 let waiting = pending.values().filter(|g| g.contains(&l.group)).count();
                 out.push(format!(
-                    "* **{}** — mode `{}`, admins `{}`, readd `{}`, from the {}; {} member(s) in the directory, {} without a Mattermost account",
-                    l.group,
-                    l.mode,
-                    l.admins,
-                    l.readd,
+                    "* **{}** — mode {}, admins {}, readd {}, from the {}; {} member(s) in the directory, {} without a Mattermost account",
+                    md(&l.group),
+                    code(&l.mode.to_string()),
+                    code(&l.admins.to_string()),
+                    code(&l.readd.to_string()),
                     match l.source {
                         LinkSource::Config => "configuration file",
                         LinkSource::Convention => "naming convention",
@@ -374,23 +408,28 @@ async fn run(shared: &Arc<Shared>, req: &SlashRequest, command: &Command) -> Res
             if let Some((at, trips)) = guard {
                 out.push(format!(
                     "⚠ A guard stopped a sync at {at}: {}. Nothing was changed.",
-                    trips.join("; ")
+                    md(&trips.join("; "))
                 ));
             }
             if !why.is_empty() {
-                out.push(format!("The service is not ready: {}.", why.join("; ")));
+                out.push(format!(
+                    "The service is not ready: {}.",
+                    md(&why.join("; "))
+                ));
             }
             Ok(Answer::Done(out.join("\n")))
         }
         Command::Explain { user } => {
             let dir = directory(shared).await?;
             let p = preview(shared, dir, &target).await?;
-            let why = p
-                .state
-                .explain(&p.plan, user, Some(&target))
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let why = match p.state.explain(&p.plan, user, Some(&target)) {
+                Ok(w) => w,
+                Err(e) => return Ok(Answer::Refused(md(&e.to_string()))),
+            };
             let ledger = shared.ledger.lock().await;
             let lines = output::explain_text(user, &why, &ledger)?;
+            // Plain text for a terminal: every line shown as it is.
+            let lines: Vec<String> = lines.iter().map(|l| md(l)).collect();
             Ok(Answer::Done(lines.join("\n")))
         }
         Command::Help => Ok(Answer::Done(USAGE.to_string())),
@@ -442,10 +481,22 @@ async fn preview(shared: &Shared, dir: Arc<Directory>, target: &Target) -> Resul
     })
 }
 
+/// The first line of a `link` answer.
+fn link_head(link: &Link, changed: bool) -> String {
+    format!(
+        "{} **{}** to this channel (mode {}, admins {}, readd {}).",
+        if changed { "Linked" } else { "Already linked:" },
+        md(&link.group),
+        code(&link.mode.to_string()),
+        code(&link.admins.to_string()),
+        code(&link.readd.to_string())
+    )
+}
+
 fn names(mut v: Vec<String>) -> String {
     v.sort();
     v.dedup();
-    let shown: Vec<String> = v.iter().take(20).map(|n| format!("@{n}")).collect();
+    let shown: Vec<String> = v.iter().take(20).map(|n| mention(n)).collect();
     let more = v.len().saturating_sub(shown.len());
     if more > 0 {
         format!("{} and {more} more", shown.join(", "))
@@ -519,7 +570,7 @@ fn what_happens(p: &Preview, target: &Target, group: Option<&str>) -> String {
         out.push(format!(
             "{} without a Mattermost account yet, added when the account appears: {}.",
             pending.len(),
-            pending.join(", ")
+            pending.iter().map(|u| md(u)).collect::<Vec<_>>().join(", ")
         ));
     }
     if !not_readded.is_empty() {
@@ -531,7 +582,7 @@ fn what_happens(p: &Preview, target: &Target, group: Option<&str>) -> String {
     if let engine::Verdict::Held(trips) = engine::verdict(&p.plan, &engine::Approval::None) {
         out.push(format!(
             "⚠ A guard will stop this sync: {}. Nothing will change until an admin confirms.",
-            engine::describe_trips(&trips)
+            md(&engine::describe_trips(&trips))
         ));
     }
     if out.is_empty() {
@@ -563,11 +614,39 @@ async fn not_a_team_channel(shared: &Shared, req: &SlashRequest) -> Option<Strin
             "Not linked: Mattermost does not know this channel. Nothing was changed.".to_string(),
         ),
         Err(e) => {
-            warn!(error = %e, channel = %id, "cannot look the slash command's channel up");
+            warn!(error = %Clean(&e.to_string()), channel = %id, "cannot look the slash command's channel up");
             Some(format!(
-                "Not linked: cannot verify the target ({e}). Nothing was changed."
+                "Not linked: cannot verify the target ({}). Nothing was changed.",
+                mm_short(&e)
             ))
         }
+    }
+}
+
+/// What an answer says of a failure: a short sentence; the details go to the service log.
+/// (Raw API errors carry URLs, ids and server texts that are no business of the channel and
+/// would render as Markdown.)
+fn short_error(e: &anyhow::Error) -> String {
+    for cause in e.chain() {
+        if let Some(mm) = cause.downcast_ref::<mattersync_mattermost::MmError>() {
+            return mm_short(mm);
+        }
+        if cause
+            .downcast_ref::<mattersync_directory::DirectoryError>()
+            .is_some()
+        {
+            return "the directory could not be read; see the service log".to_string();
+        }
+    }
+    "the command failed; see the service log".to_string()
+}
+
+fn mm_short(e: &mattersync_mattermost::MmError) -> String {
+    match e.status() {
+        Some(status) => {
+            format!("Mattermost refused the request (HTTP {status}); see the service log")
+        }
+        None => "Mattermost did not answer as expected; see the service log".to_string(),
     }
 }
 
@@ -698,5 +777,40 @@ mod tests {
         );
         assert!(channel_target(&req("", "abc__def")).is_err());
         assert!(channel_target(&req("rocky-linux", "")).is_err());
+    }
+
+    #[test]
+    fn answers_show_names_as_text_not_markdown() {
+        let link = Link {
+            group: "mm_rl_[click](https://evil.example)**x**".into(),
+            target: "rocky-linux/infra".parse().expect("target"),
+            mode: Mode::Sync,
+            admins: Admins::Group("a`b".into()),
+            readd: Readd::Never,
+            source: LinkSource::Ledger,
+        };
+        let head = link_head(&link, true);
+        assert_eq!(
+            head,
+            "Linked **mm_rl\\_\\[click\\]\\(https\\://evil.example\\)\\*\\*x\\*\\*** to this channel \
+             (mode `sync`, admins group\\:a\\`b, readd `never`)."
+        );
+        let shown = names(vec!["neil".into(), "# big".into(), "eve\n> quote".into()]);
+        assert_eq!(shown, "\\# big, eve\\n\\> quote, @neil");
+        match parse("frobnicate") {
+            Err(e) => assert_eq!(e, "unknown command `frobnicate`"),
+            Ok(c) => panic!("{c:?}"),
+        }
+        match parse("link g **x**=1") {
+            Err(e) => assert!(e.starts_with("unknown option `**x**`:"), "{e}"),
+            Ok(c) => panic!("{c:?}"),
+        }
+    }
+
+    #[test]
+    fn failures_are_summed_up_not_echoed() {
+        let e = anyhow::anyhow!("GET https://chat.example.org/api/v4/x: [boom](http://e)")
+            .context("cannot check your channel role");
+        assert_eq!(short_error(&e), "the command failed; see the service log");
     }
 }

@@ -47,6 +47,8 @@ pub struct Settings {
     pub api_token: Option<Secret>,
     /// Read at every slash request, so a token Mattermost regenerates needs no restart.
     pub slash_token_file: Option<PathBuf>,
+    /// Timeouts and caps of the HTTP side.
+    pub http: super::http::Limits,
 }
 
 /// A request to the sync worker.
