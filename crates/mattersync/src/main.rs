@@ -332,7 +332,7 @@ async fn apply_cmd(cfg: &config::Config, json: bool, a: ApplyArgs) -> Result<u8>
             return Err(fail(
                 exit::GUARD_TRIPPED,
                 anyhow::anyhow!(
-                    "{} tripped, nothing was changed: {}.{changed} If the directory really changed this much, apply exactly this plan with --approve {held}",
+                    "{} tripped, nothing was changed: {}.{changed} If the directory really changed this much, apply exactly this plan with --approve {held} (or whatever is held with --allow-mass-removal)",
                     if trips.iter().all(|t| t.is_removal()) {
                         "removal guard"
                     } else {
