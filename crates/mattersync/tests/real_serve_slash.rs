@@ -514,3 +514,236 @@ async fn real_serve_slash_permission_model_row_by_row() {
         assert!(members.contains_key(u), "{u}: {members:?}");
     }
 }
+
+/// A person's client: the Mattermost websocket, where `open_dialog` events arrive.
+struct Socket(
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+);
+
+impl Socket {
+    async fn connect(mm_url: &str, token: &str) -> Socket {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("{}/api/v4/websocket", mm_url.replacen("http", "ws", 1));
+        let mut req = url.into_client_request().expect("ws request");
+        req.headers_mut().insert(
+            "Authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("websocket");
+        let mut s = Socket(ws);
+        s.event("hello").await;
+        s
+    }
+
+    /// The next event named `name` (others are skipped), within 20 s.
+    async fn event(&mut self, name: &str) -> serde_json::Value {
+        use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.0.next())
+                .await
+                .unwrap_or_else(|_| panic!("no {name} event within 20 s"))
+                .expect("websocket open")
+                .expect("websocket message");
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+                let v: serde_json::Value = serde_json::from_str(&t).expect("event json");
+                if v["event"] == name {
+                    return v;
+                }
+            }
+        }
+    }
+
+    /// The dialog of the next `open_dialog` event: (url, dialog).
+    async fn dialog(&mut self) -> (String, serde_json::Value) {
+        let e = self.event("open_dialog").await;
+        let d = &e["data"]["dialog"];
+        let d: serde_json::Value = match d.as_str() {
+            Some(s) => serde_json::from_str(s).expect("dialog json"),
+            None => d.clone(),
+        };
+        (
+            d["url"].as_str().expect("dialog url").to_string(),
+            d["dialog"].clone(),
+        )
+    }
+}
+
+fn options(dialog: &serde_json::Value, element: &str) -> Vec<String> {
+    dialog["elements"]
+        .as_array()
+        .expect("elements")
+        .iter()
+        .find(|e| e["name"] == element)
+        .map(|e| {
+            e["options"]
+                .as_array()
+                .expect("options")
+                .iter()
+                .map(|o| o["value"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_serve_slash_forms_open_through_the_dialog_api_and_submissions_are_checked_again() {
+    let a = Sandbox::new("slash_dialog_a").await;
+    let b = Sandbox::new("slash_dialog_b").await;
+    let alice = a.user("alice", true, false).await;
+    let g = a.create_group("infra", &[&alice], &[], &[]).await;
+    let other = b.create_group("board", &[&alice], &[], &[]).await;
+    let cfg = two_teams(
+        &a,
+        &b,
+        &serve_section(a.dir.path(), &slash_lines(a.dir.path())),
+    );
+    let svc = Service::start(&cfg, &[], "serve.log").await;
+    svc.wait_ready().await;
+    let (code, out, err) = install(&cfg, &format!("{}/slash", svc.base), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let mm = Mm::new(&a);
+    let ledger = Ledger::open(&a.dir.path().join("ledger.db")).expect("ledger");
+
+    // Dave's own channel: he is its admin. The form offers this team's area's groups and
+    // the modes that remove nobody beyond what he added.
+    let dave = Person::new(&a, &mm, "dave").await;
+    dave.join_team(&a.team_id).await;
+    let ch = mm
+        .call(
+            &dave.token,
+            reqwest::Method::POST,
+            "/channels",
+            json!({"team_id": a.team_id, "name": "daves", "display_name": "Dave's", "type": "O"}),
+        )
+        .await["id"]
+        .as_str()
+        .expect("channel id")
+        .to_string();
+    let mut dave_ws = Socket::connect(&mm.url, &dave.token).await;
+    let answer = mm.type_command(&dave.token, &a.team_id, &ch, "link").await;
+    assert!(
+        answer["text"].as_str().unwrap_or_default().is_empty(),
+        "{answer}"
+    );
+    let (url, dialog) = dave_ws.dialog().await;
+    assert_eq!(url, format!("{}/slash/dialog", svc.base));
+    assert_eq!(options(&dialog, "group"), vec![g.clone()], "{dialog}");
+    assert_eq!(options(&dialog, "mode"), ["sync", "add"], "{dialog}");
+    assert!(
+        options(&dialog, "readd").is_empty(),
+        "no privileged options: {dialog}"
+    );
+    let state = dialog["state"].as_str().expect("state").to_string();
+    let submit = |token: String, state: String, submission: serde_json::Value| {
+        let (mm, url, team, ch) = (&mm, url.clone(), a.team_id.clone(), ch.clone());
+        async move {
+            mm.try_call(
+                &token,
+                reqwest::Method::POST,
+                "/actions/dialogs/submit",
+                json!({"url": url, "callback_id": "mattersync-link", "state": state,
+                       "team_id": team, "channel_id": ch, "submission": submission,
+                       "cancelled": false}),
+            )
+            .await
+        }
+    };
+
+    // Submitting a group the form did not offer (another area's) is refused all the same.
+    let (status, body) = submit(
+        dave.token.clone(),
+        state.clone(),
+        json!({"group": other, "mode": "sync"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("area belongs to another team"), "{body}");
+    // Nor a privileged option typed into the submission by hand.
+    let (_, body) = submit(
+        dave.token.clone(),
+        state.clone(),
+        json!({"group": g, "mode": "exclusive"}),
+    )
+    .await;
+    assert!(body.contains("only system admins may set them"), "{body}");
+    assert!(ledger.links().expect("links").is_empty());
+
+    // Carol, a plain member, gets no form; submitting Dave's form as herself is refused.
+    let carol = Person::new(&a, &mm, "carol").await;
+    a.add_by_hand(&ch, &carol.id).await;
+    let answer = text(&mm.type_command(&carol.token, &a.team_id, &ch, "link").await);
+    assert!(
+        answer.contains("Only channel admins, team admins and system admins"),
+        "{answer}"
+    );
+    let (_, body) = submit(carol.token.clone(), state.clone(), json!({"group": g})).await;
+    assert!(body.contains("opened for someone else"), "{body}");
+    // A state altered by hand does not verify.
+    let forged_state = state.replacen(&dave.id, &carol.id, 1);
+    let (_, body) = submit(carol.token.clone(), forged_state, json!({"group": g})).await;
+    assert!(body.contains("did not come from mattersync"), "{body}");
+    assert!(ledger.links().expect("links").is_empty());
+
+    // Dave submits his form: linked, and the answer arrives as an ephemeral post.
+    let (status, body) = submit(
+        dave.token.clone(),
+        state.clone(),
+        json!({"group": g, "mode": "add"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("error"), "{body}");
+    let posted = dave_ws.event("ephemeral_message").await;
+    let post = posted["data"]["post"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(post.contains(&format!("Linked **{g}**")), "{post}");
+    assert_eq!(
+        ledger
+            .links()
+            .expect("links")
+            .iter()
+            .map(|l| format!("{} {} {}", l.group, l.target, l.mode))
+            .collect::<Vec<_>>(),
+        [format!("{g} {}/daves add", a.area)]
+    );
+    assert_eq!(
+        ledger
+            .link_made_by(&g, &format!("{}/daves", a.area).parse().expect("target"))
+            .expect("by"),
+        Some(format!("slash:{}", dave.username))
+    );
+
+    // The unlink form lists what he may remove; a system admin's form offers more.
+    let answer = mm
+        .type_command(&dave.token, &a.team_id, &ch, "unlink")
+        .await;
+    assert!(
+        answer["text"].as_str().unwrap_or_default().is_empty(),
+        "{answer}"
+    );
+    let (_, dialog) = dave_ws.dialog().await;
+    assert_eq!(options(&dialog, "group"), vec![g.clone()], "{dialog}");
+    let admin = a.servers.mm_token();
+    let me = a.mm.me().await.expect("me");
+    a.add_by_hand(&ch, &me.id).await;
+    let mut admin_ws = Socket::connect(&mm.url, &admin).await;
+    mm.type_command(&admin, &a.team_id, &ch, "link").await;
+    let (_, dialog) = admin_ws.dialog().await;
+    let mut groups = options(&dialog, "group");
+    groups.sort();
+    let mut both = vec![g.clone(), other.clone()];
+    both.sort();
+    assert_eq!(groups, both, "{dialog}");
+    assert_eq!(
+        options(&dialog, "mode"),
+        ["sync", "add", "exclusive"],
+        "{dialog}"
+    );
+    assert_eq!(options(&dialog, "readd"), ["never", "always"], "{dialog}");
+}

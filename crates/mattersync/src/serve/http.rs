@@ -10,6 +10,7 @@
 //! | POST | `/sync` | bearer | a full reconcile now (`?allow_mass_removal=true` past a tripped guard, `?wait=false` to return at once) |
 //! | GET | `/plan` | bearer | what a full reconcile would change (`?format=text` for people) |
 //! | POST | `/slash` | slash token | the Mattermost slash command |
+//! | POST | `/slash/dialog` | signed state | a submitted slash-command form |
 
 use super::page;
 use super::slash::{self, same_secret};
@@ -49,6 +50,7 @@ pub fn router(shared: Arc<Shared>, dispatch: tracing::Dispatch) -> Router {
         .route("/sync", post(sync))
         .route("/plan", get(plan))
         .route("/slash", post(slash::handle))
+        .route("/slash/dialog", post(super::dialog::submit))
         .layer(axum::middleware::from_fn_with_state(
             shared.settings.http,
             read_body,

@@ -12,6 +12,7 @@
 //! One instance per ledger (the run lock is held for the life of the process). SIGTERM or
 //! SIGINT: the action in flight finishes, the cursor is saved, the process exits 0.
 
+mod dialog;
 mod escape;
 mod http;
 mod metrics;

@@ -12,14 +12,15 @@
 //! slash-command request and response (Mattermost calls us). "Is this a system admin?"
 //! goes through the Mattermost client like every other call.
 
+use super::dialog::{self, Form};
 use super::escape::{code, md, mention, Clean};
 use super::permission::{self, Ask, Roles};
 use super::state::{Request, Shared};
 use super::worker::read_directory;
 use crate::output;
 use anyhow::Result;
-use axum::extract::{Form, State};
-use axum::http::StatusCode;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use mattersync_core::scope;
@@ -55,16 +56,19 @@ pub enum Command {
         user: String,
     },
     Help,
+    /// `link`, `unlink` or `explain` with nothing after it: open the form.
+    Form(Form),
 }
 
 impl Command {
-    fn name(&self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             Command::Link { .. } => "link",
             Command::Unlink { .. } => "unlink",
             Command::Status => "status",
             Command::Explain { .. } => "explain",
             Command::Help => "help",
+            Command::Form(_) => "form",
         }
     }
 }
@@ -74,7 +78,7 @@ pub const USAGE: &str = "Usage (in the channel to change):\n\
 * `/mattersync unlink <group>` — stop following the group here\n\
 * `/mattersync status` — the links of this channel and the last sync\n\
 * `/mattersync explain @user` — why someone is (not) in this channel\n\
-Linking and unlinking is for channel admins and system admins.";
+`link`, `unlink` or `explain` alone opens a form. Linking and unlinking is for channel admins, team admins and system admins; see the README for who may do what.";
 
 /// Parses the text after the trigger word.
 pub fn parse(text: &str) -> Result<Command, String> {
@@ -87,6 +91,13 @@ pub fn parse(text: &str) -> Result<Command, String> {
         "help" => Ok(Command::Help),
         "status" if rest.is_empty() => Ok(Command::Status),
         "status" => Err("`status` takes no arguments".to_string()),
+        "link" | "unlink" | "explain" if rest.is_empty() => {
+            Ok(Command::Form(match verb.to_ascii_lowercase().as_str() {
+                "link" => Form::Link,
+                "unlink" => Form::Unlink,
+                _ => Form::Explain,
+            }))
+        }
         "explain" => match rest.as_slice() {
             [user] => {
                 let user = user.trim_start_matches('@');
@@ -209,7 +220,11 @@ fn token_team(shared: &Shared, given: &str) -> Result<String, (StatusCode, &'sta
     }
 }
 
-pub async fn handle(State(shared): State<Arc<Shared>>, Form(req): Form<SlashRequest>) -> Response {
+pub async fn handle(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    axum::extract::Form(req): axum::extract::Form<SlashRequest>,
+) -> Response {
     let team = match token_team(&shared, &req.token) {
         Ok(t) => t,
         Err(resp) => {
@@ -251,12 +266,63 @@ pub async fn handle(State(shared): State<Arc<Shared>>, Form(req): Form<SlashRequ
             return ephemeral(format!("Nothing was changed: {}", short_error(&e)));
         }
     };
-    answer(&shared, &ctx, &command, "slash").await
+    if let Command::Form(form) = command {
+        if req.trigger_id.is_empty() {
+            return ephemeral(format!(
+                "`{}` needs more: see the usage.\n{USAGE}",
+                form.name()
+            ));
+        }
+        let url = dialog_url(&shared, &headers);
+        return match dialog::open_form(&shared, &ctx, form, &req.token, &req.trigger_id, &url).await
+        {
+            Ok(None) => {
+                shared.metrics.slash_command("form", "ok");
+                Json(serde_json::json!({})).into_response()
+            }
+            Ok(Some(Answer::Refused(t))) => {
+                shared.metrics.slash_command("form", "refused");
+                ephemeral(t)
+            }
+            Ok(Some(Answer::Done(t))) => ephemeral(t),
+            Err(e) => {
+                shared.metrics.slash_command("form", "error");
+                warn!(error = %Clean(&format!("{e:#}")), "slash command: cannot open the form");
+                ephemeral(format!("Could not open the form: {}", short_error(&e)))
+            }
+        };
+    }
+    ephemeral(match answer_text(&shared, &ctx, &command, "slash").await {
+        Answer::Done(t) | Answer::Refused(t) => t,
+    })
 }
 
-/// Runs a command for a resolved caller (typed, or submitted from a dialog); the answer as
-/// an ephemeral response.
-async fn answer(shared: &Arc<Shared>, ctx: &Ctx, command: &Command, via: &str) -> Response {
+/// Where Mattermost posts a dialog's submission: `serve.slash_command_url` + `/dialog`, or
+/// else this request's own host (fine on loopback; behind a proxy, set the URL).
+fn dialog_url(shared: &Shared, headers: &HeaderMap) -> String {
+    match &shared.cfg.serve.slash_command_url {
+        Some(url) => format!("{}/dialog", url.trim_end_matches('/')),
+        None => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .filter(|h| {
+                    h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".:-[]".contains(&b))
+                })
+                .unwrap_or("127.0.0.1");
+            format!("http://{host}/slash/dialog")
+        }
+    }
+}
+
+/// Runs a command for a resolved caller (typed, or submitted from a dialog).
+pub(super) async fn answer_text(
+    shared: &Arc<Shared>,
+    ctx: &Ctx,
+    command: &Command,
+    via: &str,
+) -> Answer {
     info!(
         user = %Clean(&ctx.caller.username),
         channel = %ctx.target,
@@ -278,10 +344,13 @@ async fn answer(shared: &Arc<Shared>, ctx: &Ctx, command: &Command, via: &str) -
         }
     };
     shared.metrics.slash_command(command.name(), outcome);
-    ephemeral(text)
+    match outcome {
+        "refused" => Answer::Refused(text),
+        _ => Answer::Done(text),
+    }
 }
 
-enum Answer {
+pub(super) enum Answer {
     Done(String),
     Refused(String),
 }
@@ -383,7 +452,7 @@ fn is_id(s: &str) -> bool {
 }
 
 /// `Some(refusal)` when the permission model says no.
-fn refused(shared: &Shared, ctx: &Ctx, ask: Ask) -> Option<String> {
+pub(super) fn refused(shared: &Shared, ctx: &Ctx, ask: Ask) -> Option<String> {
     permission::check(&ctx.roles, &shared.cfg.serve.slash_privileged, ask)
         .err()
         .map(|why| format!("{why} Nothing was changed."))
@@ -404,7 +473,7 @@ fn ledger_link(
 async fn run(shared: &Arc<Shared>, ctx: &Ctx, command: &Command) -> Result<Answer> {
     let target = ctx.target.clone();
     match command {
-        Command::Help => Ok(Answer::Done(USAGE.to_string())),
+        Command::Help | Command::Form(_) => Ok(Answer::Done(USAGE.to_string())),
         Command::Link {
             group,
             mode,
@@ -647,7 +716,7 @@ async fn ask_sync(shared: &Shared, target: &Target) {
 }
 
 /// The latest directory read, or a fresh one.
-async fn directory(shared: &Shared) -> Result<Arc<Directory>> {
+pub(super) async fn directory(shared: &Shared) -> Result<Arc<Directory>> {
     if let Some(d) = shared.read_status(|s| s.directory_snapshot.clone()) {
         return Ok(d);
     }
@@ -796,7 +865,7 @@ fn what_happens(p: &Preview, target: &Target, group: Option<&str>) -> String {
 /// What an answer says of a failure: a short sentence; the details go to the service log.
 /// (Raw API errors carry URLs, ids and server texts that are no business of the channel and
 /// would render as Markdown.)
-fn short_error(e: &anyhow::Error) -> String {
+pub(super) fn short_error(e: &anyhow::Error) -> String {
     for cause in e.chain() {
         if let Some(mm) = cause.downcast_ref::<mattersync_mattermost::MmError>() {
             return mm_short(mm);
@@ -829,6 +898,9 @@ mod tests {
         assert_eq!(parse(""), Ok(Command::Help));
         assert_eq!(parse("  help "), Ok(Command::Help));
         assert_eq!(parse("status"), Ok(Command::Status));
+        assert_eq!(parse("link"), Ok(Command::Form(Form::Link)));
+        assert_eq!(parse(" Unlink "), Ok(Command::Form(Form::Unlink)));
+        assert_eq!(parse("explain"), Ok(Command::Form(Form::Explain)));
         assert_eq!(
             parse("explain @neil"),
             Ok(Command::Explain {
@@ -864,13 +936,10 @@ mod tests {
     #[test]
     fn bad_commands_say_what_is_wrong() {
         for (text, needle) in [
-            ("link", "needs a group"),
             ("link mm_x mode=mirror", "not a mode"),
             ("link mm_x colour=red", "unknown option"),
             ("link mm_x add", "key=value"),
-            ("unlink", "needs one group"),
             ("unlink a b", "needs one group"),
-            ("explain", "needs one user"),
             ("explain @", "needs a user"),
             ("status now", "no arguments"),
             ("frobnicate", "unknown command"),
