@@ -747,3 +747,57 @@ async fn real_serve_slash_forms_open_through_the_dialog_api_and_submissions_are_
     );
     assert_eq!(options(&dialog, "readd"), ["never", "always"], "{dialog}");
 }
+
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_serve_slash_follows_a_renamed_channel_by_id() {
+    let sb = Sandbox::new("slash_rename").await;
+    let alice = sb.user("alice", true, false).await;
+    let g = sb.create_group("infra", &[&alice], &[], &[]).await;
+    let ch = sb.channel("infra", false).await;
+    let cfg = sb.config(&serve_section(sb.dir.path(), &slash_lines(sb.dir.path())));
+    let svc = Service::start(&cfg, &[], "serve.log").await;
+    svc.wait_ready().await;
+    let (code, out, err) = install(&cfg, &format!("{}/slash", svc.base), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let mm = Mm::new(&sb);
+    let admin = sb.servers.mm_token();
+    let answer = text(
+        &mm.type_command(&admin, &sb.team_id, &ch, &format!("link {g}"))
+            .await,
+    );
+    assert!(answer.contains(&format!("Linked **{g}**")), "{answer}");
+    // The sync that follows records the channel's id for the link.
+    let arrived = wait_until(PROPAGATION, || async {
+        sb.members(&ch).await.contains_key(&alice.uid)
+    })
+    .await;
+    assert!(arrived, "{}", svc.logs());
+
+    sb.rename_channel(&ch, "infra-renamed").await;
+    let status = text(&mm.type_command(&admin, &sb.team_id, &ch, "status").await);
+    assert!(
+        status.contains(&g) && status.contains("infra-renamed"),
+        "{status}"
+    );
+    // Changing it changes the one link (still declared by the old name), not a second one.
+    let answer = text(
+        &mm.type_command(&admin, &sb.team_id, &ch, &format!("link {g} mode=add"))
+            .await,
+    );
+    assert!(answer.contains("mode `add`"), "{answer}");
+    let ledger = Ledger::open(&sb.dir.path().join("ledger.db")).expect("ledger");
+    let links: Vec<String> = ledger
+        .links()
+        .expect("links")
+        .iter()
+        .map(|l| format!("{} {} {}", l.group, l.target, l.mode))
+        .collect();
+    assert_eq!(links, [format!("{g} {}/infra add", sb.area)]);
+    let answer = text(
+        &mm.type_command(&admin, &sb.team_id, &ch, &format!("unlink {g}"))
+            .await,
+    );
+    assert!(answer.contains(&format!("Unlinked **{g}**")), "{answer}");
+    assert!(ledger.links().expect("links").is_empty());
+}

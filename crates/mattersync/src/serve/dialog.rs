@@ -200,13 +200,8 @@ pub async fn open_form(
             if let Some(why) = slash::refused(shared, ctx, Ask::Unlink { privileged: false }) {
                 return Ok(Some(Answer::Refused(format!("Not unlinked: {why}"))));
             }
-            let here: Vec<Value> = shared
-                .ledger
-                .lock()
-                .await
-                .links()?
+            let here: Vec<Value> = slash::ledger_links_here(&*shared.ledger.lock().await, ctx)?
                 .into_iter()
-                .filter(|l| l.target == ctx.target)
                 .filter(|l| privileged || !permission::privileged_link(l, &cfg.defaults))
                 .take(MAX_OPTIONS)
                 .map(|l| option(&l.group, &l.group))

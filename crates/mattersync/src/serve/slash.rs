@@ -458,16 +458,35 @@ pub(super) fn refused(shared: &Shared, ctx: &Ctx, ask: Ask) -> Option<String> {
         .map(|why| format!("{why} Nothing was changed."))
 }
 
-/// The link the ledger has for this group here (slash or `mattersync link`), if any.
-fn ledger_link(
+/// Whether a declared link points at this channel: by its name now, or by the channel id
+/// recorded for it (a link declared under the channel's old name, before a rename).
+fn is_here(l: &Link, ids: &[mattersync_core::LinkIdentity], ctx: &Ctx) -> bool {
+    l.target == ctx.target
+        || ids.iter().any(|i| {
+            i.group == l.group
+                && i.target == l.target
+                && i.channel_id.as_deref() == Some(ctx.channel.id.as_str())
+        })
+}
+
+/// The ledger's links (slash or `mattersync link`) to this channel, as declared.
+pub(super) fn ledger_links_here(
     ledger: &mattersync_ledger::Ledger,
-    group: &str,
-    target: &Target,
-) -> Result<Option<Link>> {
+    ctx: &Ctx,
+) -> Result<Vec<Link>> {
+    let ids = ledger.identities()?;
     Ok(ledger
         .links()?
         .into_iter()
-        .find(|l| l.group == group && l.target == *target))
+        .filter(|l| is_here(l, &ids, ctx))
+        .collect())
+}
+
+/// The link the ledger has for this group here, if any.
+fn ledger_link(ledger: &mattersync_ledger::Ledger, group: &str, ctx: &Ctx) -> Result<Option<Link>> {
+    Ok(ledger_links_here(ledger, ctx)?
+        .into_iter()
+        .find(|l| l.group == group))
 }
 
 async fn run(shared: &Arc<Shared>, ctx: &Ctx, command: &Command) -> Result<Answer> {
@@ -509,7 +528,7 @@ async fn run(shared: &Arc<Shared>, ctx: &Ctx, command: &Command) -> Result<Answe
             };
             let existing = {
                 let ledger = shared.ledger.lock().await;
-                ledger_link(&ledger, group, &target)?
+                ledger_link(&ledger, group, ctx)?
             };
             let privileged = permission::privileged_link(&link, &cfg.defaults)
                 || existing.as_ref().is_some_and(|e| {
@@ -524,6 +543,12 @@ async fn run(shared: &Arc<Shared>, ctx: &Ctx, command: &Command) -> Result<Answe
                 },
             ) {
                 return Ok(Answer::Refused(format!("Not linked: {why}")));
+            }
+            // A link declared under the channel's old name stays declared so (its recorded
+            // ids follow the rename): change that one rather than add a second.
+            let mut link = link;
+            if let Some(e) = &existing {
+                link.target = e.target.clone();
             }
             let dir = directory(shared).await?;
             if !dir.groups.contains_key(group) {
@@ -568,7 +593,7 @@ async fn run(shared: &Arc<Shared>, ctx: &Ctx, command: &Command) -> Result<Answe
         Command::Unlink { group } => {
             let existing = {
                 let ledger = shared.ledger.lock().await;
-                ledger_link(&ledger, group, &target)?
+                ledger_link(&ledger, group, ctx)?
             };
             let privileged = existing
                 .as_ref()
@@ -576,7 +601,8 @@ async fn run(shared: &Arc<Shared>, ctx: &Ctx, command: &Command) -> Result<Answe
             if let Some(why) = refused(shared, ctx, Ask::Unlink { privileged }) {
                 return Ok(Answer::Refused(format!("Not unlinked: {why}")));
             }
-            let removed = shared.ledger.lock().await.remove_link(group, &target)?;
+            let declared = existing.as_ref().map_or(&target, |e| &e.target);
+            let removed = shared.ledger.lock().await.remove_link(group, declared)?;
             if !removed {
                 let cfg = &shared.cfg;
                 let in_file = cfg
@@ -627,11 +653,12 @@ async fn run(shared: &Arc<Shared>, ctx: &Ctx, command: &Command) -> Result<Answe
                 return Ok(Answer::Refused(why));
             }
             let dir = directory(shared).await?;
-            let (links, _) = {
+            let (links, ids) = {
                 let ledger = shared.ledger.lock().await;
-                engine::resolve_links(&shared.cfg, &dir, ledger.links()?)?
+                let (links, _) = engine::resolve_links(&shared.cfg, &dir, ledger.links()?)?;
+                (links, ledger.identities()?)
             };
-            let here: Vec<&Link> = links.iter().filter(|l| l.target == target).collect();
+            let here: Vec<&Link> = links.iter().filter(|l| is_here(l, &ids, ctx)).collect();
             let mut out = vec![format!("**mattersync** in {}:", code(&target.to_string()))];
             if here.is_empty() {
                 out.push("No group is linked to this channel.".to_string());
