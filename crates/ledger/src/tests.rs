@@ -1,5 +1,6 @@
 use super::*;
 use mattersync_core::{Mode, PlanMember, UserRef};
+use rusqlite::params;
 
 fn member(id: &str) -> PlanMember {
     PlanMember {
@@ -23,9 +24,7 @@ fn ok(id: &str) -> UserOutcome {
     }
 }
 
-#[test]
-fn adds_become_owned_and_failures_are_audited_but_not_owned() {
-    let mut l = Ledger::open_in_memory().expect("ledger");
+fn adds_become_owned_and_failures_are_audited_but_not_owned(mut l: Ledger) {
     let run = l.begin_run("apply", Some("fp")).expect("run");
     let add = Action::AddChannelMembers {
         channel_id: "c1".into(),
@@ -62,9 +61,7 @@ fn adds_become_owned_and_failures_are_audited_but_not_owned() {
     assert_eq!(failed[0].groups, ["mm_rl_infra"]);
 }
 
-#[test]
-fn removal_departure_and_preexisting_change_state_not_origin() {
-    let mut l = Ledger::open_in_memory().expect("ledger");
+fn removal_departure_and_preexisting_change_state_not_origin(mut l: Ledger) {
     let run = l.begin_run("apply", None).expect("run");
     l.record(
         &run,
@@ -121,9 +118,7 @@ fn removal_departure_and_preexisting_change_state_not_origin() {
     );
 }
 
-#[test]
-fn admin_grants_are_kept_and_taken_back() {
-    let mut l = Ledger::open_in_memory().expect("ledger");
+fn admin_grants_are_kept_and_taken_back(mut l: Ledger) {
     let run = l.begin_run("apply", None).expect("run");
     let set = |admin| Action::SetChannelAdmin {
         channel_id: "c1".into(),
@@ -138,9 +133,7 @@ fn admin_grants_are_kept_and_taken_back() {
     assert!(!l.facts().expect("facts").channel_admins.contains_key("c1"));
 }
 
-#[test]
-fn links_round_trip_and_report_change() {
-    let l = Ledger::open_in_memory().expect("ledger");
+fn links_round_trip_and_report_change(l: Ledger) {
     let link = Link {
         group: "mm_rl_infra".into(),
         target: "rocky-linux/infra".parse().expect("target"),
@@ -230,9 +223,7 @@ fn add_action(ids: &[&str]) -> Action {
     }
 }
 
-#[test]
-fn an_intended_add_is_not_a_fact_until_it_is_recorded_or_resolved() {
-    let mut l = Ledger::open_in_memory().expect("ledger");
+fn an_intended_add_is_not_a_fact_until_it_is_recorded_or_resolved(mut l: Ledger) {
     let run = l.begin_run("apply", None).expect("run");
     l.intend(&run, &add_action(&["a", "b"])).expect("intend");
     assert!(l.facts().expect("facts").channels.is_empty());
@@ -261,9 +252,9 @@ fn an_intended_add_is_not_a_fact_until_it_is_recorded_or_resolved() {
     );
 }
 
-#[test]
-fn an_intended_removal_that_happened_becomes_a_removal_and_failures_are_settled_next_run() {
-    let mut l = Ledger::open_in_memory().expect("ledger");
+fn an_intended_removal_that_happened_becomes_a_removal_and_failures_are_settled_next_run(
+    mut l: Ledger,
+) {
     let run = l.begin_run("apply", None).expect("run");
     l.record(&run, &add_action(&["a", "b"]), &[ok("a"), ok("b")])
         .expect("add");
@@ -313,9 +304,7 @@ fn failed(id: &str, why: &str) -> UserOutcome {
     }
 }
 
-#[test]
-fn a_failed_write_whose_answer_was_lost_is_settled_from_what_mattermost_shows() {
-    let mut l = Ledger::open_in_memory().expect("ledger");
+fn a_failed_write_whose_answer_was_lost_is_settled_from_what_mattermost_shows(mut l: Ledger) {
     let run = l.begin_run("apply", None).expect("run");
     l.record(&run, &add_action(&["b"]), &[ok("b")])
         .expect("add b");
@@ -347,12 +336,10 @@ fn a_failed_write_whose_answer_was_lost_is_settled_from_what_mattermost_shows() 
     );
 }
 
-#[test]
-fn a_plan_made_without_settling_still_keeps_ownership() {
+fn a_plan_made_without_settling_still_keeps_ownership(mut l: Ledger) {
     // A caller that plans without resolve_intents sees c in the channel with no record and
     // b gone while the ledger says present: the planner asks to record c as pre-existing and
     // b as departed. The unsettled intents say otherwise, and win.
-    let mut l = Ledger::open_in_memory().expect("ledger");
     let run = l.begin_run("apply", None).expect("run");
     l.record(&run, &add_action(&["b"]), &[ok("b")])
         .expect("add b");
@@ -577,3 +564,61 @@ fn a_schema_2_ledger_is_upgraded_and_keeps_every_record() {
     );
     assert_eq!(again.facts().expect("facts"), facts);
 }
+
+/// A fresh PostgreSQL ledger, in a schema of its own, on the test server
+/// (`MATTERSYNC_LEDGER_PG_URL`, started by `scripts/test.sh`).
+pub(crate) fn pg_target() -> PgTarget {
+    let url = std::env::var("MATTERSYNC_LEDGER_PG_URL").expect(
+        "MATTERSYNC_LEDGER_PG_URL is not set: scripts/test.sh starts the ledger's PostgreSQL",
+    );
+    let password = std::env::var("MATTERSYNC_LEDGER_PG_PASSWORD_FILE")
+        .ok()
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .map(|p| p.trim().to_string());
+    let mut target = PgTarget::new(&url);
+    target.password = password;
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let admin = Db::Postgres(
+        target
+            .connect()
+            .expect("connect to the ledger's PostgreSQL"),
+    );
+    admin
+        .batch(&format!("CREATE SCHEMA {schema}"))
+        .expect("create a schema");
+    target.schema = Some(schema);
+    target
+}
+
+fn pg_ledger() -> Ledger {
+    Ledger::open_postgres(&pg_target()).expect("open a PostgreSQL ledger")
+}
+
+/// Each named test body runs on a fresh SQLite ledger and on a fresh PostgreSQL one: one
+/// behaviour, both engines.
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => { $(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(super::Ledger::open_in_memory().expect("ledger"))
+            }
+            #[test]
+            #[ignore = "needs the real servers (scripts/test.sh runs it)"]
+            fn postgres() {
+                super::$name(super::pg_ledger())
+            }
+        }
+    )* };
+}
+
+on_both_engines!(
+    adds_become_owned_and_failures_are_audited_but_not_owned,
+    removal_departure_and_preexisting_change_state_not_origin,
+    admin_grants_are_kept_and_taken_back,
+    links_round_trip_and_report_change,
+    an_intended_add_is_not_a_fact_until_it_is_recorded_or_resolved,
+    an_intended_removal_that_happened_becomes_a_removal_and_failures_are_settled_next_run,
+    a_failed_write_whose_answer_was_lost_is_settled_from_what_mattermost_shows,
+    a_plan_made_without_settling_still_keeps_ownership,
+);
