@@ -212,13 +212,24 @@ pub struct ExclusiveSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LedgerSection {
+    /// The SQLite ledger (the default, for one instance).
     pub path: PathBuf,
+    /// A PostgreSQL ledger instead (`postgres://user@host/db`), for one or more instances
+    /// with one leader. TLS is required and verified unless the URL says `sslmode=disable`.
+    pub url: Option<String>,
+    /// The PostgreSQL password (or `MATTERSYNC_LEDGER_PASSWORD`).
+    pub password_file: Option<PathBuf>,
+    /// A CA bundle for the PostgreSQL server's certificate (default: the system's roots).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for LedgerSection {
     fn default() -> Self {
         LedgerSection {
             path: PathBuf::from("/var/lib/mattersync/ledger.db"),
+            url: None,
+            password_file: None,
+            ca_file: None,
         }
     }
 }
@@ -423,6 +434,18 @@ impl Config {
                  `mattersync slash install` registers and writes",
                 f.display()
             );
+        }
+        if let Some(url) = &self.ledger.url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                bail!("ledger.url: {url:?} is not a postgres:// URL");
+            }
+            if url
+                .split_once("://")
+                .and_then(|(_, rest)| rest.split_once('@'))
+                .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+            {
+                bail!("ledger.url: holds a password; put it in ledger.password_file or MATTERSYNC_LEDGER_PASSWORD");
+            }
         }
         if let Some(url) = &self.serve.slash_command_url {
             if !(url.starts_with("https://") || url.starts_with("http://")) {

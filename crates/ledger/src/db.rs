@@ -130,9 +130,7 @@ impl Db {
                 )?;
                 Ok(n as u64)
             }
-            Db::Postgres(p) => p
-                .call(Job::Exec(pg_sql(sql), params.to_vec()))
-                .map(|r| r.count),
+            Db::Postgres(p) => p.exec(sql, params),
         }
     }
 
@@ -154,9 +152,7 @@ impl Db {
                 )?;
                 Ok(rows.collect::<std::result::Result<_, _>>()?)
             }
-            Db::Postgres(p) => p
-                .call(Job::Query(pg_sql(sql), params.to_vec()))
-                .map(|r| r.rows),
+            Db::Postgres(p) => p.query(sql, params),
         }
     }
 
@@ -272,6 +268,20 @@ impl Pg {
 
     pub fn batch(&self, sql: &str) -> Result<()> {
         self.call(Job::Batch(sql.to_string())).map(|_| ())
+    }
+
+    pub fn exec(&self, sql: &str, params: &[Value]) -> Result<u64> {
+        self.call(Job::Exec(pg_sql(sql), params.to_vec()))
+            .map(|r| r.count)
+    }
+
+    pub fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
+        self.call(Job::Query(pg_sql(sql), params.to_vec()))
+            .map(|r| r.rows)
+    }
+
+    pub fn one(&self, sql: &str, params: &[Value]) -> Result<Option<Row>> {
+        Ok(self.query(sql, params)?.into_iter().next())
     }
 
     /// The first column of the first row of `sql` as a number, or an error if the

@@ -349,9 +349,16 @@ impl Ledger {
     fn migrate(&self) -> Result<()> {
         let known = MIGRATIONS.len() as i64;
         if self.engine() == Engine::Postgres {
+            // Two instances starting at once: the transaction-scoped advisory lock lets one
+            // create the tables while the other waits.
             self.db.batch(
-                "CREATE TABLE IF NOT EXISTS mattersync_schema (id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL);
-                 INSERT INTO mattersync_schema (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+                "BEGIN;
+                 SELECT pg_advisory_xact_lock(7161527011);
+                 CREATE TABLE IF NOT EXISTS mattersync_schema (id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL);
+                 INSERT INTO mattersync_schema (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
+                 CREATE TABLE IF NOT EXISTS mattersync_leader (id INTEGER PRIMARY KEY CHECK (id = 1), epoch BIGINT NOT NULL, holder TEXT NOT NULL, since TEXT NOT NULL);
+                 INSERT INTO mattersync_leader (id, epoch, holder, since) VALUES (1, 0, '', '') ON CONFLICT (id) DO NOTHING;
+                 COMMIT",
             )?;
         }
         let version = self.schema_version()?;

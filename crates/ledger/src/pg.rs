@@ -9,7 +9,7 @@
 //! cut), and a standby polling for it takes over. A leader that cannot reach its lock
 //! session within [`HEARTBEAT_TIMEOUT`] steps down before doing anything else.
 
-use crate::db::{vals, Db, Pg, Tls};
+use crate::db::{vals, Pg, Tls};
 use crate::{LedgerError, Result};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -150,7 +150,7 @@ impl PgTarget {
 
 /// Leadership of a shared ledger: the lock session, held for as long as this lives.
 pub struct Leadership {
-    db: Db,
+    db: Pg,
     pub epoch: i64,
     pub holder: String,
 }
@@ -166,7 +166,7 @@ pub struct LeaderRow {
 impl Leadership {
     /// Takes the lead if nobody holds it: `Ok(None)` when another instance leads.
     pub fn try_take(target: &PgTarget, holder: &str) -> Result<Option<Leadership>> {
-        let db = Db::Postgres(target.connect()?);
+        let db = target.connect()?;
         ensure_leader_table(&db)?;
         let got = db
             .one("SELECT pg_try_advisory_lock(?1)", vals![LOCK_KEY])?
@@ -194,10 +194,7 @@ impl Leadership {
     /// Whether the lock session still answers within [`HEARTBEAT_TIMEOUT`] and still holds
     /// the lock. A leader for which this is false must stop writing at once.
     pub fn alive(&self) -> bool {
-        let Db::Postgres(pg) = &self.db else {
-            return false;
-        };
-        pg.ping(
+        self.db.ping(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted",
             HEARTBEAT_TIMEOUT,
         )
@@ -211,7 +208,7 @@ impl Leadership {
 
 /// Who leads now (for standbys and the status page).
 pub fn leader(target: &PgTarget) -> Result<Option<LeaderRow>> {
-    let db = Db::Postgres(target.connect()?);
+    let db = target.connect()?;
     ensure_leader_table(&db)?;
     let row = db.one(
         "SELECT epoch, holder, since FROM mattersync_leader WHERE id = 1",
@@ -227,9 +224,12 @@ pub fn leader(target: &PgTarget) -> Result<Option<LeaderRow>> {
     }
 }
 
-pub(crate) fn ensure_leader_table(db: &Db) -> Result<()> {
+pub(crate) fn ensure_leader_table(db: &Pg) -> Result<()> {
     db.batch(
-        "CREATE TABLE IF NOT EXISTS mattersync_leader (id INTEGER PRIMARY KEY CHECK (id = 1), epoch BIGINT NOT NULL, holder TEXT NOT NULL, since TEXT NOT NULL);
-         INSERT INTO mattersync_leader (id, epoch, holder, since) VALUES (1, 0, '', '') ON CONFLICT (id) DO NOTHING",
+        "BEGIN;
+         SELECT pg_advisory_xact_lock(7161527011);
+         CREATE TABLE IF NOT EXISTS mattersync_leader (id INTEGER PRIMARY KEY CHECK (id = 1), epoch BIGINT NOT NULL, holder TEXT NOT NULL, since TEXT NOT NULL);
+         INSERT INTO mattersync_leader (id, epoch, holder, since) VALUES (1, 0, '', '') ON CONFLICT (id) DO NOTHING;
+         COMMIT",
     )
 }

@@ -622,3 +622,148 @@ on_both_engines!(
     a_failed_write_whose_answer_was_lost_is_settled_from_what_mattermost_shows,
     a_plan_made_without_settling_still_keeps_ownership,
 );
+
+#[test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+fn postgres_keeps_runs_and_cursors_across_connections_and_refuses_a_newer_schema() {
+    let target = pg_target();
+    {
+        let l = Ledger::open_postgres(&target).expect("open");
+        assert_eq!(l.engine(), Engine::Postgres);
+        l.set_cursor("syncrepl", Some(b"\x00cookie\xff")).expect("cursor");
+        let run = l.begin_run("apply", Some("abc")).expect("run");
+        l.finish_run(
+            &run,
+            &RunEnd {
+                outcome: "ok".into(),
+                actions_ok: 3,
+                ..Default::default()
+            },
+        )
+        .expect("finish");
+    }
+    let l = Ledger::open_postgres(&target).expect("reopen");
+    assert_eq!(
+        l.cursor("syncrepl").expect("cursor"),
+        Some(b"\x00cookie\xff".to_vec())
+    );
+    let runs = l.runs(10).expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!((runs[0].outcome.as_deref(), runs[0].actions_ok), (Some("ok"), 3));
+    assert_eq!(l.schema_version().expect("version"), MIGRATIONS.len() as i64);
+    // Read-only: reads, and the session refuses writes.
+    let ro = Ledger::open_postgres_read_only(&target).expect("read only");
+    assert_eq!(ro.runs(10).expect("runs").len(), 1);
+    let e = ro.begin_run("apply", None).expect_err("read-only session");
+    assert!(e.to_string().contains("25006"), "{e}");
+    // A schema from a newer mattersync is refused.
+    l.db.exec("UPDATE mattersync_schema SET version = 99", &[])
+        .expect("bump");
+    let e = Ledger::open_postgres(&target).err().expect("too new");
+    assert!(matches!(e, LedgerError::TooNew { found: 99, .. }), "{e}");
+}
+
+#[test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+fn postgres_instances_starting_together_migrate_once() {
+    let target = pg_target();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let t = target.clone();
+            std::thread::spawn(move || Ledger::open_postgres(&t).map(|l| l.schema_version()))
+        })
+        .collect();
+    for h in handles {
+        let v = h.join().expect("thread").expect("open").expect("version");
+        assert_eq!(v, MIGRATIONS.len() as i64);
+    }
+}
+
+#[test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+fn postgres_tls_is_verified_by_default_and_never_falls_back_to_plaintext() {
+    let plain = pg_target();
+    let url = std::env::var("MATTERSYNC_LEDGER_PG_TLS_URL").expect("TLS url");
+    let ca = std::env::var("MATTERSYNC_LEDGER_PG_CA_FILE").expect("CA file");
+    let tls = |ca_file: Option<&str>| PgTarget {
+        url: url.clone(),
+        ca_file: ca_file.map(std::path::PathBuf::from),
+        ..plain.clone()
+    };
+    // With the test CA: verified, works.
+    let l = Ledger::open_postgres(&tls(Some(&ca))).expect("TLS with the CA");
+    assert_eq!(l.schema_version().expect("version"), MIGRATIONS.len() as i64);
+    let ssl: String = l
+        .db
+        .one("SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+        .expect("pg_stat_ssl")
+        .expect("row")
+        .text(0)
+        .expect("text");
+    assert_eq!(ssl, "true");
+    // Without it the test CA is not trusted: refused, not downgraded.
+    let e = Ledger::open_postgres(&tls(None)).err().expect("untrusted");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    // A password in the URL is refused (it belongs in a file).
+    let e = Ledger::open_postgres(&PgTarget::new("postgres://u:secret@127.0.0.1/db"))
+        .err()
+        .expect("password in url");
+    assert!(e.to_string().contains("password_file"), "{e}");
+    assert!(!e.to_string().contains("secret"), "{e}");
+}
+
+#[test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+fn a_deposed_leader_cannot_write_and_a_takeover_raises_the_epoch() {
+    let target = pg_target();
+    let mut a = Ledger::open_postgres(&target).expect("a");
+    let mut b = Ledger::open_postgres(&target).expect("b");
+    let lead_a = Leadership::try_take(&target, "host-a/1").expect("take").expect("a leads");
+    assert!(lead_a.alive());
+    assert!(
+        Leadership::try_take(&target, "host-b/2").expect("try").is_none(),
+        "one leader at a time"
+    );
+    a.set_fence(lead_a.fence());
+    let run = a.begin_run("serve", None).expect("a writes while it leads");
+    a.intend(&run, &add_action(&["x"])).expect("intent");
+    assert_eq!(
+        leader(&target).expect("leader").map(|r| (r.epoch, r.holder)),
+        Some((lead_a.epoch, "host-a/1".to_string()))
+    );
+    // A's lock session ends (killed, cut): B takes over with a higher epoch.
+    let epoch_a = lead_a.epoch;
+    drop(lead_a);
+    let lead_b = (0..50)
+        .find_map(|_| {
+            let got = Leadership::try_take(&target, "host-b/2").expect("try");
+            if got.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            got
+        })
+        .expect("b takes over once a's session is gone");
+    assert!(lead_b.epoch > epoch_a);
+    b.set_fence(lead_b.fence());
+    // A still has its ledger connection, but every write is refused, intents first (so no
+    // Mattermost write can follow them).
+    let e = a.intend(&run, &add_action(&["y"])).expect_err("fenced");
+    assert!(
+        matches!(&e, LedgerError::Fenced { mine, current, holder } if *mine == epoch_a && *current == lead_b.epoch && holder == "host-b/2"),
+        "{e}"
+    );
+    assert!(a.put_link(&Link {
+        group: "mm_rl_x".into(),
+        target: "rocky-linux/x".parse().expect("target"),
+        mode: Mode::Sync,
+        admins: mattersync_core::Admins::None,
+        readd: mattersync_core::Readd::Never,
+        source: mattersync_core::LinkSource::Ledger,
+    }, "cli:a").is_err());
+    // B settles what A left and writes.
+    assert_eq!(b.intents().expect("intents").len(), 1, "a's intent is there to settle");
+    b.resolve_intents(&run, |_, _, _| Some(true)).expect("settle");
+    assert!(b.intents().expect("intents").is_empty());
+    let f = b.facts().expect("facts");
+    assert_eq!(f.channels["c1"]["x"].origin, Origin::Added);
+}

@@ -208,16 +208,16 @@ async fn run(cli: Cli) -> Result<u8> {
 }
 
 fn open_ledger(cfg: &config::Config) -> Result<Ledger> {
-    Ledger::open(&cfg.ledger.path).context("opening the ledger")
+    engine::open_ledger(cfg, None)
 }
 
-/// For commands that only read: the ledger file is never written.
+/// For commands that only read: the ledger is never written.
 fn read_ledger(cfg: &config::Config) -> Result<Ledger> {
-    Ledger::open_read_only(&cfg.ledger.path).context("opening the ledger")
+    engine::open_ledger_read_only(cfg)
 }
 
 fn lock(cfg: &config::Config) -> Result<RunLock> {
-    RunLock::acquire(&cfg.ledger.path).map_err(|e| fail(exit::LOCKED, e.into()))
+    engine::run_lock(cfg)?.map_err(|e| fail(exit::LOCKED, e.into()))
 }
 
 async fn check(cfg: &config::Config, json: bool) -> Result<u8> {
@@ -249,7 +249,7 @@ async fn check(cfg: &config::Config, json: bool) -> Result<u8> {
         );
         println!(
             "ledger            {} (schema {})",
-            cfg.ledger.path.display(),
+            engine::ledger_name(cfg),
             ledger.schema_version()?
         );
     }
@@ -296,7 +296,7 @@ async fn plan_cmd(cfg: &config::Config, json: bool, a: PlanArgs) -> Result<u8> {
 
 async fn apply_cmd(cfg: &config::Config, json: bool, a: ApplyArgs) -> Result<u8> {
     let lock = lock(cfg)?;
-    let mut ledger = open_ledger(cfg)?;
+    let mut ledger = engine::open_ledger(cfg, Some(&lock))?;
     let mm = engine::mattermost_client(cfg)?;
     let saved: Option<Plan> = match &a.plan {
         Some(p) => Some(output::load_plan(p).map_err(|e| fail(exit::STALE_PLAN, e))?),
@@ -441,7 +441,7 @@ fn status(cfg: &config::Config, json: bool) -> Result<u8> {
     }
     println!(
         "Ledger {}: {} memberships owned, {} links made with `link`.",
-        cfg.ledger.path.display(),
+        engine::ledger_name(cfg),
         owned,
         ledger.links()?.len()
     );

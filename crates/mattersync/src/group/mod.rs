@@ -249,7 +249,7 @@ fn pending_key(cn: &str) -> String {
 }
 
 fn pending(cfg: &Config, cn: &str) -> Result<Option<Spec>> {
-    let ledger = mattersync_ledger::Ledger::open(&cfg.ledger.path)
+    let ledger = mattersync_engine::open_ledger(cfg, None)
         .context("opening the ledger (it remembers interrupted group creates)")?;
     Ok(ledger
         .cursor(&pending_key(cn))?
@@ -257,7 +257,7 @@ fn pending(cfg: &Config, cn: &str) -> Result<Option<Spec>> {
 }
 
 fn set_pending(cfg: &Config, cn: &str, spec: Option<&Spec>) -> Result<()> {
-    let ledger = mattersync_ledger::Ledger::open(&cfg.ledger.path)
+    let ledger = mattersync_engine::open_ledger(cfg, None)
         .context("opening the ledger (it remembers interrupted group creates)")?;
     let bytes = spec.map(serde_json::to_vec).transpose()?;
     ledger.set_cursor(&pending_key(cn), bytes.as_deref())?;

@@ -13,12 +13,12 @@ use std::collections::BTreeSet;
 /// Links made with `link` (the ledger), or none with a warning if the ledger cannot be read
 /// here (e.g. on an admin host without one).
 fn ledger_links(cfg: &Config) -> Vec<Link> {
-    match mattersync_ledger::Ledger::open(&cfg.ledger.path).and_then(|l| l.links()) {
+    match mattersync_engine::open_ledger(cfg, None).and_then(|l| Ok(l.links()?)) {
         Ok(l) => l,
         Err(e) => {
             eprintln!(
-                "warning: cannot read the ledger {} ({e}); links made with `mattersync link` are not shown",
-                cfg.ledger.path.display()
+                "warning: cannot read the ledger {} ({e:#}); links made with `mattersync link` are not shown",
+                mattersync_engine::ledger_name(cfg)
             );
             Vec::new()
         }

@@ -28,7 +28,7 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use mattersync_engine as engine;
 use mattersync_engine::config::{self, Config};
-use mattersync_ledger::{Ledger, RunLock};
+use mattersync_ledger::Ledger;
 use state::{ChangeSource, Settings, Shared, Status};
 use std::io::Write as _;
 use std::sync::Arc;
@@ -184,14 +184,14 @@ async fn serve(cfg: Config, args: ServeArgs, dispatch: tracing::Dispatch) -> Res
     let settings = settings(&cfg, &args)?;
     let ldap = engine::ldap_config(&cfg)?;
     ldap.validate().context("directory configuration")?;
-    let lock = Arc::new(RunLock::acquire(&cfg.ledger.path).map_err(|e| {
+    let lock = Arc::new(engine::run_lock(&cfg)?.map_err(|e| {
         crate::fail(
             crate::exit::LOCKED,
             anyhow::Error::new(e).context("mattersync serve runs one instance per ledger"),
         )
     })?);
-    let ledger = Ledger::open(&cfg.ledger.path).context("opening the ledger")?;
-    let http_ledger = Ledger::open(&cfg.ledger.path).context("opening the ledger")?;
+    let ledger = engine::open_ledger(&cfg, Some(&lock))?;
+    let http_ledger = engine::open_ledger(&cfg, None)?;
     let mm = engine::mattermost_client(&cfg)?;
     let cursor = watch::Watcher::cursor_name(&ldap);
     let cookie = ledger
