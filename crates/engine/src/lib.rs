@@ -20,7 +20,9 @@ pub mod source;
 
 pub use config::Config;
 pub use identity::{record_identities, Identified, TargetCache};
-pub use ledger::{instance_name, ledger_name, ledger_target, open_ledger, open_ledger_read_only, run_lock};
+pub use ledger::{
+    instance_name, ledger_name, ledger_target, open_ledger, open_ledger_read_only, run_lock,
+};
 pub use links::{resolve_links, source_name};
 pub use run::{
     apply, check_saved, describe_trips, gather, gather_selected, held_fingerprint, ldap_config,

@@ -60,7 +60,7 @@ pub(crate) use vals;
 
 /// A result row.
 #[derive(Debug, Clone)]
-pub struct Row(Vec<Value>);
+pub struct Row(pub(crate) Vec<Value>);
 
 fn decode(what: &'static str, v: &Value) -> LedgerError {
     LedgerError::Corrupt {

@@ -9,7 +9,7 @@ mod pg;
 
 pub use db::Engine;
 pub use lock::{LockError, RunLock};
-pub use pg::{leader, LeaderRow, Leadership, PgTarget};
+pub use pg::{create_schema, leader, LeaderRow, Leadership, PgTarget};
 
 use db::{vals, Db, Value};
 
@@ -35,6 +35,8 @@ pub enum LedgerError {
     /// A PostgreSQL error, as `SQLSTATE: message` when the server said it.
     #[error("ledger (PostgreSQL): {0}")]
     Postgres(String),
+    #[error("ledger copy: {0}")]
+    Copy(String),
     /// Another instance has become the leader since this one: its writes are refused.
     #[error("ledger: this instance is no longer the leader (its epoch {mine}, now {current} held by {holder}); it stops writing")]
     Fenced {
@@ -988,6 +990,121 @@ impl Ledger {
             });
         }
         Ok(out)
+    }
+}
+
+/// Every table, parents before children.
+const TABLES: &[&str] = &[
+    "runs",
+    "events",
+    "memberships",
+    "admin_grants",
+    "links",
+    "cursors",
+    "link_identity",
+];
+
+/// What a copy moved, table by table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CopyReport {
+    pub tables: Vec<(String, u64)>,
+}
+
+impl Ledger {
+    fn columns(&self, table: &str) -> Result<Vec<String>> {
+        let rows = match self.engine() {
+            Engine::Sqlite => self
+                .db
+                .query(&format!("SELECT name FROM pragma_table_info('{table}')"), &[])?,
+            Engine::Postgres => self.db.query(
+                "SELECT column_name::text FROM information_schema.columns WHERE table_name = ?1 AND table_schema = current_schema() ORDER BY ordinal_position",
+                vals![table],
+            )?,
+        };
+        rows.iter().map(|r| r.text(0)).collect()
+    }
+
+    fn count(&self, table: &str) -> Result<i64> {
+        self.db
+            .one(&format!("SELECT COUNT(*) FROM {table}"), &[])?
+            .map(|r| r.int(0))
+            .transpose()
+            .map(|n| n.unwrap_or(0))
+    }
+
+    /// Copies this whole ledger into `target`, which must be empty and at the same schema
+    /// version, in one transaction; then checks that the copy holds the same rows and
+    /// reads back the same facts, intents, links, identities and cursors. The source is
+    /// only read.
+    pub fn copy_into(&self, target: &Ledger) -> Result<CopyReport> {
+        let (from, to) = (self.schema_version()?, target.schema_version()?);
+        if from != to {
+            return Err(LedgerError::Copy(format!(
+                "the source is at schema {from} and the target at {to}; open both with this mattersync first"
+            )));
+        }
+        for t in TABLES {
+            let n = target.count(t)?;
+            if n > 0 {
+                return Err(LedgerError::Copy(format!(
+                    "the target is not empty ({t} has {n} rows); mattersync copies only into an empty ledger"
+                )));
+            }
+        }
+        let mut report = CopyReport { tables: Vec::new() };
+        target.tx(|db| {
+            for t in TABLES {
+                let cols = self.columns(t)?;
+                let theirs = target.columns(t)?;
+                if cols != theirs {
+                    return Err(LedgerError::Copy(format!(
+                        "table {t} has columns {cols:?} here and {theirs:?} there"
+                    )));
+                }
+                let list = cols.join(", ");
+                let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
+                let insert = format!("INSERT INTO {t} ({list}) VALUES ({})", marks.join(", "));
+                let rows = self.db.query(&format!("SELECT {list} FROM {t}"), &[])?;
+                for r in &rows {
+                    db.exec(&insert, &r.0)?;
+                }
+                report.tables.push((t.to_string(), rows.len() as u64));
+            }
+            if db.engine() == Engine::Postgres {
+                // The audit trail's ids were copied as they were: the next one follows them.
+                db.batch(
+                    "SELECT setval(pg_get_serial_sequence('events', 'id'), COALESCE((SELECT MAX(id) FROM events), 0) + 1, false)",
+                )?;
+            }
+            Ok(())
+        })?;
+        // Read back through the ledger's own queries.
+        for t in TABLES {
+            if self.count(t)? != target.count(t)? {
+                return Err(LedgerError::Copy(format!(
+                    "table {t} differs after the copy"
+                )));
+            }
+        }
+        let same = self.facts()? == target.facts()?
+            && self.intents()? == target.intents()?
+            && self.links()? == target.links()?
+            && self.identities()? == target.identities()?
+            && self.runs(usize::MAX >> 1)? == target.runs(usize::MAX >> 1)?;
+        if !same {
+            return Err(LedgerError::Copy(
+                "the copy does not read back as the source".to_string(),
+            ));
+        }
+        for r in self.db.query("SELECT name, value FROM cursors", &[])? {
+            let name = r.text(0)?;
+            if target.cursor(&name)? != Some(r.blob(1)?) {
+                return Err(LedgerError::Copy(format!(
+                    "cursor {name} differs after the copy"
+                )));
+            }
+        }
+        Ok(report)
     }
 }
 

@@ -97,7 +97,9 @@ impl RunLock {
                 let row = crate::leader(target).ok().flatten();
                 Err(LockError::Led {
                     ledger: target.display(),
-                    holder: row.as_ref().map_or_else(|| "?".into(), |r| r.holder.clone()),
+                    holder: row
+                        .as_ref()
+                        .map_or_else(|| "?".into(), |r| r.holder.clone()),
                     epoch: row.as_ref().map_or(0, |r| r.epoch),
                     since: row.map_or_else(|| "?".into(), |r| r.since),
                 })

@@ -233,3 +233,17 @@ pub(crate) fn ensure_leader_table(db: &Pg) -> Result<()> {
          COMMIT",
     )
 }
+
+/// Creates a schema (tests give each ledger one).
+pub fn create_schema(target: &PgTarget, schema: &str) -> Result<()> {
+    let ok = !schema.is_empty()
+        && schema
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !ok {
+        return Err(LedgerError::Postgres(format!("bad schema name {schema:?}")));
+    }
+    target
+        .connect()?
+        .batch(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+}

@@ -630,7 +630,8 @@ fn postgres_keeps_runs_and_cursors_across_connections_and_refuses_a_newer_schema
     {
         let l = Ledger::open_postgres(&target).expect("open");
         assert_eq!(l.engine(), Engine::Postgres);
-        l.set_cursor("syncrepl", Some(b"\x00cookie\xff")).expect("cursor");
+        l.set_cursor("syncrepl", Some(b"\x00cookie\xff"))
+            .expect("cursor");
         let run = l.begin_run("apply", Some("abc")).expect("run");
         l.finish_run(
             &run,
@@ -649,8 +650,14 @@ fn postgres_keeps_runs_and_cursors_across_connections_and_refuses_a_newer_schema
     );
     let runs = l.runs(10).expect("runs");
     assert_eq!(runs.len(), 1);
-    assert_eq!((runs[0].outcome.as_deref(), runs[0].actions_ok), (Some("ok"), 3));
-    assert_eq!(l.schema_version().expect("version"), MIGRATIONS.len() as i64);
+    assert_eq!(
+        (runs[0].outcome.as_deref(), runs[0].actions_ok),
+        (Some("ok"), 3)
+    );
+    assert_eq!(
+        l.schema_version().expect("version"),
+        MIGRATIONS.len() as i64
+    );
     // Read-only: reads, and the session refuses writes.
     let ro = Ledger::open_postgres_read_only(&target).expect("read only");
     assert_eq!(ro.runs(10).expect("runs").len(), 1);
@@ -692,10 +699,15 @@ fn postgres_tls_is_verified_by_default_and_never_falls_back_to_plaintext() {
     };
     // With the test CA: verified, works.
     let l = Ledger::open_postgres(&tls(Some(&ca))).expect("TLS with the CA");
-    assert_eq!(l.schema_version().expect("version"), MIGRATIONS.len() as i64);
-    let ssl: String = l
-        .db
-        .one("SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+    assert_eq!(
+        l.schema_version().expect("version"),
+        MIGRATIONS.len() as i64
+    );
+    let ssl: String =
+        l.db.one(
+            "SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
         .expect("pg_stat_ssl")
         .expect("row")
         .text(0)
@@ -718,17 +730,23 @@ fn a_deposed_leader_cannot_write_and_a_takeover_raises_the_epoch() {
     let target = pg_target();
     let mut a = Ledger::open_postgres(&target).expect("a");
     let mut b = Ledger::open_postgres(&target).expect("b");
-    let lead_a = Leadership::try_take(&target, "host-a/1").expect("take").expect("a leads");
+    let lead_a = Leadership::try_take(&target, "host-a/1")
+        .expect("take")
+        .expect("a leads");
     assert!(lead_a.alive());
     assert!(
-        Leadership::try_take(&target, "host-b/2").expect("try").is_none(),
+        Leadership::try_take(&target, "host-b/2")
+            .expect("try")
+            .is_none(),
         "one leader at a time"
     );
     a.set_fence(lead_a.fence());
     let run = a.begin_run("serve", None).expect("a writes while it leads");
     a.intend(&run, &add_action(&["x"])).expect("intent");
     assert_eq!(
-        leader(&target).expect("leader").map(|r| (r.epoch, r.holder)),
+        leader(&target)
+            .expect("leader")
+            .map(|r| (r.epoch, r.holder)),
         Some((lead_a.epoch, "host-a/1".to_string()))
     );
     // A's lock session ends (killed, cut): B takes over with a higher epoch.
@@ -752,18 +770,123 @@ fn a_deposed_leader_cannot_write_and_a_takeover_raises_the_epoch() {
         matches!(&e, LedgerError::Fenced { mine, current, holder } if *mine == epoch_a && *current == lead_b.epoch && holder == "host-b/2"),
         "{e}"
     );
-    assert!(a.put_link(&Link {
-        group: "mm_rl_x".into(),
-        target: "rocky-linux/x".parse().expect("target"),
-        mode: Mode::Sync,
-        admins: mattersync_core::Admins::None,
-        readd: mattersync_core::Readd::Never,
-        source: mattersync_core::LinkSource::Ledger,
-    }, "cli:a").is_err());
+    assert!(a
+        .put_link(
+            &Link {
+                group: "mm_rl_x".into(),
+                target: "rocky-linux/x".parse().expect("target"),
+                mode: Mode::Sync,
+                admins: mattersync_core::Admins::None,
+                readd: mattersync_core::Readd::Never,
+                source: mattersync_core::LinkSource::Ledger,
+            },
+            "cli:a"
+        )
+        .is_err());
     // B settles what A left and writes.
-    assert_eq!(b.intents().expect("intents").len(), 1, "a's intent is there to settle");
-    b.resolve_intents(&run, |_, _, _| Some(true)).expect("settle");
+    assert_eq!(
+        b.intents().expect("intents").len(),
+        1,
+        "a's intent is there to settle"
+    );
+    b.resolve_intents(&run, |_, _, _| Some(true))
+        .expect("settle");
     assert!(b.intents().expect("intents").is_empty());
     let f = b.facts().expect("facts");
     assert_eq!(f.channels["c1"]["x"].origin, Origin::Added);
+}
+
+#[test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+fn a_sqlite_ledger_copies_into_an_empty_postgres_one_whole_and_only_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut src = Ledger::open(&dir.path().join("ledger.db")).expect("sqlite");
+    let run = src.begin_run("apply", Some("fp")).expect("run");
+    src.record(&run, &add_action(&["a", "b"]), &[ok("a"), ok("b")])
+        .expect("adds");
+    src.intend(&run, &remove("b")).expect("intent");
+    src.record(
+        &run,
+        &Action::SetChannelAdmin {
+            channel_id: "c1".into(),
+            channel: "rl/infra".into(),
+            user: user("a"),
+            groups: vec!["mm_rl_infra".into()],
+            admin: true,
+        },
+        &[ok("a")],
+    )
+    .expect("grant");
+    src.put_link(
+        &Link {
+            group: "mm_rl_infra".into(),
+            target: "rocky-linux/infra".parse().expect("target"),
+            mode: Mode::Exclusive,
+            admins: mattersync_core::Admins::Managers,
+            readd: mattersync_core::Readd::Always,
+            source: mattersync_core::LinkSource::Ledger,
+        },
+        "cli:alice",
+    )
+    .expect("link");
+    src.put_identity(&LinkIdentity {
+        group: "mm_rl_infra".into(),
+        target: "rocky-linux/infra".parse().expect("target"),
+        group_id: Some("g-1".into()),
+        team_id: Some("t-1".into()),
+        channel_id: Some("c1".into()),
+        group_seen: Some("mm_rl_infra".into()),
+        target_seen: Some("rocky-linux/infra".into()),
+    })
+    .expect("identity");
+    src.set_cursor("syncrepl", Some(&[0, 1, 2, 255]))
+        .expect("cursor");
+    src.finish_run(
+        &run,
+        &RunEnd {
+            outcome: "ok".into(),
+            actions_ok: 3,
+            ..Default::default()
+        },
+    )
+    .expect("finish");
+
+    let dst = pg_ledger();
+    let report = src.copy_into(&dst).expect("copy");
+    let counts: Vec<(&str, u64)> = report
+        .tables
+        .iter()
+        .map(|(t, n)| (t.as_str(), *n))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("runs", 1),
+            ("events", 3),
+            ("memberships", 2),
+            ("admin_grants", 1),
+            ("links", 1),
+            ("cursors", 1),
+            ("link_identity", 1)
+        ]
+    );
+    assert_eq!(dst.facts().expect("facts"), src.facts().expect("facts"));
+    assert_eq!(dst.intents().expect("intents").len(), 1);
+    assert_eq!(
+        dst.link_made_by("mm_rl_infra", &"rocky-linux/infra".parse().expect("t"))
+            .expect("by"),
+        Some("cli:alice".into())
+    );
+    // The audit trail goes on after the copied ids.
+    let events_before = dst.events(&AuditQuery::default()).expect("events");
+    let mut dst = dst;
+    let run2 = dst.begin_run("apply", None).expect("run");
+    dst.record(&run2, &add_action(&["c"]), &[ok("c")])
+        .expect("add c");
+    let events = dst.events(&AuditQuery::default()).expect("events");
+    assert!(events[0].id > events_before.iter().map(|e| e.id).max().expect("ids"));
+    // A second copy into a ledger that holds anything is refused, and changes nothing.
+    let e = src.copy_into(&dst).expect_err("not empty");
+    assert!(e.to_string().contains("not empty"), "{e}");
+    assert_eq!(dst.runs(10).expect("runs").len(), 2);
 }

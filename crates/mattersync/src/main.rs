@@ -1,6 +1,7 @@
 //! `mattersync`: directory (FreeIPA/RAS, LDAP) to Mattermost group sync.
 
 mod group;
+mod ledger_cmd;
 mod output;
 mod serve;
 mod slash_install;
@@ -78,6 +79,9 @@ enum Command {
     Group(group::GroupCommand),
     /// Run as a service: change-driven sync, periodic reconcile, HTTP API, slash command.
     Serve(serve::ServeArgs),
+    /// The ledger itself (moving it to PostgreSQL).
+    #[command(subcommand)]
+    Ledger(ledger_cmd::LedgerCommand),
     /// The `/mattersync` slash command in Mattermost.
     #[command(subcommand)]
     Slash(slash_install::SlashCommandArgs),
@@ -203,6 +207,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Unlink { group, target } => unlink(&cfg, cli.json, &group, &target),
         Command::Group(g) => group::run(&cfg, cli.json, g).await,
         Command::Serve(a) => serve::run(cfg, a).await,
+        Command::Ledger(c) => ledger_cmd::run(&cfg, cli.json, c),
         Command::Slash(a) => slash_install::run(&cfg, cli.json, a).await,
     }
 }

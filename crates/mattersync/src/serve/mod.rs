@@ -28,7 +28,6 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use mattersync_engine as engine;
 use mattersync_engine::config::{self, Config};
-use mattersync_ledger::Ledger;
 use state::{ChangeSource, Settings, Shared, Status};
 use std::io::Write as _;
 use std::sync::Arc;
