@@ -1,5 +1,6 @@
 //! `mattersync`: directory (FreeIPA/RAS, LDAP) to Mattermost group sync.
 
+mod check;
 mod group;
 mod output;
 mod serve;
@@ -184,9 +185,12 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<u8> {
+    if let Command::Check = cli.command {
+        return check_cmd(&cli.config, cli.json).await;
+    }
     let cfg = config::load(&cli.config)?;
     match cli.command {
-        Command::Check => check(&cfg, cli.json).await,
+        Command::Check => check_cmd(&cli.config, cli.json).await,
         Command::Plan(a) => plan_cmd(&cfg, cli.json, a).await,
         Command::Apply(a) => apply_cmd(&cfg, cli.json, a).await,
         Command::Status => status(&cfg, cli.json),
@@ -215,40 +219,26 @@ fn lock(cfg: &config::Config) -> Result<RunLock> {
     RunLock::acquire(&cfg.ledger.path).map_err(|e| fail(exit::LOCKED, e.into()))
 }
 
-async fn check(cfg: &config::Config, json: bool) -> Result<u8> {
-    let mut report = serde_json::Map::new();
-    report.insert("config".into(), "ok".into());
-    let mm = engine::mattermost_client(cfg)?;
-    let version = mm.ping().await.context("mattermost: ping failed")?;
-    let me = mm
-        .me()
-        .await
-        .context("mattermost: the token does not authenticate")?;
-    report.insert("mattermost_version".into(), version.raw.clone().into());
-    report.insert("mattermost_user".into(), me.username.clone().into());
-    let mut dir = engine::Ldap::new(engine::ldap_config(cfg)?);
-    let snap = engine::DirectorySource::snapshot(&mut dir).await?;
-    report.insert("directory_groups".into(), snap.groups.len().into());
-    report.insert("directory_users".into(), snap.users.len().into());
-    let ledger = open_ledger(cfg)?;
-    report.insert("ledger_schema".into(), ledger.schema_version()?.into());
+async fn check_cmd(path: &std::path::Path, json: bool) -> Result<u8> {
+    let list = check::run(path).await;
     if json {
-        println!("{}", serde_json::Value::Object(report));
+        println!("{}", serde_json::to_string_pretty(&list)?);
     } else {
-        println!("config            ok");
-        println!("mattermost        {} (as {})", version.raw, me.username);
-        println!(
-            "directory         {} groups, {} users",
-            snap.groups.len(),
-            snap.users.len()
-        );
-        println!(
-            "ledger            {} (schema {})",
-            cfg.ledger.path.display(),
-            ledger.schema_version()?
-        );
+        print!("{}", list.text(true));
     }
-    Ok(exit::OK)
+    if list.failed() == 0 {
+        return Ok(exit::OK);
+    }
+    let failed: Vec<String> = list
+        .items
+        .iter()
+        .filter(|i| i.status == check::Status::Fail)
+        .map(|i| format!("{}: {}", i.id, i.summary))
+        .collect();
+    Err(fail(
+        exit::ERROR,
+        anyhow::anyhow!("{} check(s) failed: {}", failed.len(), failed.join("; ")),
+    ))
 }
 
 async fn plan_cmd(cfg: &config::Config, json: bool, a: PlanArgs) -> Result<u8> {

@@ -133,6 +133,30 @@ where
     }
 }
 
+/// For `check`: the settings as `serve` would take them (its flags at their defaults, the
+/// environment applied), or why it would refuse to start.
+pub fn validate(cfg: &Config) -> Result<String> {
+    #[derive(clap::Parser)]
+    struct Defaults {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+    let d = <Defaults as clap::Parser>::try_parse_from(["serve"])?;
+    let s = settings(cfg, &d.args)?;
+    Ok(format!(
+        "listen {}, full reconcile every {}s, guard window {}s, changes {:?}, API token {}",
+        s.listen,
+        s.full_reconcile.as_secs(),
+        s.guard_window.as_secs(),
+        s.changes,
+        if s.api_token.is_some() {
+            "set"
+        } else {
+            "not set (POST /sync and GET /plan answer 403)"
+        }
+    ))
+}
+
 fn settings(cfg: &Config, args: &ServeArgs) -> Result<Settings> {
     let positive = |what: &str, s: &str| -> Result<Duration> {
         let d = config::humantime(s).with_context(|| what.to_string())?;
