@@ -183,6 +183,12 @@ pub(crate) struct Bot {
 }
 
 #[derive(Debug, Serialize)]
+pub(crate) struct UserAuthIn<'a> {
+    pub auth_service: &'a str,
+    pub auth_data: &'a str,
+}
+
+#[derive(Debug, Serialize)]
 pub(crate) struct UserActiveIn {
     pub active: bool,
 }

@@ -435,7 +435,7 @@ mod tests {
         let text = format!(
             "[directory]\nuri = \"ldap://127.0.0.1:9\"\nbase_dn = \"dc=example,dc=org\"\n\
              [areas]\nrl = \"rocky-linux\"\n\
-             [mattermost]\nurl = \"http://127.0.0.1:9\"\ntoken_file = \"{}\"\n",
+             [mattermost]\nurl = \"http://127.0.0.1:9\"\ntoken_file = \"{}\"\nmatch = {{ by = \"username\" }}\n",
             mm_token.display()
         );
         let cfg = mattersync_engine::config::parse(&text, &[]).expect("config");
