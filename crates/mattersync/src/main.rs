@@ -1,8 +1,10 @@
 //! `mattersync`: directory (FreeIPA/RAS, LDAP) to Mattermost group sync.
 
 mod check;
+mod config_show;
 mod group;
 mod output;
+mod report;
 mod serve;
 
 use anyhow::{bail, Context, Result};
@@ -73,11 +75,21 @@ enum Command {
     Link(LinkArgs),
     /// Remove a link made with `link`.
     Unlink { group: String, target: String },
+    /// The configuration in effect.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Create and manage directory groups the way the SOP says.
     #[command(subcommand)]
     Group(group::GroupCommand),
     /// Run as a service: change-driven sync, periodic reconcile, HTTP API, slash command.
     Serve(serve::ServeArgs),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Every key with its effective value and source (file, environment, default), the
+    /// links resolved, secrets by source only.
+    Show,
 }
 
 #[derive(Args)]
@@ -144,6 +156,60 @@ struct LinkArgs {
 #[derive(Debug)]
 struct Exit(u8, anyhow::Error);
 
+/// A configuration that cannot be used (the `config` error code).
+#[derive(Debug)]
+struct ConfigError(anyhow::Error);
+
+impl ConfigError {
+    fn wrap(e: anyhow::Error) -> anyhow::Error {
+        anyhow::Error::new(ConfigError(e))
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+impl std::error::Error for ConfigError {}
+
+/// The machine-readable code of a command's failure, for `--json`: what the exit code says,
+/// or for a plain error (exit 1) which side failed.
+fn error_code(e: &anyhow::Error, code: u8) -> &'static str {
+    match code {
+        exit::STALE_PLAN => return "stale_plan",
+        exit::GUARD_TRIPPED => return "guard_tripped",
+        exit::PARTIAL => return "partial",
+        exit::LOCKED => return "locked",
+        _ => {}
+    }
+    for cause in e.chain() {
+        if cause.downcast_ref::<ConfigError>().is_some() {
+            return "config";
+        }
+        if let Some(m) = cause.downcast_ref::<mattersync_mattermost::MmError>() {
+            return match m.status() {
+                Some(401) => "mattermost_unauthorized",
+                Some(403) => "mattermost_forbidden",
+                _ => "mattermost",
+            };
+        }
+        if cause
+            .downcast_ref::<mattersync_directory::DirectoryError>()
+            .is_some()
+        {
+            return "directory";
+        }
+        if cause
+            .downcast_ref::<mattersync_ledger::LedgerError>()
+            .is_some()
+        {
+            return "ledger";
+        }
+    }
+    "error"
+}
+
 impl std::fmt::Display for Exit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:#}", self.1)
@@ -157,6 +223,8 @@ fn fail(code: u8, e: anyhow::Error) -> anyhow::Error {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = cli.json && !matches!(cli.command, Command::Serve(_));
+    let command = cli.command.name();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&cli.log)
@@ -174,12 +242,44 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::ERROR);
         }
     };
-    match rt.block_on(run(cli)) {
-        Ok(code) => ExitCode::from(code),
+    let (code, error) = match rt.block_on(run(cli)) {
+        Ok(code) => (code, None),
         Err(e) => {
             let code = e.downcast_ref::<Exit>().map(|x| x.0).unwrap_or(exit::ERROR);
             eprintln!("error: {e:#}");
-            ExitCode::from(code)
+            let message = report::Message {
+                code: error_code(&e, code).to_string(),
+                message: format!("{e:#}"),
+            };
+            (code, Some(message))
+        }
+    };
+    if json {
+        use std::io::Write as _;
+        let text = serde_json::to_string_pretty(&report::envelope(command, code, error))
+            .unwrap_or_default();
+        // A closed stdout (`| head`) is not worth a panic.
+        let _ = writeln!(std::io::stdout(), "{text}");
+    }
+    ExitCode::from(code)
+}
+
+impl Command {
+    /// The name in the JSON envelope (`command`).
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Check => "check",
+            Command::Plan(_) => "plan",
+            Command::Apply(_) => "apply",
+            Command::Status => "status",
+            Command::Explain { .. } => "explain",
+            Command::Audit(_) => "audit",
+            Command::Links => "links",
+            Command::Link(_) => "link",
+            Command::Unlink { .. } => "unlink",
+            Command::Config(ConfigCommand::Show) => "config show",
+            Command::Group(g) => g.name(),
+            Command::Serve(_) => "serve",
         }
     }
 }
@@ -188,7 +288,7 @@ async fn run(cli: Cli) -> Result<u8> {
     if let Command::Check = cli.command {
         return check_cmd(&cli.config, cli.json).await;
     }
-    let cfg = config::load(&cli.config)?;
+    let cfg = config::load(&cli.config).map_err(ConfigError::wrap)?;
     match cli.command {
         Command::Check => check_cmd(&cli.config, cli.json).await,
         Command::Plan(a) => plan_cmd(&cfg, cli.json, a).await,
@@ -201,6 +301,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Links => links(&cfg, cli.json).await,
         Command::Link(a) => link(&cfg, cli.json, a).await,
         Command::Unlink { group, target } => unlink(&cfg, cli.json, &group, &target),
+        Command::Config(ConfigCommand::Show) => config_show::run(&cli.config, &cfg, cli.json).await,
         Command::Group(g) => group::run(&cfg, cli.json, g).await,
         Command::Serve(a) => serve::run(cfg, a).await,
     }
@@ -222,7 +323,7 @@ fn lock(cfg: &config::Config) -> Result<RunLock> {
 async fn check_cmd(path: &std::path::Path, json: bool) -> Result<u8> {
     let list = check::run(path).await;
     if json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        report::data("items", serde_json::to_value(&list)?);
     } else {
         print!("{}", list.text(true));
     }
@@ -248,17 +349,14 @@ async fn plan_cmd(cfg: &config::Config, json: bool, a: PlanArgs) -> Result<u8> {
     let state = engine::read_all(cfg, &mut dir, &mm, &ledger).await?;
     let plan = state.plan();
     for w in &state.warnings {
-        eprintln!("warning: {w}");
+        report::warning("links", w.as_str());
     }
     if let Some(out) = &a.out {
         output::save_plan(out, &plan)?;
     }
     let calls = mm.stats();
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&output::plan_json(&plan, &state.link_issues, &calls))?
-        );
+        report::data("plan", output::plan_json(&plan, &state.link_issues, &calls));
     } else {
         print!("{}", output::plan_text(&plan));
         print!("{}", output::link_issues_text(&state.link_issues));
@@ -291,7 +389,7 @@ async fn apply_cmd(cfg: &config::Config, json: bool, a: ApplyArgs) -> Result<u8>
     let mut state = engine::read_all(cfg, &mut dir, &mm, &ledger).await?;
     engine::settle(&lock, &ledger, &mut state)?;
     for w in &state.warnings {
-        eprintln!("warning: {w}");
+        report::warning("links", w.as_str());
     }
     // Said on every run, whatever else the run does.
     for i in &state.link_issues {
@@ -308,10 +406,17 @@ async fn apply_cmd(cfg: &config::Config, json: bool, a: ApplyArgs) -> Result<u8>
     };
     match engine::verdict(&plan, &approval) {
         Verdict::Held(trips) => {
-            if !json {
+            let held = engine::held_fingerprint(&plan);
+            if json {
+                // The held plan, but nothing changed: its `changed` is not the run's.
+                let mut held = output::plan_json(&plan, &state.link_issues, &mm.stats());
+                if let Some(m) = held.as_object_mut() {
+                    m.remove("changed");
+                }
+                report::data("plan", held);
+            } else {
                 print!("{}", output::plan_text(&plan));
             }
-            let held = engine::held_fingerprint(&plan);
             let changed = match &approval {
                 engine::Approval::Exactly(fp) => format!(
                     " The plan approved ({}) is not the one held now: the directory or Mattermost changed since it was reviewed.",
@@ -334,9 +439,9 @@ async fn apply_cmd(cfg: &config::Config, json: bool, a: ApplyArgs) -> Result<u8>
         }
         Verdict::NoChanges => {
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"changed": false, "notes": plan.notes, "link_issues": state.link_issues, "api_calls": mm.stats()})
+                report::data(
+                    "apply",
+                    serde_json::json!({"changed": false, "notes": plan.notes, "link_issues": state.link_issues, "api_calls": mm.stats()}),
                 );
             } else {
                 // Notes are said even when nothing changes: a broken link must not go quiet.
@@ -381,10 +486,14 @@ async fn apply_cmd(cfg: &config::Config, json: bool, a: ApplyArgs) -> Result<u8>
     });
     let report = engine::apply(&lock, &plan, &mut ledger, &mm, &stop, "apply").await?;
     let calls = mm.stats();
+    report::run_id(&report.run_id);
+    for f in &report.failures {
+        report::error("action_failed", f.as_str());
+    }
     if json {
-        println!(
-            "{}",
-            serde_json::json!({"changed": true, "report": report, "api_calls": calls})
+        report::data(
+            "apply",
+            serde_json::json!({"changed": true, "report": report, "api_calls": calls}),
         );
     } else {
         println!(
@@ -418,9 +527,9 @@ fn status(cfg: &config::Config, json: bool) -> Result<u8> {
         })
         .count();
     if json {
-        println!(
-            "{}",
-            serde_json::json!({"runs": runs, "owned_memberships": owned, "links_in_ledger": ledger.links()?.len()})
+        report::data(
+            "status",
+            serde_json::json!({"runs": runs, "owned_memberships": owned, "links_in_ledger": ledger.links()?.len()}),
         );
         return Ok(exit::OK);
     }
@@ -467,7 +576,7 @@ async fn explain(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let text = output::explain_text(user, &why, &ledger)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&text)?);
+        report::data("explain", output::explain_json(user, &why, &ledger, &text)?);
     } else {
         for line in text {
             println!("{line}");
@@ -486,7 +595,7 @@ fn audit(cfg: &config::Config, json: bool, a: AuditArgs) -> Result<u8> {
         limit: a.limit,
     })?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&events)?);
+        report::data("events", serde_json::to_value(&events)?);
     } else {
         for e in events {
             println!(
@@ -514,10 +623,10 @@ async fn links(cfg: &config::Config, json: bool) -> Result<u8> {
     };
     let (links, warnings) = engine::resolve_links(cfg, &directory, ledger.links()?)?;
     for w in &warnings {
-        eprintln!("warning: {w}");
+        report::warning("links", w.as_str());
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&links)?);
+        report::data("links", serde_json::to_value(&links)?);
     } else {
         println!(
             "{:30} {:40} {:10} {:22} {:7} source",
@@ -579,16 +688,19 @@ async fn link(cfg: &config::Config, json: bool, a: LinkArgs) -> Result<u8> {
             .iter()
             .any(|f| f.group == link.group && f.target == link.target)
         {
-            eprintln!(
-                "warning: the config file also declares {}; the config file wins",
-                link.id()
+            report::warning(
+                "links",
+                format!(
+                    "the config file also declares {}; the config file wins",
+                    link.id()
+                ),
             );
         }
     }
     if json {
-        println!(
-            "{}",
-            serde_json::json!({"changed": changed || channel_created, "channel_created": channel_created, "link": link})
+        report::data(
+            "link",
+            serde_json::json!({"changed": changed || channel_created, "channel_created": channel_created, "link": link}),
         );
     } else {
         if channel_created {
@@ -687,7 +799,7 @@ fn unlink(cfg: &config::Config, json: bool, group: &str, target: &str) -> Result
         }
     }
     if json {
-        println!("{}", serde_json::json!({"changed": changed}));
+        report::data("unlink", serde_json::json!({"changed": changed}));
     } else if changed {
         println!("unlinked {group}->{target}");
     } else {
