@@ -30,17 +30,40 @@ pub mod exit {
     pub const BROKEN_LINKS: u8 = 8;
 }
 
+/// The version and the commit it was built from (`build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("MATTERSYNC_COMMIT"),
+    ")"
+);
+
+/// Colour (ANSI escapes) only on a terminal, and never with `NO_COLOR` set (no-color.org).
+pub fn colour(stream_is_terminal: bool) -> bool {
+    stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// A ledger timestamp (RFC 3339, nanoseconds) to the second, in the same form.
+pub fn to_second(ts: &str) -> String {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::parse(ts, &Rfc3339)
+        .ok()
+        .and_then(|t| t.replace_nanosecond(0).ok())
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| ts.to_string())
+}
+
 #[derive(Parser)]
 #[command(
     name = "mattersync",
-    version,
+    version = VERSION,
     about = "Directory groups to Mattermost channels, safely."
 )]
 struct Cli {
-    /// Configuration file.
+    /// Configuration file (see docs/config.md).
     #[arg(long, global = true, env = "MATTERSYNC_CONFIG", default_value = config::DEFAULT_PATH)]
     config: PathBuf,
-    /// Machine-readable output.
+    /// Machine-readable output: one JSON object on stdout, errors included (docs/schema/).
     #[arg(long, global = true)]
     json: bool,
     /// Log filter (e.g. info, mattersync=debug); logs go to stderr.
@@ -74,7 +97,12 @@ enum Command {
     /// Link a group to a team or a channel (kept in the ledger).
     Link(LinkArgs),
     /// Remove a link made with `link`.
-    Unlink { group: String, target: String },
+    Unlink {
+        /// The group of the link, e.g. mm_rl_infra.
+        group: String,
+        /// Its team or team/channel.
+        target: String,
+    },
     /// The configuration in effect.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -83,6 +111,13 @@ enum Command {
     Group(group::GroupCommand),
     /// Run as a service: change-driven sync, periodic reconcile, HTTP API, slash command.
     Serve(serve::ServeArgs),
+    /// Print a shell completion script (e.g. `mattersync completions bash > /etc/bash_completion.d/mattersync`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `mattersync man > /usr/share/man/man1/mattersync.1`.
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -120,28 +155,38 @@ struct ApplyArgs {
 
 #[derive(Args)]
 struct AuditArgs {
+    /// Only events about this user (directory uid or Mattermost username).
     #[arg(long)]
     user: Option<String>,
-    /// team or team/channel
+    /// Only events in this team, or team/channel.
     #[arg(long)]
     scope: Option<String>,
+    /// Only events of this run (the run_id of apply, status or --json output).
     #[arg(long)]
     run: Option<String>,
+    /// Only changes that failed.
     #[arg(long)]
     failed: bool,
+    /// At most this many events, newest first.
     #[arg(long, default_value_t = 50)]
     limit: usize,
 }
 
 #[derive(Args)]
 struct LinkArgs {
+    /// A group that fits the naming template, e.g. mm_rl_infra.
     group: String,
     /// team or team/channel
     target: String,
+    /// add (only adds), sync (also removes whom mattersync added once they leave the
+    /// group) or exclusive (also removes everyone else); default: defaults.mode.
     #[arg(long)]
     mode: Option<Mode>,
+    /// none, managers (the group's managers become channel admins) or group:NAME;
+    /// default: defaults.admins.
     #[arg(long)]
     admins: Option<Admins>,
+    /// never (who left on their own stays out) or always; default: defaults.readd.
     #[arg(long)]
     readd: Option<Readd>,
     /// Create the channel in Mattermost first if it does not exist (team/channel only).
@@ -223,9 +268,14 @@ fn fail(code: u8, e: anyhow::Error) -> anyhow::Error {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let json = cli.json && !matches!(cli.command, Command::Serve(_));
+    let json = cli.json
+        && !matches!(
+            cli.command,
+            Command::Serve(_) | Command::Completions { .. } | Command::Man
+        );
     let command = cli.command.name();
     tracing_subscriber::fmt()
+        .with_ansi(colour(std::io::stderr().is_terminal()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&cli.log)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
@@ -280,13 +330,26 @@ impl Command {
             Command::Config(ConfigCommand::Show) => "config show",
             Command::Group(g) => g.name(),
             Command::Serve(_) => "serve",
+            Command::Completions { .. } => "completions",
+            Command::Man => "man",
         }
     }
 }
 
 async fn run(cli: Cli) -> Result<u8> {
-    if let Command::Check = cli.command {
-        return check_cmd(&cli.config, cli.json).await;
+    match &cli.command {
+        Command::Check => return check_cmd(&cli.config, cli.json).await,
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "mattersync", &mut std::io::stdout());
+            return Ok(exit::OK);
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+            return Ok(exit::OK);
+        }
+        _ => {}
     }
     let cfg = config::load(&cli.config).map_err(ConfigError::wrap)?;
     match cli.command {
@@ -304,6 +367,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Config(ConfigCommand::Show) => config_show::run(&cli.config, &cfg, cli.json).await,
         Command::Group(g) => group::run(&cfg, cli.json, g).await,
         Command::Serve(a) => serve::run(cfg, a).await,
+        Command::Completions { .. } | Command::Man => Ok(exit::OK),
     }
 }
 
@@ -541,11 +605,16 @@ fn status(cfg: &config::Config, json: bool) -> Result<u8> {
     );
     if runs.is_empty() {
         println!("No runs yet.");
+        return Ok(exit::OK);
     }
+    println!(
+        "{:20}  {:5}  {:8}  {:>5}  {:>6}  {:>9}  RUN",
+        "STARTED (UTC)", "KIND", "OUTCOME", "OK", "FAILED", "API CALLS"
+    );
     for r in runs {
         println!(
-            "{}  {:5}  {:8}  ok {:>5}  failed {:>4}  api calls {:>5}  {}",
-            r.started_at,
+            "{:20}  {:5}  {:8}  {:>5}  {:>6}  {:>9}  {}",
+            to_second(&r.started_at),
             r.kind,
             r.outcome.as_deref().unwrap_or("running"),
             r.actions_ok,
@@ -597,10 +666,16 @@ fn audit(cfg: &config::Config, json: bool, a: AuditArgs) -> Result<u8> {
     if json {
         report::data("events", serde_json::to_value(&events)?);
     } else {
+        if !events.is_empty() {
+            println!(
+                "{:20}  {:22} {:30} {:20} {:7} GROUPS",
+                "AT (UTC)", "ACTION", "SCOPE", "USER", "OUTCOME"
+            );
+        }
         for e in events {
             println!(
-                "{}  {:22} {:30} {:20} {:7} {}{}",
-                e.at,
+                "{:20}  {:22} {:30} {:20} {:7} {}{}",
+                to_second(&e.at),
                 e.action,
                 e.scope,
                 e.username,
@@ -629,8 +704,8 @@ async fn links(cfg: &config::Config, json: bool) -> Result<u8> {
         report::data("links", serde_json::to_value(&links)?);
     } else {
         println!(
-            "{:30} {:40} {:10} {:22} {:7} source",
-            "group", "target", "mode", "admins", "readd"
+            "{:30} {:40} {:10} {:22} {:7} SOURCE",
+            "GROUP", "TARGET", "MODE", "ADMINS", "READD"
         );
         for l in links {
             println!(
@@ -806,4 +881,50 @@ fn unlink(cfg: &config::Config, json: bool, group: &str, target: &str) -> Result
         println!("unchanged: no link {group}->{target} in the ledger");
     }
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every option and argument of every command says what it is for.
+    #[test]
+    fn every_option_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (the command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(
+            &<Cli as clap::CommandFactory>::command(),
+            "mattersync",
+            &mut missing,
+        );
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
+
+    #[test]
+    fn the_version_names_the_commit_and_timestamps_are_to_the_second() {
+        assert!(VERSION.starts_with(env!("CARGO_PKG_VERSION")));
+        assert!(VERSION.contains("(commit "), "{VERSION}");
+        assert_eq!(
+            to_second("2026-12-02T01:20:22.123456789Z"),
+            "2026-12-02T01:20:22Z"
+        );
+        assert_eq!(to_second("not a time"), "not a time");
+        assert!(!colour(false));
+    }
 }

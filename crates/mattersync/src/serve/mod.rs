@@ -28,6 +28,7 @@ use mattersync_engine as engine;
 use mattersync_engine::config::{self, Config};
 use mattersync_ledger::{Ledger, RunLock};
 use state::{ChangeSource, Settings, Shared, Status};
+use std::io::IsTerminal as _;
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,6 +126,7 @@ where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
     let builder = tracing_subscriber::fmt()
+        .with_ansi(crate::colour(std::io::stderr().is_terminal()))
         .with_env_filter(filter)
         .with_writer(writer);
     match format {
