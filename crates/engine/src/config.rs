@@ -411,7 +411,8 @@ impl Config {
         // The password is not in the file: it may come from the environment.
         let mut ldap = self.directory.ldap.clone();
         if ldap.bind_password_file.is_none()
-            && std::env::var_os("MATTERSYNC_LDAP_PASSWORD").is_some_and(|v| !v.is_empty())
+            && (std::env::var_os("MATTERSYNC_LDAP_PASSWORD").is_some_and(|v| !v.is_empty())
+                || credential_path("MATTERSYNC_LDAP_PASSWORD").is_some())
         {
             ldap.bind_password = Some(mattersync_directory::Secret::new("(from the environment)"));
         }
@@ -578,15 +579,33 @@ pub fn humantime(s: &str) -> Result<std::time::Duration> {
         .map_err(|e| anyhow::anyhow!("{s:?} is not a duration like 90s, 15m or 2h: {e}"))
 }
 
-/// Reads a secret from the environment variable `env`, else from `file`. The file must not be
-/// readable by others.
+/// The systemd credential a secret may come from (`LoadCredential=`): its environment
+/// variable's name without `MATTERSYNC_`, lowercased (`mattermost_token`, `ldap_password`,
+/// `ipa_password`, `api_token`, `slash_token`).
+pub fn credential_name(env: &str) -> String {
+    env.strip_prefix("MATTERSYNC_")
+        .unwrap_or(env)
+        .to_ascii_lowercase()
+}
+
+/// `$CREDENTIALS_DIRECTORY/<credential_name>`, when systemd handed the service that file.
+pub fn credential_path(env: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty())?;
+    let path = Path::new(&dir).join(credential_name(env));
+    path.is_file().then_some(path)
+}
+
+/// Reads a secret from the environment variable `env`, else from the systemd credential of
+/// that name ([`credential_path`]), else from `file`. The file must not be readable by
+/// others.
 pub fn secret(env: &str, file: Option<&Path>, what: &str) -> Result<Option<String>> {
     if let Ok(v) = std::env::var(env) {
         if !v.is_empty() {
             return Ok(Some(v));
         }
     }
-    let Some(file) = file else {
+    let credential = credential_path(env);
+    let Some(file) = credential.as_deref().or(file) else {
         return Ok(None);
     };
     check_secret_file(file, what)?;

@@ -22,7 +22,7 @@ mod wire;
 mod write;
 
 pub use access::ServerLimits;
-pub use client::Client;
+pub use client::{Attempt, Client, Observer};
 pub use config::{ClientConfig, Secret};
 pub use error::{ApiError, MmError};
 pub use read::{Channel, ServerVersion, Team, PER_PAGE, USER_BATCH};

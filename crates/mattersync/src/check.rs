@@ -191,6 +191,11 @@ fn secrets(c: &mut Checklist, cfg: &config::Config) {
             c.ok(id, format!("from the environment ({env})"));
             continue;
         }
+        let credential = config::credential_path(env);
+        if let Some(p) = &credential {
+            c.ok(id, format!("from the systemd credential {}", p.display()));
+            continue;
+        }
         let Some(file) = file else {
             if needed {
                 c.fail(id, format!("not set: set {key} or {env}"));

@@ -13,6 +13,8 @@ fn secrets(cfg: &config::Config) -> Value {
     let one = |env: &str, file: Option<&Path>| -> Value {
         if std::env::var(env).is_ok_and(|v| !v.is_empty()) {
             json!(format!("from the environment ({env})"))
+        } else if let Some(p) = config::credential_path(env) {
+            json!(format!("from the systemd credential {}", p.display()))
         } else if let Some(f) = file {
             json!(format!("from the file {}", f.display()))
         } else {

@@ -580,16 +580,7 @@ fn status(cfg: &config::Config, json: bool) -> Result<u8> {
     let ledger = read_ledger(cfg)?;
     let runs = ledger.runs(10)?;
     let facts = ledger.facts()?;
-    let owned: usize = facts
-        .channels
-        .values()
-        .chain(facts.teams.values())
-        .flat_map(|m| m.values())
-        .filter(|r| {
-            r.origin == mattersync_core::Origin::Added
-                && r.state == mattersync_core::RecordState::Present
-        })
-        .count();
+    let owned = facts.owned();
     if json {
         report::data(
             "status",

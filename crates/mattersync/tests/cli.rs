@@ -38,7 +38,10 @@ fn completions_and_the_man_page_are_generated() {
         let (code, out, err) = mattersync(&["completions", shell], &[]);
         assert_eq!(code, 0, "{err}");
         assert!(out.contains(needle), "{shell}: {out}");
-        assert!(out.contains("explain"), "{shell}: subcommands are completed");
+        assert!(
+            out.contains("explain"),
+            "{shell}: subcommands are completed"
+        );
     }
     let (code, out, err) = mattersync(&["man"], &[]);
     assert_eq!(code, 0, "{err}");
@@ -57,7 +60,13 @@ fn no_colour_on_a_pipe_even_in_debug_logs() {
     .expect("config");
     for env in [&[][..], &[("NO_COLOR", "1")][..]] {
         let (_, out, err) = mattersync(
-            &["--config", cfg.to_str().expect("path"), "--log", "debug", "check"],
+            &[
+                "--config",
+                cfg.to_str().expect("path"),
+                "--log",
+                "debug",
+                "check",
+            ],
             env,
         );
         assert!(!err.contains('\u{1b}'), "ANSI on stderr: {err:?}");

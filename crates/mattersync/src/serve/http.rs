@@ -463,6 +463,7 @@ mod tests {
             ldap: mattersync_directory::LdapConfig::new("ldap://127.0.0.1:9", "dc=example,dc=org"),
             ledger: tokio::sync::Mutex::new(Ledger::open_in_memory().expect("ledger")),
             system_admins: SystemAdmins::new(&cfg).expect("system admins"),
+            told_ready: Default::default(),
             cfg,
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -244,7 +244,16 @@ async fn serve(cfg: Config, args: ServeArgs, dispatch: tracing::Dispatch) -> Res
         ldap: ldap.clone(),
         ledger: tokio::sync::Mutex::new(http_ledger),
         system_admins,
+        told_ready: std::sync::atomic::AtomicBool::new(false),
     });
+    // Every Mattermost attempt into the metrics (a weak reference: the client lives in
+    // `shared`).
+    let weak = Arc::downgrade(&shared);
+    shared.mm.set_observer(Box::new(move |a| {
+        if let Some(s) = weak.upgrade() {
+            s.metrics.api_attempt(a);
+        }
+    }));
     shared.readiness();
     info!(
         %addr,
@@ -265,6 +274,24 @@ async fn serve(cfg: Config, args: ServeArgs, dispatch: tracing::Dispatch) -> Res
         cookie.clone(),
     );
     let mut worker_task = tokio::spawn(worker.run().with_current_subscriber());
+    // WatchdogSec=: WATCHDOG=1 at half the interval while the worker task lives (a worker
+    // that died ends the process anyway; readiness is /readyz's business).
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        let period = (interval / 2).max(Duration::from_millis(100));
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                    }
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+        info!(period_ms = period.as_millis() as u64, "systemd watchdog on");
+    }
     let watcher_task = if shared.source_active() {
         let w = watch::Watcher::new(Arc::clone(&shared), ldap, req_tx, stop_rx.clone(), cookie)
             .context("directory change source")?;
@@ -305,6 +332,7 @@ async fn serve(cfg: Config, args: ServeArgs, dispatch: tracing::Dispatch) -> Res
         why,
         "stopping: the action in flight finishes, then the cursor is saved"
     );
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(true);
     if !worker_task.is_finished() {
         if let Err(e) = (&mut worker_task).await {
