@@ -4,6 +4,7 @@ mod check;
 mod config_show;
 mod group;
 mod output;
+mod progress;
 mod report;
 mod serve;
 
@@ -548,7 +549,14 @@ async fn apply_cmd(cfg: &config::Config, json: bool, a: ApplyArgs) -> Result<u8>
         eprintln!("signal received: finishing the change in flight, then stopping");
         let _ = tx.send(true);
     });
-    let report = engine::apply(&lock, &plan, &mut ledger, &mm, &stop, "apply").await?;
+    let bar = progress::Progress::new(
+        &mm,
+        plan.actions.len(),
+        !json && std::io::stderr().is_terminal(),
+    );
+    let report = engine::apply(&lock, &plan, &mut ledger, &bar, &stop, "apply").await;
+    bar.finish();
+    let report = report?;
     let calls = mm.stats();
     report::run_id(&report.run_id);
     for f in &report.failures {
