@@ -254,6 +254,20 @@ pub struct ServeSection {
     pub guard_window: String,
     pub api_token_file: Option<PathBuf>,
     pub slash_command_token_file: Option<PathBuf>,
+    /// Where directory changes come from: `auto`, `syncrepl`, `poll` or `off`.
+    pub changes: String,
+    /// Changes within this long of each other are synced together.
+    pub debounce: String,
+    /// Polling: how often to ask for entries with a newer modifyTimestamp.
+    pub poll_interval: String,
+    /// Polling: how often to compare a full listing (catches deletions).
+    pub poll_listing: String,
+    /// `text` or `json` (JSON lines).
+    pub log_format: String,
+    pub http_header_timeout: String,
+    pub http_body_timeout: String,
+    pub http_max_connections: usize,
+    pub http_max_body: usize,
 }
 
 impl Default for ServeSection {
@@ -264,6 +278,15 @@ impl Default for ServeSection {
             guard_window: "10m".to_string(),
             api_token_file: None,
             slash_command_token_file: None,
+            changes: "auto".to_string(),
+            debounce: "100ms".to_string(),
+            poll_interval: "5s".to_string(),
+            poll_listing: "60s".to_string(),
+            log_format: "text".to_string(),
+            http_header_timeout: "10s".to_string(),
+            http_body_timeout: "30s".to_string(),
+            http_max_connections: 256,
+            http_max_body: 64 * 1024,
         }
     }
 }
@@ -420,6 +443,27 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("directory: {e}"))?;
         humantime(&self.serve.full_reconcile).context("serve.full_reconcile")?;
         humantime(&self.serve.guard_window).context("serve.guard_window")?;
+        for (key, v) in [
+            ("serve.debounce", &self.serve.debounce),
+            ("serve.poll_interval", &self.serve.poll_interval),
+            ("serve.poll_listing", &self.serve.poll_listing),
+            ("serve.http_header_timeout", &self.serve.http_header_timeout),
+            ("serve.http_body_timeout", &self.serve.http_body_timeout),
+        ] {
+            humantime(v).context(key)?;
+        }
+        if !["auto", "syncrepl", "poll", "off"].contains(&self.serve.changes.as_str()) {
+            bail!(
+                "serve.changes: {:?} is not auto, syncrepl, poll or off",
+                self.serve.changes
+            );
+        }
+        if !["text", "json"].contains(&self.serve.log_format.as_str()) {
+            bail!(
+                "serve.log_format: {:?} is not text or json",
+                self.serve.log_format
+            );
+        }
         Ok(())
     }
 
