@@ -617,10 +617,10 @@ async fn mattermost(
         ),
     );
     if matches!(cfg.mattermost.matching, Matching::AuthData { .. }) && !sysadmin {
-        c.warn(
+        c.fail(
             "mattermost.auth_data",
             format!(
-                "@{} is not a system admin: Mattermost hides auth_data from other accounts, so matching by auth_data finds nobody",
+                "@{} is not a system admin: Mattermost shows other accounts' auth_data only to system admins, so matching by auth_data would find nobody (every user pending)",
                 me.username
             ),
         );

@@ -378,6 +378,23 @@ async fn real_security_check_names_the_permission_a_least_privilege_token_lacks(
         "{out:?}"
     );
     assert!(out.stderr.contains("3 check(s) failed"), "{out:?}");
+    // Matching by auth_data with a token that is not a system admin's: Mattermost shows it
+    // auth_data of nobody, so check fails that item.
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    std::fs::write(
+        &cfg,
+        text.replace("match = { by = \"username\" }", "auth_service = \"gitlab\""),
+    )
+    .expect("config");
+    let out = run_env(
+        &cfg,
+        &["check", "--json"],
+        &[("MATTERSYNC_MATTERMOST_TOKEN", syncer.token.as_str())],
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    let v = out.json();
+    assert_eq!(item(&v, "mattermost.auth_data")["status"], "fail", "{v:#}");
+    assert_eq!(item(&v, "matching")["status"], "ok", "{v:#}");
 }
 
 #[tokio::test]
