@@ -154,11 +154,11 @@ pub fn validate(cfg: &Config) -> Result<String> {
     let d = <Defaults as clap::Parser>::try_parse_from(["serve"])?;
     let s = settings(cfg, &d.args)?;
     Ok(format!(
-        "listen {}, full reconcile every {}s, guard window {}s, changes {:?}, API token {}",
+        "listen {}, full reconcile every {}s, guard window {}s, changes {}, API token {}",
         s.listen,
         s.full_reconcile.as_secs(),
         s.guard_window.as_secs(),
-        s.changes,
+        format!("{:?}", s.changes).to_lowercase(),
         if s.api_token.is_some() {
             "set"
         } else {
