@@ -21,6 +21,7 @@ rl = "tm"
 
 [mattermost]
 url = "https://chat.example.org"
+match = { by = "username" }
 
 [guards]
 max_removals = 3

@@ -5,7 +5,7 @@
 
 mod lock;
 
-pub use lock::{LockError, RunLock};
+pub use lock::{Holder, LockError, RunLock};
 
 use mattersync_core::intent::settle;
 use mattersync_core::{

@@ -218,6 +218,20 @@ fn the_run_lock_is_exclusive_and_released_on_drop() {
     let msg = err.to_string();
     assert!(msg.contains(&std::process::id().to_string()), "{msg}");
     assert!(msg.contains("runs never overlap"), "{msg}");
+    // The holder's command and start time, to the second.
+    assert!(msg.contains(", `") && msg.contains(", since 20"), "{msg}");
+    assert!(msg.contains("wait for it to finish"), "{msg}");
+    match &err {
+        crate::LockError::Held { holder, .. } => {
+            assert!(!holder.is_service());
+            let started = holder.started.as_deref().expect("started");
+            assert!(
+                started.ends_with('Z') && !started.contains('.'),
+                "{started}"
+            );
+        }
+        e => panic!("{e}"),
+    }
     drop(first);
     RunLock::acquire(&path).expect("lock after release");
 }

@@ -586,6 +586,9 @@ timeout_secs = 10
 [mattermost]
 url = "{mm}"
 token_file = "{token}"
+# The sandbox's accounts are made with a password, not by an auth service: match by
+# username, asked for explicitly (the default, auth_data, needs an auth_service).
+match = {{ by = "username" }}
 
 [ledger]
 path = "{ledger}"

@@ -436,7 +436,7 @@ mod tests {
         let mut text = format!(
             "[directory]\nuri = \"ldap://127.0.0.1:9\"\nbase_dn = \"dc=example,dc=org\"\n\
              [areas]\nrl = \"rocky-linux\"\nresf = \"resf\"\n\
-             [mattermost]\nurl = \"http://127.0.0.1:9\"\ntoken_file = \"{}\"\n",
+             [mattermost]\nurl = \"http://127.0.0.1:9\"\ntoken_file = \"{}\"\nmatch = {{ by = \"username\" }}\n",
             mm_token.display()
         );
         if let Some(t) = slash_token {
@@ -473,6 +473,7 @@ mod tests {
                 .expect("client"),
             ldap: mattersync_directory::LdapConfig::new("ldap://127.0.0.1:9", "dc=example,dc=org"),
             ledger: tokio::sync::Mutex::new(Ledger::open_in_memory().expect("ledger")),
+            told_ready: Default::default(),
             cfg,
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -311,6 +311,8 @@ pub struct Shared {
     pub ldap: LdapConfig,
     /// The HTTP side's own ledger connection (the worker has another).
     pub ledger: tokio::sync::Mutex<Ledger>,
+    /// Whether systemd was told READY=1 (once, the first time the service is ready).
+    pub told_ready: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -340,6 +342,20 @@ impl Shared {
     pub fn readiness(&self) -> Vec<String> {
         let why = self.read_status(|s| s.not_ready(self.source_active()));
         self.metrics.ready.set(i64::from(why.is_empty()));
+        if why.is_empty()
+            && !self
+                .told_ready
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            // Type=notify: the first full reconcile is done and both sides answer. Without
+            // $NOTIFY_SOCKET (not under systemd) this does nothing.
+            if let Err(e) = sd_notify::notify(&[
+                sd_notify::NotifyState::Ready,
+                sd_notify::NotifyState::Status("ready: first full reconcile done"),
+            ]) {
+                tracing::warn!(error = %e, "cannot tell systemd that the service is ready");
+            }
+        }
         why
     }
 }

@@ -552,6 +552,7 @@ impl Worker {
         };
         let broken = link_issues.iter().filter(|i| i.broken()).count();
         metrics.broken_links.set(broken as i64);
+        metrics.links.set(links.len() as i64);
         if link_issues != self.last_issues {
             for i in &link_issues {
                 if i.broken() {
@@ -666,6 +667,7 @@ impl Worker {
             s.pending.len()
         });
         metrics.pending_users.set(pending as i64);
+        metrics.owned_memberships.set(state.facts.owned() as i64);
 
         // 5. The one guard decision.
         match engine::verdict(&plan, &approval) {
