@@ -264,20 +264,27 @@ async fn plan_cmd(cfg: &config::Config, json: bool, a: PlanArgs) -> Result<u8> {
         output::save_plan(out, &plan)?;
     }
     let calls = mm.stats();
+    let hold = engine::HoldSummary::of(&plan, &state.policy.links);
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&output::plan_json(&plan, &state.link_issues, &calls))?
+            serde_json::to_string_pretty(&output::plan_json(
+                &plan,
+                hold.as_ref(),
+                &state.link_issues,
+                &calls
+            ))?
         );
     } else {
         print!("{}", output::plan_text(&plan));
         print!("{}", output::link_issues_text(&state.link_issues));
         println!("{}", output::calls_text(&calls));
     }
-    if !json && !plan.guard_trips.is_empty() {
+    if let (false, Some(h)) = (json, &hold) {
+        print!("{}", h.text(50));
         println!(
             "Held by a guard: to apply exactly this plan, mattersync apply --approve {}",
-            engine::held_fingerprint(&plan)
+            h.fingerprint
         );
     }
     Ok(if a.detailed_exitcode && state.broken_links() > 0 {
@@ -318,8 +325,17 @@ async fn apply_cmd(cfg: &config::Config, json: bool, a: ApplyArgs) -> Result<u8>
     };
     match engine::verdict(&plan, &approval) {
         Verdict::Held(trips) => {
-            if !json {
+            let summary = engine::HoldSummary::of(&plan, &state.policy.links);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"changed": false, "held": true, "hold": summary})
+                );
+            } else {
                 print!("{}", output::plan_text(&plan));
+                if let Some(h) = &summary {
+                    eprint!("{}", h.text(50));
+                }
             }
             let held = engine::held_fingerprint(&plan);
             let changed = match &approval {

@@ -359,6 +359,9 @@ async fn plan(
     let calls = shared.mm.stats().since(&before);
     if q.format.as_deref() == Some("text") {
         let mut text = output::plan_text(&plan);
+        if let Some(h) = engine::HoldSummary::of(&plan, &state.policy.links) {
+            text.push_str(&h.text(50));
+        }
         text.push_str(&output::link_issues_text(&state.link_issues));
         for w in &state.warnings {
             text.push_str(&format!("warning: {w}\n"));
@@ -367,7 +370,14 @@ async fn plan(
         text.push('\n');
         return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response();
     }
-    Json(output::plan_json(&plan, &state.link_issues, &calls)).into_response()
+    let hold = engine::HoldSummary::of(&plan, &state.policy.links);
+    Json(output::plan_json(
+        &plan,
+        hold.as_ref(),
+        &state.link_issues,
+        &calls,
+    ))
+    .into_response()
 }
 
 async fn status_page(State(shared): State<Arc<Shared>>) -> Response {
