@@ -230,6 +230,9 @@ pub struct ServeSection {
     pub full_reconcile: String,
     /// The guards also count over this window of applied changes (`0s`: per cycle only).
     pub guard_window: String,
+    /// How long an approval of a held plan (`POST /approve/<fingerprint>`) stays good while
+    /// the service cannot apply it yet (the directory or Mattermost does not answer).
+    pub approval_ttl: String,
     pub api_token_file: Option<PathBuf>,
     pub slash_command_token_file: Option<PathBuf>,
 }
@@ -240,6 +243,7 @@ impl Default for ServeSection {
             listen: "127.0.0.1:8787".to_string(),
             full_reconcile: "15m".to_string(),
             guard_window: "10m".to_string(),
+            approval_ttl: "1h".to_string(),
             api_token_file: None,
             slash_command_token_file: None,
         }
@@ -378,6 +382,7 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("directory: {e}"))?;
         humantime(&self.serve.full_reconcile).context("serve.full_reconcile")?;
         humantime(&self.serve.guard_window).context("serve.guard_window")?;
+        humantime(&self.serve.approval_ttl).context("serve.approval_ttl")?;
         Ok(())
     }
 

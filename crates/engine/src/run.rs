@@ -450,7 +450,8 @@ pub struct ApplyReport {
 
 /// Executes every action of the plan in order, noting each write as an intent before its
 /// call and recording every per-user outcome before the next action; a failed action never
-/// stops the others. `kind` names the run in the ledger (`apply`, `serve`).
+/// stops the others. `kind` names the run in the ledger (`apply`, `serve`), `actor` who
+/// made it happen ([`crate::actor`]).
 pub async fn apply<M: MattermostApi>(
     _lock: &RunLock,
     plan: &Plan,
@@ -458,9 +459,10 @@ pub async fn apply<M: MattermostApi>(
     mm: &M,
     stop: &tokio::sync::watch::Receiver<bool>,
     kind: &str,
+    actor: &str,
 ) -> Result<ApplyReport> {
     let before = mm.api_calls();
-    let run_id = ledger.begin_run(kind, Some(&plan.fingerprint))?;
+    let run_id = ledger.begin_run(kind, Some(&plan.fingerprint), actor)?;
     let mut crash = crash_hook();
     let mut report = ApplyReport {
         run_id: run_id.clone(),
@@ -535,15 +537,22 @@ pub async fn apply<M: MattermostApi>(
 }
 
 /// A plan a guard held still gets a run in the ledger, so `status` and the audit show it.
-pub fn record_hold(_lock: &RunLock, ledger: &Ledger, plan: &Plan, kind: &str) -> Result<String> {
-    let id = ledger.begin_run(kind, Some(&plan.fingerprint))?;
+pub fn record_hold(
+    _lock: &RunLock,
+    ledger: &Ledger,
+    plan: &Plan,
+    kind: &str,
+    actor: &str,
+) -> Result<String> {
+    let id = ledger.begin_run(kind, Some(&plan.fingerprint), actor)?;
     ledger.finish_run(
         &id,
         &RunEnd {
             outcome: "guard_tripped".to_string(),
             detail: Some(format!(
-                "guard tripped, nothing was changed: {}",
-                describe_trips(&plan.guard_trips)
+                "guard tripped, nothing was changed: {} (held {})",
+                describe_trips(&plan.guard_trips),
+                held_fingerprint(plan)
             )),
             ..Default::default()
         },

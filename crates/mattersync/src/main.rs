@@ -77,6 +77,17 @@ enum Command {
     Group(group::GroupCommand),
     /// Run as a service: change-driven sync, periodic reconcile, HTTP API, slash command.
     Serve(serve::ServeArgs),
+    /// Approve exactly the set a running `serve` holds (POST /approve/<fingerprint>).
+    Approve(ApproveArgs),
+}
+
+#[derive(Args)]
+struct ApproveArgs {
+    /// The held set's fingerprint (the status page, GET /holds).
+    fingerprint: String,
+    /// The service's address (default: http:// + serve.listen).
+    #[arg(long)]
+    url: Option<String>,
 }
 
 #[derive(Args)]
@@ -199,6 +210,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Unlink { group, target } => unlink(&cfg, cli.json, &group, &target),
         Command::Group(g) => group::run(&cfg, cli.json, g).await,
         Command::Serve(a) => serve::run(cfg, a).await,
+        Command::Approve(a) => approve(&cfg, cli.json, a).await,
     }
 }
 
@@ -338,6 +350,15 @@ async fn apply_cmd(cfg: &config::Config, json: bool, a: ApplyArgs) -> Result<u8>
                 }
             }
             let held = engine::held_fingerprint(&plan);
+            if let engine::Approval::Exactly(fp) = &approval {
+                ledger.note(
+                    &engine::actor::approval(Some(&engine::actor::cli())),
+                    "approve",
+                    "-",
+                    "refused",
+                    &format!("{fp} is not what is held now ({held})"),
+                )?;
+            }
             let changed = match &approval {
                 engine::Approval::Exactly(fp) => format!(
                     " The plan approved ({}) is not the one held now: the directory or Mattermost changed since it was reviewed.",
@@ -405,7 +426,31 @@ async fn apply_cmd(cfg: &config::Config, json: bool, a: ApplyArgs) -> Result<u8>
         eprintln!("signal received: finishing the change in flight, then stopping");
         let _ = tx.send(true);
     });
-    let report = engine::apply(&lock, &plan, &mut ledger, &mm, &stop, "apply").await?;
+    // An approved hold is applied by its approver; anything else by the CLI's user.
+    let approved = !plan.guard_trips.is_empty();
+    let actor = if approved {
+        engine::actor::approval(Some(&engine::actor::cli()))
+    } else {
+        engine::actor::cli()
+    };
+    if approved {
+        ledger.note(
+            &actor,
+            "approve",
+            "-",
+            "approved",
+            &format!(
+                "{} {}: {}",
+                match approval {
+                    engine::Approval::Exactly(_) => "apply --approve",
+                    engine::Approval::Any | engine::Approval::None => "apply --allow-mass-removal",
+                },
+                engine::held_fingerprint(&plan),
+                engine::describe_trips(&plan.guard_trips)
+            ),
+        )?;
+    }
+    let report = engine::apply(&lock, &plan, &mut ledger, &mm, &stop, "apply", &actor).await?;
     let calls = mm.stats();
     if json {
         println!(
@@ -427,6 +472,68 @@ async fn apply_cmd(cfg: &config::Config, json: bool, a: ApplyArgs) -> Result<u8>
     } else {
         exit::OK
     })
+}
+
+/// Asks the running service to apply exactly the held set `a.fingerprint`, as the CLI's
+/// user (`approval:cli:<user>` in the audit trail).
+async fn approve(cfg: &config::Config, json: bool, a: ApproveArgs) -> Result<u8> {
+    let token = config::secret(
+        "MATTERSYNC_API_TOKEN",
+        cfg.serve.api_token_file.as_deref(),
+        "serve.api_token_file",
+    )?
+    .context("no API token: set serve.api_token_file (or MATTERSYNC_API_TOKEN); without serve running, use `mattersync apply --approve`")?;
+    let base = a
+        .url
+        .unwrap_or_else(|| format!("http://{}", cfg.serve.listen));
+    let url = format!(
+        "{}/approve/{}",
+        base.trim_end_matches('/'),
+        a.fingerprint.trim()
+    );
+    let answer = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(token.trim())
+        .header("x-mattersync-approver", engine::actor::cli())
+        .timeout(std::time::Duration::from_secs(15 * 60))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the service at {base}; is `mattersync serve` running? (without it: mattersync apply --approve)"))?;
+    let status = answer.status();
+    let body: serde_json::Value = answer.json().await.unwrap_or_default();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+    }
+    if status.is_success() {
+        if !json {
+            let run = &body["run"];
+            println!(
+                "Approved and applied: {} user changes ok, {} failed (run {}).",
+                run["users_ok"], run["users_failed"], run["run_id"]
+            );
+        }
+        return Ok(exit::OK);
+    }
+    let held: Option<engine::HoldSummary> = body
+        .pointer("/hold/summary")
+        .and_then(|h| serde_json::from_value(h.clone()).ok());
+    if let (false, Some(h)) = (json, &held) {
+        eprint!("{}", h.text(50));
+    }
+    let why = body["error"].as_str().unwrap_or("refused").to_string();
+    Err(fail(
+        if status == reqwest::StatusCode::CONFLICT {
+            exit::GUARD_TRIPPED
+        } else {
+            exit::ERROR
+        },
+        anyhow::anyhow!(
+            "{why} (HTTP {}){}",
+            status.as_u16(),
+            held.map(|h| format!("; held now: {}", h.fingerprint))
+                .unwrap_or_default()
+        ),
+    ))
 }
 
 fn status(cfg: &config::Config, json: bool) -> Result<u8> {
@@ -514,13 +621,22 @@ fn audit(cfg: &config::Config, json: bool, a: AuditArgs) -> Result<u8> {
     if json {
         println!("{}", serde_json::to_string_pretty(&events)?);
     } else {
+        println!(
+            "{:30}  {:26} {:22} {:30} {:20} {:8} groups",
+            "at", "actor", "action", "scope", "user", "outcome"
+        );
         for e in events {
             println!(
-                "{}  {:22} {:30} {:20} {:7} {}{}",
+                "{:30}  {:26} {:22} {:30} {:20} {:8} {}{}",
                 e.at,
+                e.actor,
                 e.action,
                 e.scope,
-                e.username,
+                if e.username.is_empty() {
+                    "-"
+                } else {
+                    &e.username
+                },
                 e.outcome,
                 e.groups.join(","),
                 e.detail.map(|d| format!("  ({d})")).unwrap_or_default()
@@ -592,7 +708,7 @@ async fn link(cfg: &config::Config, json: bool, a: LinkArgs) -> Result<u8> {
     }
     let channel_created = verify_target(cfg, &link.target, a.create_channel, a.private).await?;
     let changed = ledger
-        .put_link(&link, "cli")
+        .put_link(&link, &engine::actor::cli())
         .with_context(|| {
             if channel_created {
                 "recording the link failed after the channel was created: run the same command again to record it"
@@ -704,7 +820,7 @@ fn unlink(cfg: &config::Config, json: bool, group: &str, target: &str) -> Result
     // still be removed.
     let target = Target::parse_recorded(target).map_err(|e| anyhow::anyhow!(e))?;
     let ledger = open_ledger(cfg)?;
-    let changed = ledger.remove_link(group, &target)?;
+    let changed = ledger.remove_link_by(group, &target, &engine::actor::cli())?;
     if !changed {
         if let Ok(file) = cfg.file_links() {
             if file.iter().any(|f| f.group == group && f.target == target) {

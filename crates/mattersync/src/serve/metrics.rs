@@ -14,6 +14,7 @@
 //!   `mattermost_api_rate_limited_total`: every HTTP attempt to Mattermost.
 //! - `pending_users`, `last_success_timestamp_seconds`, `ready`, `directory_connected`:
 //!   gauges.
+//! - `held_changes`: per-user changes a guard holds now (gauge; 0 when nothing is held).
 //! - `guard_trips_total`, `directory_notifications_total{source}`,
 //!   `directory_sessions_total{refresh}` (`full`/`incremental`),
 //!   `directory_session_errors_total`, `directory_cookie_refused_total`,
@@ -94,6 +95,8 @@ pub struct Metrics {
     pub ready: Gauge,
     pub directory_connected: Gauge,
     pub guard_trips: Counter,
+    /// Per-user changes a guard holds now (0 when nothing is held).
+    pub held_changes: Gauge,
     pub directory_reads: Counter,
     pub broken_links: Gauge,
     pub notifications: Family<SourceLabel, Counter>,
@@ -121,6 +124,7 @@ impl Metrics {
             ready: Gauge::default(),
             directory_connected: Gauge::default(),
             guard_trips: Counter::default(),
+            held_changes: Gauge::default(),
             directory_reads: Counter::default(),
             broken_links: Gauge::default(),
             notifications: Family::default(),
@@ -188,6 +192,11 @@ impl Metrics {
             "guard_trips",
             "Distinct plans not applied because a removal guard tripped (a held plan counts once)",
             m.guard_trips.clone(),
+        );
+        registry.register(
+            "held_changes",
+            "Per-user changes a guard holds now, waiting for an approval or a revert (memberships either way and admin roles; 0 when nothing is held)",
+            m.held_changes.clone(),
         );
         registry.register(
             "broken_links",

@@ -158,6 +158,7 @@ fn settings(cfg: &Config, args: &ServeArgs) -> Result<Settings> {
             .unwrap_or_else(|| cfg.serve.listen.clone()),
         full_reconcile: positive("serve.full_reconcile", &cfg.serve.full_reconcile)?,
         guard_window: config::humantime(&cfg.serve.guard_window).context("serve.guard_window")?,
+        approval_ttl: positive("serve.approval_ttl", &cfg.serve.approval_ttl)?,
         changes: args.changes,
         debounce: Duration::from_millis(args.debounce_ms),
         poll_interval: positive("--poll-interval", &args.poll_interval)?,
