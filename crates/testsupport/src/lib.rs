@@ -434,6 +434,23 @@ impl Sandbox {
         .await
     }
 
+    /// Makes the group `inner` a member of the group `cn` (a nested group).
+    pub async fn nest(&self, cn: &str, inner: &str) {
+        self.modify_group(
+            cn,
+            Mod::Add("member".to_string(), [self.group_dn(inner)].into()),
+        )
+        .await
+    }
+
+    pub async fn unnest(&self, cn: &str, inner: &str) {
+        self.modify_group(
+            cn,
+            Mod::Delete("member".to_string(), [self.group_dn(inner)].into()),
+        )
+        .await
+    }
+
     pub async fn remove_member(&self, cn: &str, user: &TestUser) {
         self.modify_group(
             cn,
