@@ -448,6 +448,39 @@ mod tests {
     }
 
     #[test]
+    fn what_is_left_of_an_approved_plan_is_covered_and_nothing_new_is() {
+        use crate::run::{changes_of, Approval};
+        let plan = held_plan();
+        let within = Approval::Within(changes_of(&plan));
+        assert!(within.covers(&plan));
+        // The retry of two removals that failed: a part of the approved set.
+        let mut rest = plan.clone();
+        rest.actions.retain(|a| a.is_removal());
+        rest.actions.truncate(2);
+        assert!(within.covers(&rest));
+        assert!(!Approval::Exactly(held_fingerprint(&plan)).covers(&rest));
+        // Anything the approved plan did not have is not covered, nor is an empty plan.
+        let mut more = rest.clone();
+        more.actions.push(Action::RemoveChannelMember {
+            channel_id: "c1".into(),
+            channel: "rl/infra".into(),
+            user: user("eve"),
+            mode: Mode::Sync,
+        });
+        assert!(!within.covers(&more));
+        let mut elsewhere = rest.clone();
+        if let Some(Action::RemoveChannelMember { channel_id, .. }) = elsewhere.actions.first_mut()
+        {
+            *channel_id = "c2".into();
+        }
+        assert!(
+            !within.covers(&elsewhere),
+            "the same user in another channel"
+        );
+        assert!(!within.covers(&Plan::default()));
+    }
+
+    #[test]
     fn a_plan_nobody_holds_has_no_summary_and_pages_keep_the_counts() {
         let mut plan = held_plan();
         let links = [link("mm_rl_infra", "rl/infra")];

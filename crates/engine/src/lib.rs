@@ -26,8 +26,8 @@ pub use hold::{HeldCause, HeldChange, HeldScope, HoldSummary};
 pub use identity::{record_identities, Identified, TargetCache};
 pub use links::{resolve_links, source_name};
 pub use run::{
-    apply, check_saved, describe_trips, gather, gather_selected, held_fingerprint, ldap_config,
-    links_now, mattermost_client, read_all, record_hold, settle, verdict, ApplyReport, Approval,
-    LedgerView, Linked, SavedPlanMismatch, State, Verdict,
+    apply, changes_of, check_saved, describe_trips, gather, gather_selected, held_fingerprint,
+    ldap_config, links_now, mattermost_client, read_all, record_hold, settle, verdict, ApplyReport,
+    Approval, Change, LedgerView, Linked, SavedPlanMismatch, State, Verdict,
 };
 pub use source::{DirectorySource, Ldap, MattermostApi};

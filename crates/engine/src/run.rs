@@ -367,6 +367,27 @@ pub enum Approval {
     /// Exactly the held plan with this fingerprint ([`held_fingerprint`]), as reviewed:
     /// if the directory changed since, what is held now is another plan and stays held.
     Exactly(String),
+    /// What is left of an approved plan an apply did not finish (some of its changes
+    /// failed): a plan all of whose per-user changes ([`changes_of`]) were in the approved
+    /// one, and nothing else.
+    Within(BTreeSet<Change>),
+}
+
+/// One per-user change of a plan, as an approval remembers it: (action kind, team or
+/// channel id, user id).
+pub type Change = (String, String, String);
+
+/// Every per-user change a plan makes (ledger-only records included, so a plan that says
+/// something new is never covered by an older approval).
+pub fn changes_of(plan: &Plan) -> BTreeSet<Change> {
+    let mut out = BTreeSet::new();
+    for a in &plan.actions {
+        let (_, scope_id, _) = a.scope();
+        for (user, _, _) in a.subjects() {
+            out.insert((a.kind().to_string(), scope_id.to_string(), user.to_string()));
+        }
+    }
+    out
 }
 
 impl Approval {
@@ -375,6 +396,9 @@ impl Approval {
             Approval::None => false,
             Approval::Any => true,
             Approval::Exactly(fp) => *fp == held_fingerprint(plan),
+            Approval::Within(approved) => {
+                plan.has_changes() && changes_of(plan).is_subset(approved)
+            }
         }
     }
 }

@@ -364,7 +364,9 @@ async fn apply_cmd(cfg: &config::Config, json: bool, a: ApplyArgs) -> Result<u8>
                     " The plan approved ({}) is not the one held now: the directory or Mattermost changed since it was reviewed.",
                     fp.get(..12).unwrap_or(fp)
                 ),
-                engine::Approval::None | engine::Approval::Any => String::new(),
+                engine::Approval::None | engine::Approval::Any | engine::Approval::Within(_) => {
+                    String::new()
+                }
             };
             return Err(fail(
                 exit::GUARD_TRIPPED,
@@ -443,7 +445,9 @@ async fn apply_cmd(cfg: &config::Config, json: bool, a: ApplyArgs) -> Result<u8>
                 "{} {}: {}",
                 match approval {
                     engine::Approval::Exactly(_) => "apply --approve",
-                    engine::Approval::Any | engine::Approval::None => "apply --allow-mass-removal",
+                    engine::Approval::Any
+                    | engine::Approval::None
+                    | engine::Approval::Within(_) => "apply --allow-mass-removal",
                 },
                 engine::held_fingerprint(&plan),
                 engine::describe_trips(&plan.guard_trips)

@@ -404,3 +404,159 @@ async fn real_serve_holds_the_accidental_nesting_add_flood_until_it_is_undone() 
     assert!(cleared, "the hold stayed after the nesting was undone");
     assert_eq!(members(&sb, &ch).await.len(), 2);
 }
+
+/// A service whose Mattermost calls go through a fault-injecting proxy.
+async fn behind_proxy(
+    sb: &Sandbox,
+    extra: &str,
+) -> (mattersync_testsupport::proxy::Proxy, std::path::PathBuf) {
+    let mm_url = sb.servers.get("MATTERSYNC_MM_URL");
+    let host_port = mm_url
+        .split("://")
+        .nth(1)
+        .unwrap_or(&mm_url)
+        .trim_end_matches('/')
+        .to_string();
+    let proxy = mattersync_testsupport::proxy::Proxy::http(&host_port).await;
+    let cfg = sb.config(extra);
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    std::fs::write(
+        &cfg,
+        text.replace(
+            &format!("url = \"{mm_url}\""),
+            &format!("url = \"{}\"", proxy.http_url()),
+        ),
+    )
+    .expect("config");
+    (proxy, cfg)
+}
+
+/// Removes `n` of `users` from the group and waits until serve holds exactly that.
+async fn held_removals(
+    sb: &Sandbox,
+    svc: &Service,
+    g: &str,
+    users: &[mattersync_testsupport::TestUser],
+    n: usize,
+) -> String {
+    for u in users.iter().take(n) {
+        sb.remove_member(g, u).await;
+    }
+    let hold = wait_hold(svc, "the removals", |h| h["summary"]["removals"] == n).await;
+    hold["fingerprint"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_serve_an_approval_mattermost_cannot_take_yet_lapses_after_its_ttl() {
+    use mattersync_testsupport::proxy::{HttpFault, Rule};
+    let sb = Sandbox::new("holds_lapse").await;
+    let mut users = Vec::new();
+    for i in 0..4 {
+        users.push(sb.user(&format!("l{i}"), true, false).await);
+    }
+    let refs: Vec<&_> = users.iter().collect();
+    let g = sb.create_group("lapse", &refs, &[], &[]).await;
+    let ch = sb.channel("lapse", false).await;
+    let (proxy, cfg) = behind_proxy(
+        &sb,
+        &format!(
+            "{}\n[guards]\nmax_removals = 1\nmax_removal_ratio = 1.0\n\n{}",
+            sb.link(&g, "lapse"),
+            serve_section(sb.dir.path(), "approval_ttl = \"2s\"")
+        ),
+    )
+    .await;
+    let svc = Service::start(&cfg, &[], "serve.log").await;
+    svc.wait_ready().await;
+    let fp = held_removals(&sb, &svc, &g, &users, 2).await;
+
+    // Mattermost refuses to show the channel's members: the approval cannot be applied yet.
+    proxy.add_rule(Rule::new(
+        "GET",
+        &format!("/channels/{ch}/members"),
+        HttpFault::status(403),
+    ));
+    let (status, body) = approve(&svc, &fp, Some("ops-amy")).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("approval is kept")));
+    // Past the TTL, Mattermost answers again: the approval has lapsed, the hold stays.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.clear_rules();
+    let lapsed = wait_until(PROPAGATION, || async {
+        events(&sb)
+            .iter()
+            .any(|e| e.action == "approve" && e.outcome == "lapsed")
+    })
+    .await;
+    assert!(lapsed, "no lapse in the audit trail:\n{}", svc.logs());
+    let ev = events(&sb);
+    let e = ev.iter().find(|e| e.outcome == "lapsed").expect("lapsed");
+    assert_eq!(e.actor, "approval:ops-amy");
+    assert!(e.detail.as_deref().is_some_and(|d| d.contains(&fp)));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(members(&sb, &ch).await.len(), 4, "nothing removed");
+    assert_eq!(
+        holds(&svc, "").await["holds"][0]["fingerprint"],
+        fp.as_str()
+    );
+    assert!(!ev.iter().any(|e| e.action == "remove_channel_member"));
+}
+
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_serve_an_approved_set_that_partly_failed_is_finished_under_the_same_approval() {
+    use mattersync_testsupport::proxy::{HttpFault, Rule};
+    let sb = Sandbox::new("holds_partial").await;
+    let mut users = Vec::new();
+    for i in 0..5 {
+        users.push(sb.user(&format!("p{i}"), true, false).await);
+    }
+    let refs: Vec<&_> = users.iter().collect();
+    let g = sb.create_group("partial", &refs, &[], &[]).await;
+    let ch = sb.channel("partial", false).await;
+    let (proxy, cfg) = behind_proxy(
+        &sb,
+        &format!(
+            "{}\n[guards]\nmax_removals = 1\nmax_removal_ratio = 1.0\n\n{}",
+            sb.link(&g, "partial"),
+            serve_section(sb.dir.path(), "")
+        ),
+    )
+    .await;
+    let svc = Service::start(&cfg, &[], "serve.log").await;
+    svc.wait_ready().await;
+    let fp = held_removals(&sb, &svc, &g, &users, 3).await;
+    // Two of the three removals fail once.
+    proxy.add_rule(
+        Rule::new(
+            "DELETE",
+            &format!("/channels/{ch}/members/"),
+            HttpFault::status(403),
+        )
+        .times(2),
+    );
+    let (status, body) = approve(&svc, &fp, None).await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["approved"], true);
+    assert_eq!(body["run"]["users_failed"], 2, "{body}");
+    // The retry of those two is within what was approved: applied without a new approval,
+    // though two removals are more than max_removals = 1.
+    let done = wait_until(PROPAGATION, || async { members(&sb, &ch).await.len() == 2 }).await;
+    assert!(
+        done,
+        "the rest of the approved set was held again:\n{}",
+        svc.logs()
+    );
+    assert_eq!(holds(&svc, "").await["holds"], Value::Array(Vec::new()));
+    let ev = events(&sb);
+    let ok_removals = ev
+        .iter()
+        .filter(|e| {
+            e.action == "remove_channel_member" && e.outcome == "ok" && e.actor == "approval:api"
+        })
+        .count();
+    assert_eq!(ok_removals, 3, "{ev:?}");
+}

@@ -290,9 +290,9 @@ async fn sync(
     };
     let actor = match approval {
         mattersync_engine::Approval::None => "api".to_string(),
-        mattersync_engine::Approval::Any | mattersync_engine::Approval::Exactly(_) => {
-            approver(&headers)
-        }
+        mattersync_engine::Approval::Any
+        | mattersync_engine::Approval::Exactly(_)
+        | mattersync_engine::Approval::Within(_) => approver(&headers),
     };
     let req = Request::Full {
         approval,

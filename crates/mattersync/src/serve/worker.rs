@@ -142,6 +142,9 @@ struct Ended {
     approved: bool,
     /// A guard held the plan: its fingerprint.
     held: Option<String>,
+    /// An approved plan was applied and some of its changes failed: all of its changes, so
+    /// that the retries of what failed stay covered by the approval.
+    unfinished: Option<std::collections::BTreeSet<engine::Change>>,
 }
 
 impl Ended {
@@ -154,6 +157,7 @@ impl Ended {
             planned_parked: false,
             approved: false,
             held: None,
+            unfinished: None,
         }
     }
 
@@ -166,6 +170,7 @@ impl Ended {
             planned_parked: false,
             approved: false,
             held: None,
+            unfinished: None,
         }
     }
 }
@@ -879,6 +884,7 @@ impl Worker {
                     planned_parked,
                     approved: false,
                     held: Some(fp),
+                    unfinished: None,
                 };
             }
             Verdict::NoChanges => {
@@ -932,6 +938,7 @@ impl Worker {
                 planned_parked: false,
                 approved,
                 held: None,
+                unfinished: None,
             };
         }
         if applied.users_failed > 0 {
@@ -944,6 +951,7 @@ impl Worker {
                 planned_parked,
                 approved,
                 held: None,
+                unfinished: approved.then(|| engine::changes_of(&plan)),
             };
         }
         let mut e = Ended::ok(Outcome::Ok);
@@ -961,7 +969,25 @@ impl Worker {
         };
         let exactly = exact(&g.approval);
         let (outcome, detail) = match (ended.outcome, &ended.held) {
-            (Outcome::Ok | Outcome::Partial | Outcome::Stopped, _) if ended.approved => {
+            (Outcome::Partial, _) if ended.approved => {
+                // Some changes failed: what is left of the approved set is retried under the
+                // same approval (and only it), until serve.approval_ttl.
+                if let Some(all) = &ended.unfinished {
+                    self.approved = Some(Granted {
+                        approval: engine::Approval::Within(all.clone()),
+                        actor: g.actor.clone(),
+                        at: g.at,
+                    });
+                }
+                self.audit(
+                    &g.actor,
+                    "approve",
+                    "approved",
+                    format!("{exactly}: applied, some changes failed; what is left of it is retried under this approval until serve.approval_ttl"),
+                );
+                return;
+            }
+            (Outcome::Ok | Outcome::Stopped, _) if ended.approved => {
                 ("approved", format!("{exactly}: applied"))
             }
             (Outcome::GuardTripped, Some(now)) => (
@@ -1055,6 +1081,9 @@ fn exact(a: &engine::Approval) -> String {
     match a {
         engine::Approval::Exactly(fp) => format!("fingerprint {fp}"),
         engine::Approval::Any => "whatever is held (allow_mass_removal)".to_string(),
+        engine::Approval::Within(c) => {
+            format!("what is left of an approved set ({} changes)", c.len())
+        }
         engine::Approval::None => "nothing".to_string(),
     }
 }
