@@ -572,9 +572,10 @@ fn status(cfg: &config::Config, json: bool) -> Result<u8> {
     }
     for r in runs {
         println!(
-            "{}  {:5}  {:8}  ok {:>5}  failed {:>4}  api calls {:>5}  {}",
+            "{}  {:5}  {:26}  {:8}  ok {:>5}  failed {:>4}  api calls {:>5}  {}",
             r.started_at,
             r.kind,
+            r.actor.as_deref().unwrap_or("-"),
             r.outcome.as_deref().unwrap_or("running"),
             r.actions_ok,
             r.actions_failed,

@@ -560,3 +560,85 @@ async fn real_serve_an_approved_set_that_partly_failed_is_finished_under_the_sam
         .count();
     assert_eq!(ok_removals, 3, "{ev:?}");
 }
+
+/// Without `serve`: `plan` shows the hold's summary and fingerprint, `apply --approve`
+/// refuses a stale one and applies the reviewed one, and the audit trail names the CLI's
+/// user, as approver where it approved.
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_cli_apply_approve_applies_exactly_the_reviewed_plan_and_names_the_approver() {
+    let sb = Sandbox::new("holds_cli").await;
+    let mut users = Vec::new();
+    for i in 0..5 {
+        users.push(sb.user(&format!("c{i}"), true, false).await);
+    }
+    let refs: Vec<&_> = users.iter().collect();
+    let g = sb.create_group("cli", &refs, &[], &[]).await;
+    let ch = sb.channel("cli", false).await;
+    let cfg = sb.config(&format!(
+        "{}\n[guards]\nmax_removals = 1\nmax_removal_ratio = 1.0\n",
+        sb.link(&g, "cli")
+    ));
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mattersync"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .env("USER", "tester")
+            .env_remove("MATTERSYNC_CONFIG")
+            .output()
+            .expect("mattersync")
+    };
+    let held_plan = || {
+        let out = run(&["plan", "--json"]);
+        assert!(out.status.success());
+        serde_json::from_slice::<Value>(&out.stdout).expect("plan json")
+    };
+    assert!(run(&["apply", "--yes"]).status.success());
+    assert_eq!(members(&sb, &ch).await.len(), 5);
+    sb.remove_member(&g, &users[0]).await;
+    sb.remove_member(&g, &users[1]).await;
+    let reviewed = held_plan();
+    let old = reviewed["held_fingerprint"].as_str().unwrap().to_string();
+    assert_eq!(reviewed["hold"]["fingerprint"], old.as_str());
+    assert_eq!(reviewed["hold"]["removals"], 2);
+    assert_eq!(reviewed["hold"]["causes"][0]["group"], g.as_str());
+    let text = String::from_utf8_lossy(&run(&["plan"]).stdout).into_owned();
+    assert!(
+        text.contains(&format!("Held ({old})"))
+            && text.contains(&format!("cause: directory group {g}")),
+        "{text}"
+    );
+    // The directory changes after the review.
+    sb.remove_member(&g, &users[2]).await;
+    let out = run(&["apply", "--yes", "--approve", &old]);
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("3 removals"), "the new summary: {stderr}");
+    assert_eq!(members(&sb, &ch).await.len(), 5);
+    let new = held_plan()["held_fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = run(&["apply", "--yes", "--approve", &new]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(members(&sb, &ch).await.len(), 2);
+
+    let ev = events(&sb);
+    let count = |actor: &str, action: &str, outcome: &str| {
+        ev.iter()
+            .filter(|e| e.actor == actor && e.action == action && e.outcome == outcome)
+            .count()
+    };
+    assert_eq!(count("cli:tester", "add_channel_members", "ok"), 5);
+    assert_eq!(
+        count("approval:cli:tester", "remove_channel_member", "ok"),
+        3
+    );
+    assert_eq!(count("approval:cli:tester", "approve", "refused"), 1);
+    assert_eq!(count("approval:cli:tester", "approve", "approved"), 1);
+}

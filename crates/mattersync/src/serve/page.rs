@@ -272,13 +272,14 @@ pub fn render(shared: &Shared, runs: &[Run], events: &[Event]) -> String {
     if runs.is_empty() {
         s.push_str("<p class=\"muted\">None yet.</p>");
     } else {
-        s.push_str("<table><tr><th>started</th><th>kind</th><th>outcome</th><th class=\"num\">ok</th><th class=\"num\">failed</th><th class=\"num\">API calls</th><th>run</th></tr>");
+        s.push_str("<table><tr><th>started</th><th>kind</th><th>by</th><th>outcome</th><th class=\"num\">ok</th><th class=\"num\">failed</th><th class=\"num\">API calls</th><th>run</th></tr>");
         for r in runs {
             let _ = write!(
                 s,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td><code>{}</code></td></tr>",
+                "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td><code>{}</code></td></tr>",
                 esc(&when(&r.started_at)),
                 esc(&r.kind),
+                esc(r.actor.as_deref().unwrap_or("-")),
                 badge(r.outcome.as_deref().unwrap_or("running")),
                 r.actions_ok,
                 r.actions_failed,
