@@ -234,7 +234,27 @@ pub struct ServeSection {
     /// the service cannot apply it yet (the directory or Mattermost does not answer).
     pub approval_ttl: String,
     pub api_token_file: Option<PathBuf>,
+    /// No longer accepted (one token for every team): refused with a pointer to
+    /// `slash_command_token_dir`.
     pub slash_command_token_file: Option<PathBuf>,
+    /// One slash command token per team: `<dir>/<team>.token`, mode 600, for each team of
+    /// `[areas]` (written by `mattersync slash install`).
+    pub slash_command_token_dir: Option<PathBuf>,
+    /// The URL Mattermost calls for the slash command (`https://<host>/slash`): what
+    /// `mattersync slash install` registers; its dialogs submit to `<url>/dialog`.
+    pub slash_command_url: Option<String>,
+    /// Besides system admins, who may use the slash command's privileged options
+    /// (`mode=exclusive`, `admins=…`, `readd=always`) and link a group outside the area of
+    /// the channel's team: `"team_admin"`.
+    pub slash_privileged: Vec<SlashRole>,
+}
+
+/// A Mattermost role the slash command's permission model can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlashRole {
+    SystemAdmin,
+    TeamAdmin,
 }
 
 impl Default for ServeSection {
@@ -246,6 +266,9 @@ impl Default for ServeSection {
             approval_ttl: "1h".to_string(),
             api_token_file: None,
             slash_command_token_file: None,
+            slash_command_token_dir: None,
+            slash_command_url: None,
+            slash_privileged: vec![SlashRole::SystemAdmin],
         }
     }
 }
@@ -316,6 +339,21 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<()> {
 }
 
 impl Config {
+    /// The teams the slash command serves (those of `[areas]`) and where each one's token
+    /// file is; empty when the slash command is off.
+    pub fn slash_token_files(&self) -> Vec<(String, PathBuf)> {
+        let Some(dir) = &self.serve.slash_command_token_dir else {
+            return Vec::new();
+        };
+        let teams: BTreeSet<&String> = self.areas.values().collect();
+        // Team names are checked as Mattermost names (a-z, 0-9, '-'), so each is one plain
+        // file name.
+        teams
+            .into_iter()
+            .map(|t| (t.clone(), dir.join(format!("{t}.token"))))
+            .collect()
+    }
+
     fn validate(&self) -> Result<()> {
         if self.areas.is_empty() {
             bail!("areas: at least one area must map to a team, e.g. rl = \"rocky-linux\"");
@@ -381,6 +419,20 @@ impl Config {
         ldap.validate()
             .map_err(|e| anyhow::anyhow!("directory: {e}"))?;
         humantime(&self.serve.full_reconcile).context("serve.full_reconcile")?;
+        if let Some(f) = &self.serve.slash_command_token_file {
+            bail!(
+                "serve.slash_command_token_file ({}): one token for every team is no longer accepted, \
+                 since whoever can read one team's command token could then act in every team. \
+                 Set serve.slash_command_token_dir instead: one <team>.token per team, which \
+                 `mattersync slash install` registers and writes",
+                f.display()
+            );
+        }
+        if let Some(url) = &self.serve.slash_command_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                bail!("serve.slash_command_url: {url:?} is not an http(s) URL");
+            }
+        }
         humantime(&self.serve.guard_window).context("serve.guard_window")?;
         humantime(&self.serve.approval_ttl).context("serve.approval_ttl")?;
         Ok(())

@@ -271,6 +271,14 @@ pub async fn gather<M: MattermostApi>(
 /// count them, and the ledger records them as removed by mattersync. Read only when a plan
 /// has team removals.
 async fn team_channels<M: MattermostApi>(mm: &M, state: &mut State) -> Result<()> {
+    // Only a team link that removes can plan a team removal: otherwise no second plan.
+    let removing_team_link =
+        state.policy.links.iter().any(|l| {
+            matches!(l.target, Target::Team { .. }) && l.mode != mattersync_core::Mode::Add
+        });
+    if !removing_team_link {
+        return Ok(());
+    }
     let plan = state.plan();
     let mut wanted = Vec::new();
     for a in &plan.actions {

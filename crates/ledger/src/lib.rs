@@ -698,6 +698,18 @@ impl Ledger {
         Ok(out)
     }
 
+    /// Who made (or last changed) a ledger link: `cli:…` or `slash:…`.
+    pub fn link_made_by(&self, group: &str, target: &Target) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT created_by FROM links WHERE group_name = ?1 AND target = ?2",
+                params![group, target.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// Adds or updates a link; returns whether anything changed. A change is an audit event
     /// by `by` (the actor: `cli:<user>`, `slash:<user>`).
     pub fn put_link(&self, link: &Link, by: &str) -> Result<bool> {

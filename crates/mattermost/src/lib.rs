@@ -15,6 +15,7 @@
 mod client;
 mod config;
 mod error;
+mod interact;
 mod read;
 mod stats;
 mod wire;
@@ -23,6 +24,7 @@ mod write;
 pub use client::Client;
 pub use config::{ClientConfig, Secret};
 pub use error::{ApiError, MmError};
+pub use interact::{Caller, Membership, SlashCommand, SlashCommandIn};
 pub use read::{Channel, ServerVersion, Team, PER_PAGE, USER_BATCH};
 pub use stats::ApiStats;
 pub use write::{Outcome, UserOutcome, CHANNEL_BATCH, TEAM_BATCH};

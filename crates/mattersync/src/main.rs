@@ -3,6 +3,7 @@
 mod group;
 mod output;
 mod serve;
+mod slash_install;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -77,6 +78,9 @@ enum Command {
     Group(group::GroupCommand),
     /// Run as a service: change-driven sync, periodic reconcile, HTTP API, slash command.
     Serve(serve::ServeArgs),
+    /// The `/mattersync` slash command in Mattermost.
+    #[command(subcommand)]
+    Slash(slash_install::SlashCommandArgs),
     /// Approve exactly the set a running `serve` holds (POST /approve/<fingerprint>).
     Approve(ApproveArgs),
 }
@@ -210,6 +214,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Unlink { group, target } => unlink(&cfg, cli.json, &group, &target),
         Command::Group(g) => group::run(&cfg, cli.json, g).await,
         Command::Serve(a) => serve::run(cfg, a).await,
+        Command::Slash(a) => slash_install::run(&cfg, cli.json, a).await,
         Command::Approve(a) => approve(&cfg, cli.json, a).await,
     }
 }

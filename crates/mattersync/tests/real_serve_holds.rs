@@ -144,7 +144,7 @@ async fn real_serve_holds_a_mass_removal_in_30_small_changes_and_applies_exactly
     assert_eq!(hold["approve"]["cli"], format!("mattersync approve {fp}"));
     assert!(hold["approve"]["http"]
         .as_str()
-        .is_some_and(|h| h.contains(&format!("/approve/{fp}"))));
+        .is_some_and(|h| h.contains(&format!("{}/approve/{fp}", svc.base))));
     assert!(hold["age_seconds"].as_u64().is_some());
     assert!(hold["directory_changes"]
         .as_array()
@@ -236,8 +236,7 @@ async fn real_serve_a_stale_approval_is_refused_with_the_new_summary_and_the_cli
     ));
     let svc = Service::start(&cfg, &[], "serve.log").await;
     svc.wait_ready().await;
-    sb.remove_member(&g, &users[0]).await;
-    sb.remove_member(&g, &users[1]).await;
+    sb.remove_members(&g, &[&users[0], &users[1]]).await;
     let first = wait_hold(&svc, "two removals", |h| h["summary"]["removals"] == 2).await;
     let reviewed = first["fingerprint"].as_str().unwrap().to_string();
     // The directory changes after the review: a third member leaves.
@@ -317,12 +316,10 @@ async fn real_serve_a_revert_clears_the_hold_with_nothing_applied() {
     ));
     let svc = Service::start(&cfg, &[], "serve.log").await;
     svc.wait_ready().await;
-    sb.remove_member(&g, &users[0]).await;
-    sb.remove_member(&g, &users[1]).await;
+    sb.remove_members(&g, &[&users[0], &users[1]]).await;
     let hold = wait_hold(&svc, "two removals", |h| h["summary"]["removals"] == 2).await;
     // Someone notices the mistake and puts them back in the group.
-    sb.add_member(&g, &users[0]).await;
-    sb.add_member(&g, &users[1]).await;
+    sb.add_members(&g, &[&users[0], &users[1]]).await;
     let t = Instant::now();
     let cleared = wait_until(PROPAGATION, || async {
         holds(&svc, "").await["holds"] == Value::Array(Vec::new())
@@ -439,9 +436,8 @@ async fn held_removals(
     users: &[mattersync_testsupport::TestUser],
     n: usize,
 ) -> String {
-    for u in users.iter().take(n) {
-        sb.remove_member(g, u).await;
-    }
+    let gone: Vec<&_> = users.iter().take(n).collect();
+    sb.remove_members(g, &gone).await;
     let hold = wait_hold(svc, "the removals", |h| h["summary"]["removals"] == n).await;
     hold["fingerprint"].as_str().unwrap().to_string()
 }

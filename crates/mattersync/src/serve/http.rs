@@ -12,6 +12,7 @@
 //! | GET | `/holds` | bearer | what a guard holds: summary, age, how to approve (`?offset=&limit=` pages the changes) |
 //! | POST | `/approve/{fingerprint}` | bearer | apply exactly that held set; 409 with the new summary if what is held changed |
 //! | POST | `/slash` | slash token | the Mattermost slash command |
+//! | POST | `/slash/dialog` | signed state | a submitted slash-command form |
 
 use super::page;
 use super::slash::{self, same_secret};
@@ -53,6 +54,7 @@ pub fn router(shared: Arc<Shared>, dispatch: tracing::Dispatch) -> Router {
         .route("/holds", get(holds))
         .route("/approve/{fingerprint}", post(approve))
         .route("/slash", post(slash::handle))
+        .route("/slash/dialog", post(super::dialog::submit))
         .layer(axum::middleware::from_fn_with_state(
             shared.settings.http,
             read_body,
@@ -561,7 +563,6 @@ async fn status_page(State(shared): State<Arc<Shared>>) -> Response {
 mod tests {
     use super::*;
     use crate::serve::metrics::Metrics;
-    use crate::serve::slash::SystemAdmins;
     use crate::serve::state::{ChangeSource, CycleReport, Settings, Status};
     use mattersync_ledger::Ledger;
     use mattersync_mattermost::{Client, ClientConfig, Secret};
@@ -602,12 +603,23 @@ mod tests {
     ) -> Served {
         let dir = tempfile::tempdir().expect("tempdir");
         let mm_token = secret(dir.path(), "mm.token", "mm-token");
-        let text = format!(
+        let mut text = format!(
             "[directory]\nuri = \"ldap://127.0.0.1:9\"\nbase_dn = \"dc=example,dc=org\"\n\
-             [areas]\nrl = \"rocky-linux\"\n\
+             [areas]\nrl = \"rocky-linux\"\nresf = \"resf\"\n\
              [mattermost]\nurl = \"http://127.0.0.1:9\"\ntoken_file = \"{}\"\n",
             mm_token.display()
         );
+        if let Some(t) = slash_token {
+            // The rocky-linux team's command has this token; the resf team's another.
+            let tokens = dir.path().join("slash");
+            std::fs::create_dir(&tokens).expect("mkdir");
+            secret(&tokens, "rocky-linux.token", t);
+            secret(&tokens, "resf.token", &format!("{t}-resf"));
+            text.push_str(&format!(
+                "[serve]\nslash_command_token_dir = \"{}\"\n",
+                tokens.display()
+            ));
+        }
         let cfg = mattersync_engine::config::parse(&text, &[]).expect("config");
         let (tx, rx) = mpsc::channel(8);
         let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -623,7 +635,6 @@ mod tests {
                 poll_listing: Duration::from_secs(60),
                 heartbeat: Duration::from_secs(30),
                 api_token: api_token.map(Secret::new),
-                slash_token_file: slash_token.map(|t| secret(dir.path(), "slash.token", t)),
                 http: limits,
             },
             metrics: Metrics::new(),
@@ -633,7 +644,6 @@ mod tests {
                 .expect("client"),
             ldap: mattersync_directory::LdapConfig::new("ldap://127.0.0.1:9", "dc=example,dc=org"),
             ledger: tokio::sync::Mutex::new(Ledger::open_in_memory().expect("ledger")),
-            system_admins: SystemAdmins::new(&cfg).expect("system admins"),
             cfg,
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -827,23 +837,29 @@ mod tests {
             .await
             .expect("post");
         assert_eq!(r.status(), 401);
+        // Each team's token is a token (help needs no look-up); an empty one never is.
+        for token in ["slash-token", "slash-token-resf"] {
+            let r = http
+                .post(format!("{}/slash", s.base))
+                .form(&[("token", token), ("text", "help"), ("user_name", "neil")])
+                .send()
+                .await
+                .expect("post");
+            assert_eq!(r.status(), 200, "{token}");
+            let body: serde_json::Value = r.json().await.expect("json");
+            assert_eq!(body["response_type"], "ephemeral");
+            assert!(
+                body["text"].as_str().is_some_and(|t| t.contains("Usage")),
+                "{body}"
+            );
+        }
         let r = http
             .post(format!("{}/slash", s.base))
-            .form(&[
-                ("token", "slash-token"),
-                ("text", "help"),
-                ("user_name", "neil"),
-            ])
+            .form(&[("token", ""), ("text", "help")])
             .send()
             .await
             .expect("post");
-        assert_eq!(r.status(), 200);
-        let body: serde_json::Value = r.json().await.expect("json");
-        assert_eq!(body["response_type"], "ephemeral");
-        assert!(
-            body["text"].as_str().is_some_and(|t| t.contains("Usage")),
-            "{body}"
-        );
+        assert_eq!(r.status(), 401);
         let _ = s.stop.send(true);
         let _ = off.stop.send(true);
     }

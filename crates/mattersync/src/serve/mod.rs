@@ -12,10 +12,12 @@
 //! One instance per ledger (the run lock is held for the life of the process). SIGTERM or
 //! SIGINT: the action in flight finishes, the cursor is saved, the process exits 0.
 
+mod dialog;
 mod escape;
 mod http;
 mod metrics;
 mod page;
+mod permission;
 
 mod slash;
 mod state;
@@ -145,12 +147,17 @@ fn settings(cfg: &Config, args: &ServeArgs) -> Result<Settings> {
         "serve.api_token_file",
     )?
     .map(mattersync_mattermost::Secret::new);
-    // Fail at startup on an unreadable slash token file; it is read again at every request.
-    config::secret(
-        "MATTERSYNC_SLASH_TOKEN",
-        cfg.serve.slash_command_token_file.as_deref(),
-        "serve.slash_command_token_file",
-    )?;
+    // Fail at startup on an unreadable slash token file; each is read again at every
+    // request, so a rotated token needs no restart. A team without a file has no command.
+    for (team, file) in cfg.slash_token_files() {
+        if file.exists() {
+            config::secret(
+                "",
+                Some(&file),
+                &format!("slash command token of team {team}"),
+            )?;
+        }
+    }
     Ok(Settings {
         listen: args
             .listen
@@ -165,7 +172,6 @@ fn settings(cfg: &Config, args: &ServeArgs) -> Result<Settings> {
         poll_listing: positive("--poll-listing", &args.poll_listing)?,
         heartbeat: Duration::from_secs(30),
         api_token,
-        slash_token_file: cfg.serve.slash_command_token_file.clone(),
         http: http::Limits {
             header_timeout: positive("--http-header-timeout", &args.http_header_timeout)?,
             body_timeout: positive("--http-body-timeout", &args.http_body_timeout)?,
@@ -188,7 +194,6 @@ async fn serve(cfg: Config, args: ServeArgs, dispatch: tracing::Dispatch) -> Res
     let ledger = Ledger::open(&cfg.ledger.path).context("opening the ledger")?;
     let http_ledger = Ledger::open(&cfg.ledger.path).context("opening the ledger")?;
     let mm = engine::mattermost_client(&cfg)?;
-    let system_admins = slash::SystemAdmins::new(&cfg)?;
     let cursor = watch::Watcher::cursor_name(&ldap);
     let cookie = ledger
         .cursor(&cursor)
@@ -198,6 +203,9 @@ async fn serve(cfg: Config, args: ServeArgs, dispatch: tracing::Dispatch) -> Res
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
+    // What the status page and GET /holds tell an approver to call: where it listens.
+    let mut settings = settings;
+    settings.listen = addr.to_string();
     // The one line on stdout: where to reach the service (port 0 picks one).
     println!("mattersync serve: listening on http://{addr}");
     let _ = std::io::stdout().flush();
@@ -218,7 +226,6 @@ async fn serve(cfg: Config, args: ServeArgs, dispatch: tracing::Dispatch) -> Res
         mm,
         ldap: ldap.clone(),
         ledger: tokio::sync::Mutex::new(http_ledger),
-        system_admins,
     });
     shared.readiness();
     info!(
@@ -326,7 +333,14 @@ mod tests {
             config::humantime(&cfg.serve.full_reconcile).expect("duration"),
             Duration::from_secs(900)
         );
-        assert!(cfg.serve.api_token_file.is_some() && cfg.serve.slash_command_token_file.is_some());
+        assert!(cfg.serve.api_token_file.is_some() && cfg.serve.slash_command_token_dir.is_some());
+        assert_eq!(
+            cfg.slash_token_files()
+                .iter()
+                .map(|(team, _)| team.as_str())
+                .collect::<Vec<_>>(),
+            ["resf", "rocky-linux"]
+        );
         assert_eq!(cfg.areas.len(), 2);
         assert!(cfg.file_links().expect("links").len() >= 2);
     }

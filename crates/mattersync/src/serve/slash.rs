@@ -1,22 +1,26 @@
 //! The endpoint of a Mattermost custom slash command (`/mattersync …` typed in a channel):
 //! `link <group>`, `unlink <group>`, `status`, `explain @user`, `help`.
 //!
-//! Mattermost POSTs the command as a form with the command's verification token; the token
-//! is compared in constant time, then link changes are allowed only to the channel's admins
-//! and system admins. Answers are ephemeral (only the person who typed sees them) and say
-//! what the change will do before the worker does it.
+//! Mattermost POSTs the command as a form with the verification token of the team's command.
+//! Each team has its own token, compared in constant time; the team an invocation acts in is
+//! the token's, and the channel and the user are looked up by the ids Mattermost sent,
+//! never by the names in the form. What each role may do is `permission.rs`. Answers are
+//! ephemeral (only the person who typed sees them) and say what the change will do before
+//! the worker does it.
 //!
 //! This module knows the one Mattermost wire shape the REST adapter does not cover: the
 //! slash-command request and response (Mattermost calls us). "Is this a system admin?"
 //! goes through the Mattermost client like every other call.
 
+use super::dialog::{self, Form};
 use super::escape::{code, md, mention, Clean};
+use super::permission::{self, Ask, Roles};
 use super::state::{Request, Shared};
 use super::worker::read_directory;
 use crate::output;
-use anyhow::{Context, Result};
-use axum::extract::{Form, State};
-use axum::http::StatusCode;
+use anyhow::Result;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use mattersync_core::scope;
@@ -52,16 +56,19 @@ pub enum Command {
         user: String,
     },
     Help,
+    /// `link`, `unlink` or `explain` with nothing after it: open the form.
+    Form(Form),
 }
 
 impl Command {
-    fn name(&self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             Command::Link { .. } => "link",
             Command::Unlink { .. } => "unlink",
             Command::Status => "status",
             Command::Explain { .. } => "explain",
             Command::Help => "help",
+            Command::Form(_) => "form",
         }
     }
 }
@@ -71,7 +78,7 @@ pub const USAGE: &str = "Usage (in the channel to change):\n\
 * `/mattersync unlink <group>` — stop following the group here\n\
 * `/mattersync status` — the links of this channel and the last sync\n\
 * `/mattersync explain @user` — why someone is (not) in this channel\n\
-Linking and unlinking is for channel admins and system admins.";
+`link`, `unlink` or `explain` alone opens a form. Linking and unlinking is for channel admins, team admins and system admins; see the README for who may do what.";
 
 /// Parses the text after the trigger word.
 pub fn parse(text: &str) -> Result<Command, String> {
@@ -84,6 +91,13 @@ pub fn parse(text: &str) -> Result<Command, String> {
         "help" => Ok(Command::Help),
         "status" if rest.is_empty() => Ok(Command::Status),
         "status" => Err("`status` takes no arguments".to_string()),
+        "link" | "unlink" | "explain" if rest.is_empty() => {
+            Ok(Command::Form(match verb.to_ascii_lowercase().as_str() {
+                "link" => Form::Link,
+                "unlink" => Form::Unlink,
+                _ => Form::Explain,
+            }))
+        }
         "explain" => match rest.as_slice() {
             [user] => {
                 let user = user.trim_start_matches('@');
@@ -136,16 +150,21 @@ pub fn parse(text: &str) -> Result<Command, String> {
     }
 }
 
-/// The form Mattermost posts (unknown fields are ignored).
+/// The form Mattermost posts (unknown fields are ignored). Only `token`, `team_id`,
+/// `channel_id`, `user_id`, `trigger_id` and `text` are used: `team_domain`,
+/// `channel_name` and `user_name` are names anyone holding a token could write anything
+/// into, so the team, channel and user are looked up by id instead.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct SlashRequest {
     pub token: String,
+    pub team_id: String,
     pub team_domain: String,
     pub channel_id: String,
     pub channel_name: String,
     pub user_id: String,
     pub user_name: String,
+    pub trigger_id: String,
     pub text: String,
 }
 
@@ -157,35 +176,63 @@ fn ephemeral(text: impl Into<String>) -> Response {
     .into_response()
 }
 
-pub async fn handle(State(shared): State<Arc<Shared>>, Form(req): Form<SlashRequest>) -> Response {
-    let expected = config::secret(
-        "MATTERSYNC_SLASH_TOKEN",
-        shared.settings.slash_token_file.as_deref(),
-        "serve.slash_command_token_file",
-    );
-    let expected = match expected {
-        Ok(Some(t)) => t,
-        Ok(None) => {
-            return (
-                StatusCode::NOT_FOUND,
-                "the slash command is not enabled: set serve.slash_command_token_file",
-            )
-                .into_response()
+/// Which team's command `given` is the token of: each team of `[areas]` has its own
+/// (`serve.slash_command_token_dir/<team>.token`). Every file is compared (in constant
+/// time), so the answer's timing does not tell which team's token was close.
+fn token_team(shared: &Shared, given: &str) -> Result<String, (StatusCode, &'static str)> {
+    let files = shared.cfg.slash_token_files();
+    if files.is_empty() {
+        return Err((
+            StatusCode::NOT_FOUND,
+            "the slash command is not enabled: set serve.slash_command_token_dir",
+        ));
+    }
+    let mut found = None;
+    let mut unreadable = 0;
+    for (team, file) in &files {
+        if !file.exists() {
+            continue;
         }
-        Err(e) => {
-            warn!(error = %Clean(&format!("{e:#}")), "cannot read the slash command token");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the slash command token is unreadable",
-            )
-                .into_response();
+        match config::secret(
+            "",
+            Some(file),
+            &format!("slash command token of team {team}"),
+        ) {
+            Ok(Some(expected)) => {
+                if same_secret(given, &expected) && !given.is_empty() {
+                    found = Some(team.clone());
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                unreadable += 1;
+                warn!(error = %Clean(&format!("{e:#}")), "cannot read a slash command token");
+            }
+        }
+    }
+    match found {
+        Some(team) => Ok(team),
+        None if unreadable > 0 => Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a slash command token is unreadable; see the service log",
+        )),
+        None => Err((StatusCode::UNAUTHORIZED, "wrong slash command token")),
+    }
+}
+
+pub async fn handle(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    axum::extract::Form(req): axum::extract::Form<SlashRequest>,
+) -> Response {
+    let team = match token_team(&shared, &req.token) {
+        Ok(t) => t,
+        Err(resp) => {
+            shared.metrics.slash_command("unknown", "bad_token");
+            warn!(claimed_user = %Clean(&req.user_name), "slash command with a wrong token refused");
+            return resp.into_response();
         }
     };
-    if !same_secret(&req.token, &expected) {
-        shared.metrics.slash_command("unknown", "bad_token");
-        warn!(user = %Clean(&req.user_name), "slash command with a wrong token refused");
-        return (StatusCode::UNAUTHORIZED, "wrong slash command token").into_response();
-    }
     let command = match parse(&req.text) {
         Ok(c) => c,
         Err(e) => {
@@ -193,18 +240,102 @@ pub async fn handle(State(shared): State<Arc<Shared>>, Form(req): Form<SlashRequ
             return ephemeral(format!("{e}.\n{USAGE}"));
         }
     };
+    if command == Command::Help {
+        shared.metrics.slash_command("help", "ok");
+        return ephemeral(USAGE);
+    }
+    let ctx = match Ctx::resolve(&shared, &team, &req.team_id, &req.channel_id, &req.user_id).await
+    {
+        Ok(Ok(ctx)) => ctx,
+        Ok(Err(refusal)) => {
+            shared.metrics.slash_command(command.name(), "refused");
+            warn!(
+                team = %team,
+                claimed_user = %Clean(&req.user_name),
+                user_id = %Clean(&req.user_id),
+                channel_id = %Clean(&req.channel_id),
+                command = command.name(),
+                refusal = %refusal,
+                "slash command refused before it ran"
+            );
+            return ephemeral(format!("{refusal} Nothing was changed."));
+        }
+        Err(e) => {
+            shared.metrics.slash_command(command.name(), "error");
+            warn!(command = command.name(), error = %Clean(&format!("{e:#}")), "slash command: cannot look the caller up");
+            return ephemeral(format!("Nothing was changed: {}", short_error(&e)));
+        }
+    };
+    if let Command::Form(form) = command {
+        if req.trigger_id.is_empty() {
+            return ephemeral(format!(
+                "`{}` needs more: see the usage.\n{USAGE}",
+                form.name()
+            ));
+        }
+        let url = dialog_url(&shared, &headers);
+        return match dialog::open_form(&shared, &ctx, form, &req.token, &req.trigger_id, &url).await
+        {
+            Ok(None) => {
+                shared.metrics.slash_command("form", "ok");
+                Json(serde_json::json!({})).into_response()
+            }
+            Ok(Some(Answer::Refused(t))) => {
+                shared.metrics.slash_command("form", "refused");
+                ephemeral(t)
+            }
+            Ok(Some(Answer::Done(t))) => ephemeral(t),
+            Err(e) => {
+                shared.metrics.slash_command("form", "error");
+                warn!(error = %Clean(&format!("{e:#}")), "slash command: cannot open the form");
+                ephemeral(format!("Could not open the form: {}", short_error(&e)))
+            }
+        };
+    }
+    ephemeral(match answer_text(&shared, &ctx, &command, "slash").await {
+        Answer::Done(t) | Answer::Refused(t) => t,
+    })
+}
+
+/// Where Mattermost posts a dialog's submission: `serve.slash_command_url` + `/dialog`, or
+/// else this request's own host (fine on loopback; behind a proxy, set the URL).
+fn dialog_url(shared: &Shared, headers: &HeaderMap) -> String {
+    match &shared.cfg.serve.slash_command_url {
+        Some(url) => format!("{}/dialog", url.trim_end_matches('/')),
+        None => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .filter(|h| {
+                    h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".:-[]".contains(&b))
+                })
+                .unwrap_or("127.0.0.1");
+            format!("http://{host}/slash/dialog")
+        }
+    }
+}
+
+/// Runs a command for a resolved caller (typed, or submitted from a dialog).
+pub(super) async fn answer_text(
+    shared: &Arc<Shared>,
+    ctx: &Ctx,
+    command: &Command,
+    via: &str,
+) -> Answer {
     info!(
-        user = %Clean(&req.user_name),
-        channel = %Clean(&req.channel_name),
+        user = %Clean(&ctx.caller.username),
+        channel = %ctx.target,
         command = command.name(),
+        via,
         "slash command"
     );
-    let (outcome, text) = match run(&shared, &req, &command).await {
+    let (outcome, text) = match run(shared, ctx, command).await {
         Ok(Answer::Done(t)) => ("ok", t),
         Ok(Answer::Refused(t)) => ("refused", t),
         Err(e) => {
             warn!(
-                user = %Clean(&req.user_name),
+                user = %Clean(&ctx.caller.username),
                 command = command.name(),
                 error = %Clean(&format!("{e:#}")),
                 "slash command failed"
@@ -213,59 +344,178 @@ pub async fn handle(State(shared): State<Arc<Shared>>, Form(req): Form<SlashRequ
         }
     };
     shared.metrics.slash_command(command.name(), outcome);
-    ephemeral(text)
+    match outcome {
+        "refused" => Answer::Refused(text),
+        _ => Answer::Done(text),
+    }
 }
 
-enum Answer {
+pub(super) enum Answer {
     Done(String),
     Refused(String),
 }
 
-fn channel_target(req: &SlashRequest) -> Result<Target, String> {
-    let t: Target = format!("{}/{}", req.team_domain, req.channel_name)
-        .parse()
-        .map_err(|_| {
-            "type the command in a team's channel (not a direct or group message)".to_string()
-        })?;
-    Ok(t)
+/// Where a command was typed and by whom, as Mattermost knows it: all looked up by id.
+pub struct Ctx {
+    pub team: mattersync_mattermost::Team,
+    pub channel: mattersync_mattermost::Channel,
+    /// `team/channel` by the names Mattermost has now.
+    pub target: Target,
+    pub caller: mattersync_mattermost::Caller,
+    pub roles: Roles,
 }
 
-async fn run(shared: &Arc<Shared>, req: &SlashRequest, command: &Command) -> Result<Answer> {
-    if *command == Command::Help {
-        return Ok(Answer::Done(USAGE.to_string()));
+impl Ctx {
+    /// The team of the token, the channel and the caller by id. `Ok(Err(why))` when the
+    /// request does not hold together (another team's channel, an unknown or deactivated
+    /// user, a direct message).
+    pub async fn resolve(
+        shared: &Shared,
+        team_name: &str,
+        team_id: &str,
+        channel_id: &str,
+        user_id: &str,
+    ) -> Result<Result<Ctx, String>> {
+        let mm = &shared.mm;
+        let Some(team) = mm.team_by_name(team_name).await? else {
+            return Ok(Err(format!(
+                "This command belongs to team {}, which Mattermost does not know.",
+                code(team_name)
+            )));
+        };
+        if team_id != team.id {
+            return Ok(Err(format!(
+                "This command belongs to team {}; it cannot act in another team.",
+                code(team_name)
+            )));
+        }
+        if !is_id(channel_id) {
+            return Ok(Err("The request names no channel.".to_string()));
+        }
+        let Some(channel) = mm.channel_by_id(channel_id).await? else {
+            return Ok(Err("Mattermost does not know this channel.".to_string()));
+        };
+        if channel.direct {
+            return Ok(Err(
+                "This is a direct or group message, not a team's channel; type the command in the channel to change."
+                    .to_string(),
+            ));
+        }
+        if channel.team_id != team.id {
+            return Ok(Err(format!(
+                "This channel is not in team {}; the command of a team acts only in its own channels.",
+                code(team_name)
+            )));
+        }
+        let target: Target = match format!("{}/{}", team.name, channel.name).parse() {
+            Ok(t) => t,
+            Err(_) => {
+                return Ok(Err(format!(
+                    "The channel's name {} cannot be a link target.",
+                    code(&channel.name)
+                )))
+            }
+        };
+        let caller = match mm.caller(user_id).await? {
+            Some(c) if !c.inactive && !c.bot => c,
+            Some(_) => {
+                return Ok(Err(
+                    "The account is deactivated or a bot; it cannot use this command.".to_string(),
+                ))
+            }
+            None => return Ok(Err("Mattermost does not know this user.".to_string())),
+        };
+        let in_team = mm.team_membership(&team.id, &caller.id).await?;
+        let in_channel = mm.channel_membership(&channel.id, &caller.id).await?;
+        let roles = Roles {
+            system_admin: caller.system_admin,
+            team_admin: in_team.is_some_and(|m| m.admin),
+            channel_admin: in_channel.is_some_and(|m| m.admin),
+            channel_member: in_channel.is_some(),
+        };
+        Ok(Ok(Ctx {
+            team,
+            channel,
+            target,
+            caller,
+            roles,
+        }))
     }
-    let target = match channel_target(req) {
-        Ok(t) => t,
-        Err(e) => return Ok(Answer::Refused(e)),
-    };
+
+    fn actor(&self) -> String {
+        format!("slash:{}", self.caller.username)
+    }
+}
+
+fn is_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// `Some(refusal)` when the permission model says no.
+pub(super) fn refused(shared: &Shared, ctx: &Ctx, ask: Ask) -> Option<String> {
+    permission::check(&ctx.roles, &shared.cfg.serve.slash_privileged, ask)
+        .err()
+        .map(|why| format!("{why} Nothing was changed."))
+}
+
+/// Whether a declared link points at this channel: by its name now, or by the channel id
+/// recorded for it (a link declared under the channel's old name, before a rename).
+fn is_here(l: &Link, ids: &[mattersync_core::LinkIdentity], ctx: &Ctx) -> bool {
+    l.target == ctx.target
+        || ids.iter().any(|i| {
+            i.group == l.group
+                && i.target == l.target
+                && i.channel_id.as_deref() == Some(ctx.channel.id.as_str())
+        })
+}
+
+/// The ledger's links (slash or `mattersync link`) to this channel, as declared.
+pub(super) fn ledger_links_here(
+    ledger: &mattersync_ledger::Ledger,
+    ctx: &Ctx,
+) -> Result<Vec<Link>> {
+    let ids = ledger.identities()?;
+    Ok(ledger
+        .links()?
+        .into_iter()
+        .filter(|l| is_here(l, &ids, ctx))
+        .collect())
+}
+
+/// The link the ledger has for this group here, if any.
+fn ledger_link(ledger: &mattersync_ledger::Ledger, group: &str, ctx: &Ctx) -> Result<Option<Link>> {
+    Ok(ledger_links_here(ledger, ctx)?
+        .into_iter()
+        .find(|l| l.group == group))
+}
+
+async fn run(shared: &Arc<Shared>, ctx: &Ctx, command: &Command) -> Result<Answer> {
+    let target = ctx.target.clone();
     match command {
+        Command::Help | Command::Form(_) => Ok(Answer::Done(USAGE.to_string())),
         Command::Link {
             group,
             mode,
             admins,
             readd,
         } => {
-            if let Some(refusal) = not_a_team_channel(shared, req).await {
-                return Ok(Answer::Refused(refusal));
-            }
-            if let Some(refusal) = may_change_links(shared, req).await? {
-                return Ok(Answer::Refused(refusal));
+            if ctx.channel.archived {
+                return Ok(Answer::Refused(
+                    "Not linked: this channel is archived. Nothing was changed.".to_string(),
+                ));
             }
             let cfg = &shared.cfg;
             let naming = cfg.naming()?;
-            if let Err(e) = naming.parse(group) {
-                return Ok(Answer::Refused(format!(
-                    "Not linked: {}",
-                    md(&e.to_string())
-                )));
-            }
-            let dir = directory(shared).await?;
-            if !dir.groups.contains_key(group) {
-                return Ok(Answer::Refused(format!(
-                    "Not linked: the directory has no group **{}** (as of the last read).",
-                    md(group)
-                )));
-            }
+            let name = match naming.parse(group) {
+                Ok(n) => n,
+                Err(e) => {
+                    return Ok(Answer::Refused(format!(
+                        "Not linked: {}",
+                        md(&e.to_string())
+                    )))
+                }
+            };
+            let in_area = cfg.areas.get(&name.area) == Some(&ctx.team.name);
             let link = Link {
                 group: group.clone(),
                 target: target.clone(),
@@ -276,6 +526,37 @@ async fn run(shared: &Arc<Shared>, req: &SlashRequest, command: &Command) -> Res
                 readd: readd.unwrap_or(cfg.defaults.readd),
                 source: LinkSource::Ledger,
             };
+            let existing = {
+                let ledger = shared.ledger.lock().await;
+                ledger_link(&ledger, group, ctx)?
+            };
+            let privileged = permission::privileged_link(&link, &cfg.defaults)
+                || existing.as_ref().is_some_and(|e| {
+                    permission::privileged_link(e, &cfg.defaults) && !same_settings(e, &link)
+                });
+            if let Some(why) = refused(
+                shared,
+                ctx,
+                Ask::Link {
+                    in_area,
+                    privileged,
+                },
+            ) {
+                return Ok(Answer::Refused(format!("Not linked: {why}")));
+            }
+            // A link declared under the channel's old name stays declared so (its recorded
+            // ids follow the rename): change that one rather than add a second.
+            let mut link = link;
+            if let Some(e) = &existing {
+                link.target = e.target.clone();
+            }
+            let dir = directory(shared).await?;
+            if !dir.groups.contains_key(group) {
+                return Ok(Answer::Refused(format!(
+                    "Not linked: the directory has no group **{}** (as of the last read).",
+                    md(group)
+                )));
+            }
             if let Some(f) = cfg
                 .file_links()?
                 .into_iter()
@@ -289,11 +570,7 @@ async fn run(shared: &Arc<Shared>, req: &SlashRequest, command: &Command) -> Res
                     code(&f.readd.to_string())
                 )));
             }
-            let changed = shared
-                .ledger
-                .lock()
-                .await
-                .put_link(&link, &format!("slash:{}", req.user_name))?;
+            let changed = shared.ledger.lock().await.put_link(&link, &ctx.actor())?;
             let head = link_head(&link, changed);
             let preview = match preview(shared, dir, &target).await {
                 Ok(p) => what_happens(&p, &target, Some(group)),
@@ -314,10 +591,18 @@ async fn run(shared: &Arc<Shared>, req: &SlashRequest, command: &Command) -> Res
             Ok(Answer::Done(format!("{head}\n{preview}\n{mode_note}")))
         }
         Command::Unlink { group } => {
-            if let Some(refusal) = may_change_links(shared, req).await? {
-                return Ok(Answer::Refused(refusal));
+            let existing = {
+                let ledger = shared.ledger.lock().await;
+                ledger_link(&ledger, group, ctx)?
+            };
+            let privileged = existing
+                .as_ref()
+                .is_some_and(|e| permission::privileged_link(e, &shared.cfg.defaults));
+            if let Some(why) = refused(shared, ctx, Ask::Unlink { privileged }) {
+                return Ok(Answer::Refused(format!("Not unlinked: {why}")));
             }
-            let removed = shared.ledger.lock().await.remove_link(group, &target)?;
+            let declared = existing.as_ref().map_or(&target, |e| &e.target);
+            let removed = shared.ledger.lock().await.remove_link(group, declared)?;
             if !removed {
                 let cfg = &shared.cfg;
                 let in_file = cfg
@@ -344,6 +629,7 @@ async fn run(shared: &Arc<Shared>, req: &SlashRequest, command: &Command) -> Res
                     )
                 }));
             }
+            info!(user = %Clean(&ctx.caller.username), group = %Clean(group), channel = %target, "unlinked by slash command");
             let dir = directory(shared).await?;
             let preview = match preview(shared, dir, &target).await {
                 Ok(p) if p.links.is_empty() => "No group is linked here any more: mattersync leaves the channel's members as they are.".to_string(),
@@ -363,12 +649,16 @@ async fn run(shared: &Arc<Shared>, req: &SlashRequest, command: &Command) -> Res
             )))
         }
         Command::Status => {
+            if let Some(why) = refused(shared, ctx, Ask::Status) {
+                return Ok(Answer::Refused(why));
+            }
             let dir = directory(shared).await?;
-            let (links, _) = {
+            let (links, ids) = {
                 let ledger = shared.ledger.lock().await;
-                engine::resolve_links(&shared.cfg, &dir, ledger.links()?)?
+                let (links, _) = engine::resolve_links(&shared.cfg, &dir, ledger.links()?)?;
+                (links, ledger.identities()?)
             };
-            let here: Vec<&Link> = links.iter().filter(|l| l.target == target).collect();
+            let here: Vec<&Link> = links.iter().filter(|l| is_here(l, &ids, ctx)).collect();
             let mut out = vec![format!("**mattersync** in {}:", code(&target.to_string()))];
             if here.is_empty() {
                 out.push("No group is linked to this channel.".to_string());
@@ -420,6 +710,10 @@ async fn run(shared: &Arc<Shared>, req: &SlashRequest, command: &Command) -> Res
             Ok(Answer::Done(out.join("\n")))
         }
         Command::Explain { user } => {
+            let is_self = user.eq_ignore_ascii_case(&ctx.caller.username);
+            if let Some(why) = refused(shared, ctx, Ask::Explain { is_self }) {
+                return Ok(Answer::Refused(why));
+            }
             let dir = directory(shared).await?;
             let p = preview(shared, dir, &target).await?;
             let why = match p.state.explain(&p.plan, user, Some(&target)) {
@@ -432,8 +726,11 @@ async fn run(shared: &Arc<Shared>, req: &SlashRequest, command: &Command) -> Res
             let lines: Vec<String> = lines.iter().map(|l| md(l)).collect();
             Ok(Answer::Done(lines.join("\n")))
         }
-        Command::Help => Ok(Answer::Done(USAGE.to_string())),
     }
+}
+
+fn same_settings(a: &Link, b: &Link) -> bool {
+    a.mode == b.mode && a.admins == b.admins && a.readd == b.readd
 }
 
 async fn ask_sync(shared: &Shared, target: &Target) {
@@ -446,7 +743,7 @@ async fn ask_sync(shared: &Shared, target: &Target) {
 }
 
 /// The latest directory read, or a fresh one.
-async fn directory(shared: &Shared) -> Result<Arc<Directory>> {
+pub(super) async fn directory(shared: &Shared) -> Result<Arc<Directory>> {
     if let Some(d) = shared.read_status(|s| s.directory_snapshot.clone()) {
         return Ok(d);
     }
@@ -592,41 +889,10 @@ fn what_happens(p: &Preview, target: &Target, group: Option<&str>) -> String {
     }
 }
 
-/// `None` when the command was typed in a team's open channel, else why it cannot be
-/// linked. A direct or group message carries the team the person was looking at and a name
-/// that reads as a channel's (`<id>__<id>`, 40 hex digits), so only its type, looked up by
-/// id, tells it apart. A channel that cannot be looked up is not linked either.
-async fn not_a_team_channel(shared: &Shared, req: &SlashRequest) -> Option<String> {
-    let id = &req.channel_id;
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Some("Not linked: the request names no channel. Nothing was changed.".to_string());
-    }
-    match shared.mm.channel_by_id(id).await {
-        Ok(Some(c)) if c.direct => Some(
-            "Not linked: this is a direct or group message, not a team's channel; a group can only be linked to a team's channel. Nothing was changed."
-                .to_string(),
-        ),
-        Ok(Some(c)) if c.archived => Some(
-            "Not linked: this channel is archived. Nothing was changed.".to_string(),
-        ),
-        Ok(Some(_)) => None,
-        Ok(None) => Some(
-            "Not linked: Mattermost does not know this channel. Nothing was changed.".to_string(),
-        ),
-        Err(e) => {
-            warn!(error = %Clean(&e.to_string()), channel = %id, "cannot look the slash command's channel up");
-            Some(format!(
-                "Not linked: cannot verify the target ({}). Nothing was changed.",
-                mm_short(&e)
-            ))
-        }
-    }
-}
-
 /// What an answer says of a failure: a short sentence; the details go to the service log.
 /// (Raw API errors carry URLs, ids and server texts that are no business of the channel and
 /// would render as Markdown.)
-fn short_error(e: &anyhow::Error) -> String {
+pub(super) fn short_error(e: &anyhow::Error) -> String {
     for cause in e.chain() {
         if let Some(mm) = cause.downcast_ref::<mattersync_mattermost::MmError>() {
             return mm_short(mm);
@@ -650,50 +916,6 @@ fn mm_short(e: &mattersync_mattermost::MmError) -> String {
     }
 }
 
-/// `None` when the user may change links in the channel, else why not.
-async fn may_change_links(shared: &Shared, req: &SlashRequest) -> Result<Option<String>> {
-    let members = shared
-        .mm
-        .channel_members(&req.channel_id)
-        .await
-        .context("cannot check your channel role")?;
-    if members.get(&req.user_id).is_some_and(|m| m.scheme_admin) {
-        return Ok(None);
-    }
-    if shared
-        .system_admins
-        .is_system_admin(&req.user_id)
-        .await
-        .context("cannot check your system role")?
-    {
-        return Ok(None);
-    }
-    Ok(Some(
-        "Only channel admins and system admins may link or unlink groups. Nothing was changed."
-            .to_string(),
-    ))
-}
-
-/// Answers "is this user a system admin?" through the Mattermost client.
-pub struct SystemAdmins {
-    mm: mattersync_mattermost::Client,
-}
-
-impl SystemAdmins {
-    pub fn new(cfg: &config::Config) -> Result<SystemAdmins> {
-        Ok(SystemAdmins {
-            mm: mattersync_engine::mattermost_client(cfg)?,
-        })
-    }
-
-    pub async fn is_system_admin(&self, user_id: &str) -> Result<bool> {
-        if user_id.is_empty() || !user_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Ok(false);
-        }
-        Ok(self.mm.is_system_admin(user_id).await?)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -703,6 +925,9 @@ mod tests {
         assert_eq!(parse(""), Ok(Command::Help));
         assert_eq!(parse("  help "), Ok(Command::Help));
         assert_eq!(parse("status"), Ok(Command::Status));
+        assert_eq!(parse("link"), Ok(Command::Form(Form::Link)));
+        assert_eq!(parse(" Unlink "), Ok(Command::Form(Form::Unlink)));
+        assert_eq!(parse("explain"), Ok(Command::Form(Form::Explain)));
         assert_eq!(
             parse("explain @neil"),
             Ok(Command::Explain {
@@ -738,13 +963,10 @@ mod tests {
     #[test]
     fn bad_commands_say_what_is_wrong() {
         for (text, needle) in [
-            ("link", "needs a group"),
             ("link mm_x mode=mirror", "not a mode"),
             ("link mm_x colour=red", "unknown option"),
             ("link mm_x add", "key=value"),
-            ("unlink", "needs one group"),
             ("unlink a b", "needs one group"),
-            ("explain", "needs one user"),
             ("explain @", "needs a user"),
             ("status now", "no arguments"),
             ("frobnicate", "unknown command"),
@@ -762,21 +984,6 @@ mod tests {
         assert!(!same_secret("abc124", "abc123"));
         assert!(!same_secret("abc12", "abc123"));
         assert!(!same_secret("", "abc123"));
-    }
-
-    #[test]
-    fn only_team_channels_are_targets() {
-        let req = |team: &str, channel: &str| SlashRequest {
-            team_domain: team.into(),
-            channel_name: channel.into(),
-            ..Default::default()
-        };
-        assert_eq!(
-            channel_target(&req("rocky-linux", "infra")).map(|t| t.to_string()),
-            Ok("rocky-linux/infra".to_string())
-        );
-        assert!(channel_target(&req("", "abc__def")).is_err());
-        assert!(channel_target(&req("rocky-linux", "")).is_err());
     }
 
     #[test]

@@ -9,7 +9,6 @@ use mattersync_ledger::Ledger;
 use mattersync_mattermost::{Client, Secret};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -47,8 +46,6 @@ pub struct Settings {
     pub poll_listing: Duration,
     pub heartbeat: Duration,
     pub api_token: Option<Secret>,
-    /// Read at every slash request, so a token Mattermost regenerates needs no restart.
-    pub slash_token_file: Option<PathBuf>,
     /// Timeouts and caps of the HTTP side.
     pub http: super::http::Limits,
 }
@@ -373,7 +370,6 @@ pub struct Shared {
     pub ldap: LdapConfig,
     /// The HTTP side's own ledger connection (the worker has another).
     pub ledger: tokio::sync::Mutex<Ledger>,
-    pub system_admins: super::slash::SystemAdmins,
 }
 
 impl Shared {
