@@ -3,7 +3,8 @@
 //! Names (all prefixed `mattersync_`):
 //! - `runs_total{kind,outcome}`: sync cycles. `kind`: `full` (startup, periodic, after a
 //!   full directory refresh), `changes` (a directory change), `targets` (a slash command),
-//!   `manual` (`POST /sync`). `outcome`: `ok`, `no_changes`, `partial`, `guard_tripped`,
+//!   `manual` (`POST /sync`), `approve` (`POST /approve/<fingerprint>`, and the retries of
+//!   an approval a failed cycle kept). `outcome`: `ok`, `no_changes`, `partial`, `guard_tripped`,
 //!   `directory_error`, `mattermost_error`, `error`, `stopped`.
 //! - `run_duration_seconds{kind}`, `phase_duration_seconds{phase}` (`directory`,
 //!   `mattermost`, `apply`): histograms.

@@ -473,11 +473,11 @@ impl Worker {
         let api_before = self.shared.mm.stats();
         debug!(kind = kind.name(), "sync cycle starts");
 
-        let actor = granted
-            .as_ref()
-            .map_or_else(|| self.actor.clone(), |g| g.actor.clone());
+        // The approver is the actor of what their approval lets through; anything else this
+        // instance applies is its own.
+        let approver = granted.as_ref().map(|g| g.actor.clone());
         let ended = self
-            .cycle_inner(kind, &asked, allow, &actor, &mut report)
+            .cycle_inner(kind, &asked, allow, approver.as_deref(), &mut report)
             .await;
         self.settle_approval(kind, granted.as_ref(), &ended);
 
@@ -635,7 +635,7 @@ impl Worker {
         kind: Kind,
         asked: &BTreeSet<Target>,
         approval: engine::Approval,
-        actor: &str,
+        approver: Option<&str>,
         report: &mut CycleReport,
     ) -> Ended {
         let shared = Arc::clone(&self.shared);
@@ -864,7 +864,8 @@ impl Worker {
                 self.parked = Some(parked);
                 if !repeat {
                     metrics.guard_trips.inc();
-                    match engine::record_hold(&self.lock, &self.ledger, &plan, "serve", actor) {
+                    match engine::record_hold(&self.lock, &self.ledger, &plan, "serve", &self.actor)
+                    {
                         Ok(id) => report.run_id = Some(id),
                         Err(e) => {
                             warn!(error = %format!("{e:#}"), "ledger: cannot record the guard trip")
@@ -898,6 +899,10 @@ impl Worker {
         // 6. Apply: one action at a time; a stop request ends it between two actions.
         let t = Instant::now();
         let approved = !plan.guard_trips.is_empty();
+        let actor = match approver {
+            Some(a) if approved => a.to_string(),
+            _ => self.actor.clone(),
+        };
         let applied = engine::apply(
             &self.lock,
             &plan,
@@ -905,7 +910,7 @@ impl Worker {
             &shared.mm,
             &self.stop,
             "apply",
-            actor,
+            &actor,
         )
         .await;
         metrics.phase("apply", t.elapsed().as_secs_f64());
