@@ -401,7 +401,8 @@ fn hold_section(s: &mut String, h: &Hold, listen: &str) {
 
 fn cycle_row(s: &mut String, c: &CycleReport) {
     let mut detail = String::new();
-    if !c.guard_trips.is_empty() {
+    // A held cycle's error already says which guards tripped.
+    if !c.guard_trips.is_empty() && c.error.is_none() {
         detail.push_str(&c.guard_trips.join("; "));
     }
     if let Some(e) = &c.error {

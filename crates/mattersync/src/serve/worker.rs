@@ -612,7 +612,8 @@ impl Worker {
             if (report.succeeded() || held) && kind.is_full() {
                 s.reconciled = true;
             }
-            if let (false, Some(e)) = (report.succeeded(), &report.error) {
+            // A hold is shown as one (the Held section), not as an error.
+            if let (false, false, Some(e)) = (report.succeeded(), held, &report.error) {
                 s.error(&format!("{} run", kind.name()), e.clone());
             }
             if (kind == Kind::Changes && report.outcome == Outcome::NoChanges && report.links == 0)
