@@ -638,3 +638,65 @@ async fn real_cli_apply_approve_applies_exactly_the_reviewed_plan_and_names_the_
     assert_eq!(count("approval:cli:tester", "approve", "refused"), 1);
     assert_eq!(count("approval:cli:tester", "approve", "approved"), 1);
 }
+
+/// A hold the startup reconcile made (a full one) clears by itself too: a directory change
+/// to a held scope is followed at once by a full reconcile, which finds nothing held.
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_serve_a_hold_from_the_startup_reconcile_clears_when_the_directory_reverts() {
+    let sb = Sandbox::new("holds_startup_revert").await;
+    let mut users = Vec::new();
+    for i in 0..4 {
+        users.push(sb.user(&format!("u{i}"), true, false).await);
+    }
+    let refs: Vec<&_> = users.iter().collect();
+    let g = sb.create_group("startup", &refs, &[], &[]).await;
+    let ch = sb.channel("startup", false).await;
+    let link = sb.link(&g, "startup");
+    let first = sb.config(&link);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mattersync"))
+        .arg("--config")
+        .arg(&first)
+        .args(["apply", "--yes"])
+        .env_remove("MATTERSYNC_CONFIG")
+        .output()
+        .expect("apply");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Two members leave while the service is down; it starts with a held full reconcile.
+    sb.remove_members(&g, &[&users[0], &users[1]]).await;
+    let cfg = sb.config(&format!(
+        "{link}\n[guards]\nmax_removals = 1\nmax_removal_ratio = 1.0\n\n{}",
+        serve_section(sb.dir.path(), "")
+    ));
+    let svc = Service::start(&cfg, &[], "serve.log").await;
+    let hold = wait_hold(&svc, "the startup removals", |h| {
+        h["summary"]["removals"] == 2 && h["full_reconcile"] == true
+    })
+    .await;
+    assert_eq!(
+        svc.get("/readyz").await.0,
+        200,
+        "held at startup, and ready"
+    );
+    sb.add_members(&g, &[&users[0], &users[1]]).await;
+    let cleared = wait_until(PROPAGATION, || async {
+        holds(&svc, "").await["holds"] == Value::Array(Vec::new())
+    })
+    .await;
+    assert!(
+        cleared,
+        "the full hold stayed after the revert:\n{}",
+        svc.logs()
+    );
+    assert_eq!(members(&sb, &ch).await.len(), 4, "nothing removed");
+    let ev = events(&sb);
+    assert!(!ev.iter().any(|e| e.action == "remove_channel_member"));
+    assert!(ev.iter().any(|e| e.action == "hold_cleared"
+        && e.detail
+            .as_deref()
+            .is_some_and(|d| d.contains(hold["fingerprint"].as_str().unwrap()))));
+}

@@ -69,6 +69,9 @@ struct Parked {
     targets: BTreeSet<Target>,
     /// The held plan, so that the same plan held again is logged and recorded only once.
     fingerprint: String,
+    /// The teams and channels the held changes are in (`team` or `team/channel`): a change
+    /// cycle that plans one of them re-plans a full hold (the change may be its revert).
+    scopes: BTreeSet<String>,
 }
 
 /// An approval the worker was given, by whom and when.
@@ -733,6 +736,16 @@ impl Worker {
                 }
             }
             let selected = scope::affected_links(&links, &groups, &targets);
+            // A change to a scope a full reconcile's hold is in: a full reconcile follows at
+            // once, to see whether it is still held (this cycle plans only what changed).
+            if let Some(p) = self.parked.as_ref().filter(|p| p.full) {
+                let touches = selected.iter().any(|l| {
+                    p.scopes.contains(&l.target.to_string()) || p.scopes.contains(l.target.team())
+                });
+                if touches {
+                    self.full_due = true;
+                }
+            }
             report.scope = describe_scope(&groups, &targets);
             (selected, groups, targets)
         };
@@ -823,22 +836,27 @@ impl Worker {
                 let held = engine::held_fingerprint(&plan);
                 let repeat = self.parked.as_ref().is_some_and(|p| p.fingerprint == held);
                 // Parked, not carried: nothing retries it on a timer.
+                let summary = engine::HoldSummary::of(&plan, &state.policy.links);
+                let scopes: BTreeSet<String> = summary
+                    .iter()
+                    .flat_map(|s| s.scopes.iter().map(|x| x.scope.clone()))
+                    .collect();
                 let parked = match self.parked.take() {
                     Some(mut p) if !kind.is_full() => {
                         p.groups.extend(groups.iter().cloned());
                         p.targets.extend(targets.iter().cloned());
+                        p.scopes.extend(scopes);
                         p.fingerprint = held;
                         p
                     }
-                    Some(p) if p.full && !kind.is_full() => p,
                     _ => Parked {
                         full: kind.is_full(),
                         groups: groups.clone(),
                         targets: targets.clone(),
                         fingerprint: held,
+                        scopes,
                     },
                 };
-                let summary = engine::HoldSummary::of(&plan, &state.policy.links);
                 if let Some(summary) = summary {
                     metrics.held_changes.set(summary.held_changes() as i64);
                     report.hold = Some(summary.page(0, engine::hold::DEFAULT_PAGE));
