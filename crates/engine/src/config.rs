@@ -609,6 +609,10 @@ mode = "add"
     fn a_minimal_file_gets_defaults_and_links() {
         let cfg = parse(MINIMAL, &[]).expect("valid");
         assert_eq!(cfg.guards.max_removals, 50);
+        assert_eq!(
+            humantime(&cfg.serve.approval_ttl).expect("ttl"),
+            std::time::Duration::from_secs(3600)
+        );
         assert_eq!(cfg.mattermost.matching, Matching::Username);
         let links = cfg.file_links().expect("links");
         assert_eq!(links.len(), 2);
@@ -743,6 +747,8 @@ mode = "add"
         assert!(e.contains("directory.uri"), "{e}");
         let e = err_of(&MINIMAL.replace("rl = \"rocky-linux\"", "RL = \"rocky-linux\""));
         assert!(e.contains("areas.RL"), "{e}");
+        let e = err_of(&format!("{MINIMAL}\n[serve]\napproval_ttl = \"an hour\"\n"));
+        assert!(e.contains("serve.approval_ttl"), "{e}");
     }
 
     #[test]
