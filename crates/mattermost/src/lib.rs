@@ -24,7 +24,7 @@ mod write;
 pub use client::Client;
 pub use config::{ClientConfig, Secret};
 pub use error::{ApiError, MmError};
-pub use interact::{Caller, Membership, SlashCommand, SlashCommandIn};
+pub use interact::{is_id, trigger_user, Caller, Membership, SlashCommand, SlashCommandIn};
 pub use read::{Channel, ServerVersion, Team, PER_PAGE, USER_BATCH};
 pub use stats::ApiStats;
 pub use write::{Outcome, UserOutcome, CHANNEL_BATCH, TEAM_BATCH};
