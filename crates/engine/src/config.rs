@@ -252,6 +252,9 @@ pub struct ServeSection {
     pub full_reconcile: String,
     /// The guards also count over this window of applied changes (`0s`: per cycle only).
     pub guard_window: String,
+    /// How long an approval of a held plan (`POST /approve/<fingerprint>`) stays good while
+    /// the service cannot apply it yet (the directory or Mattermost does not answer).
+    pub approval_ttl: String,
     pub api_token_file: Option<PathBuf>,
     /// No longer accepted (one token for every team): refused with a pointer to
     /// `slash_command_token_dir`.
@@ -296,6 +299,7 @@ impl Default for ServeSection {
             listen: "127.0.0.1:8787".to_string(),
             full_reconcile: "15m".to_string(),
             guard_window: "10m".to_string(),
+            approval_ttl: "1h".to_string(),
             api_token_file: None,
             slash_command_token_file: None,
             slash_command_token_dir: None,
@@ -516,6 +520,7 @@ impl Config {
                 self.serve.log_format
             );
         }
+        humantime(&self.serve.approval_ttl).context("serve.approval_ttl")?;
         Ok(())
     }
 
@@ -766,6 +771,10 @@ mode = "add"
         let cfg = parse(MINIMAL, &[]).expect("valid");
         assert_eq!(cfg.guards.max_removals, 50);
         assert_eq!(
+            humantime(&cfg.serve.approval_ttl).expect("ttl"),
+            std::time::Duration::from_secs(3600)
+        );
+        assert_eq!(
             cfg.mattermost.matching,
             Matching::AuthData {
                 auth_service: "openid".into()
@@ -946,6 +955,8 @@ mode = "add"
         assert!(e.contains("directory.uri"), "{e}");
         let e = err_of(&MINIMAL.replace("rl = \"rocky-linux\"", "RL = \"rocky-linux\""));
         assert!(e.contains("areas.RL"), "{e}");
+        let e = err_of(&format!("{MINIMAL}\n[serve]\napproval_ttl = \"an hour\"\n"));
+        assert!(e.contains("serve.approval_ttl"), "{e}");
     }
 
     #[test]

@@ -50,6 +50,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_intents.sql"),
     include_str!("../migrations/0003_link_identity.sql"),
     include_str!("../migrations/0004_admin_demotions.sql"),
+    include_str!("../migrations/0005_actors.sql"),
 ];
 
 /// The outcome of one action for one user.
@@ -66,6 +67,9 @@ pub struct Event {
     pub id: i64,
     pub run_id: String,
     pub at: String,
+    /// Who did it (the run's actor): `cli:<user>`, `slash:<user>`, `approval:<who>`,
+    /// `serve:<host>/<pid>`; `-` for runs recorded before actors were.
+    pub actor: String,
     pub action: String,
     pub scope: String,
     pub user_id: String,
@@ -80,6 +84,7 @@ pub struct Event {
 pub struct Run {
     pub id: String,
     pub kind: String,
+    pub actor: Option<String>,
     pub started_at: String,
     pub finished_at: Option<String>,
     pub fingerprint: Option<String>,
@@ -334,12 +339,41 @@ impl Ledger {
         Ok(facts)
     }
 
-    /// Starts a run and returns its id.
-    pub fn begin_run(&self, kind: &str, fingerprint: Option<&str>) -> Result<String> {
+    /// Starts a run by `actor` and returns its id.
+    pub fn begin_run(&self, kind: &str, fingerprint: Option<&str>, actor: &str) -> Result<String> {
         let id = uuid::Uuid::new_v4().to_string();
         self.conn.execute(
-            "INSERT INTO runs (id, kind, started_at, fingerprint) VALUES (?1, ?2, ?3, ?4)",
-            params![id, kind, now(), fingerprint],
+            "INSERT INTO runs (id, kind, started_at, fingerprint, actor) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, kind, now(), fingerprint, actor],
+        )?;
+        Ok(id)
+    }
+
+    /// An audit event that changes no membership — an approval, a refused or lapsed one, a
+    /// hold that cleared by itself, a link made or removed: a finished run of its own
+    /// (`kind` = `action`) with one event naming no user. Returns the run id.
+    pub fn note(
+        &self,
+        actor: &str,
+        action: &str,
+        scope: &str,
+        outcome: &str,
+        detail: &str,
+    ) -> Result<String> {
+        let id = self.begin_run(action, None, actor)?;
+        let at = now();
+        self.conn.execute(
+            "INSERT INTO events (run_id, at, action, scope_kind, scope_id, scope, user_id, username, groups, outcome, detail)
+             VALUES (?1, ?2, ?3, '', '', ?4, '', '', '[]', ?5, ?6)",
+            params![id, at, action, scope, outcome, detail],
+        )?;
+        self.finish_run(
+            &id,
+            &RunEnd {
+                outcome: outcome.to_string(),
+                detail: Some(detail.to_string()),
+                ..Default::default()
+            },
         )?;
         Ok(id)
     }
@@ -676,7 +710,8 @@ impl Ledger {
             .optional()?)
     }
 
-    /// Adds or updates a link; returns whether anything changed.
+    /// Adds or updates a link; returns whether anything changed. A change is an audit event
+    /// by `by` (the actor: `cli:<user>`, `slash:<user>`).
     pub fn put_link(&self, link: &Link, by: &str) -> Result<bool> {
         let existing = self
             .links()?
@@ -701,6 +736,16 @@ impl Ledger {
                 now(),
                 by
             ],
+        )?;
+        self.note(
+            by,
+            "link",
+            &link.target.to_string(),
+            "ok",
+            &format!(
+                "{} -> {} (mode {}, admins {}, readd {})",
+                link.group, link.target, link.mode, link.admins, link.readd
+            ),
         )?;
         Ok(true)
     }
@@ -769,7 +814,23 @@ impl Ledger {
         Ok(())
     }
 
-    /// Removes a link; returns whether it existed.
+    /// Removes a link, as an audit event by `by`; returns whether it existed.
+    pub fn remove_link_by(&self, group: &str, target: &Target, by: &str) -> Result<bool> {
+        let removed = self.remove_link(group, target)?;
+        if removed {
+            self.note(
+                by,
+                "unlink",
+                &target.to_string(),
+                "ok",
+                &format!("{group} -> {target}"),
+            )?;
+        }
+        Ok(removed)
+    }
+
+    /// Removes a link; returns whether it existed. (No audit event: [`Ledger::remove_link_by`]
+    /// names who did it.)
     pub fn remove_link(&self, group: &str, target: &Target) -> Result<bool> {
         let n = self.conn.execute(
             "DELETE FROM links WHERE group_name = ?1 AND target = ?2",
@@ -811,7 +872,7 @@ impl Ledger {
     /// The most recent runs, newest first.
     pub fn runs(&self, limit: usize) -> Result<Vec<Run>> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, kind, started_at, finished_at, fingerprint, outcome, actions_ok, actions_failed, api_calls, detail
+            "SELECT id, kind, started_at, finished_at, fingerprint, outcome, actions_ok, actions_failed, api_calls, detail, actor
              FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?1",
         )?;
         let rows = stmt.query_map(params![limit as i64], |r| {
@@ -826,6 +887,7 @@ impl Ledger {
                 actions_failed: r.get(7)?,
                 api_calls: r.get(8)?,
                 detail: r.get(9)?,
+                actor: r.get(10)?,
             })
         })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
@@ -834,7 +896,9 @@ impl Ledger {
     /// The audit trail, newest first.
     pub fn events(&self, q: &AuditQuery) -> Result<Vec<Event>> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, run_id, at, action, scope, user_id, username, groups, outcome, detail FROM events
+            "SELECT e.id, e.run_id, e.at, e.action, e.scope, e.user_id, e.username, e.groups, e.outcome, e.detail,
+                    COALESCE((SELECT actor FROM runs WHERE runs.id = e.run_id), '-')
+             FROM events e
              WHERE (?1 IS NULL OR username = ?1 OR user_id = ?1)
                AND (?2 IS NULL OR scope = ?2)
                AND (?3 IS NULL OR run_id = ?3)
@@ -856,6 +920,7 @@ impl Ledger {
                     groups: groups_from(&r.get::<_, String>(7)?),
                     outcome: r.get(8)?,
                     detail: r.get(9)?,
+                    actor: r.get(10)?,
                 })
             },
         )?;

@@ -26,7 +26,7 @@ fn ok(id: &str) -> UserOutcome {
 #[test]
 fn adds_become_owned_and_failures_are_audited_but_not_owned() {
     let mut l = Ledger::open_in_memory().expect("ledger");
-    let run = l.begin_run("apply", Some("fp")).expect("run");
+    let run = l.begin_run("apply", Some("fp"), "test").expect("run");
     let add = Action::AddChannelMembers {
         channel_id: "c1".into(),
         channel: "rl/infra".into(),
@@ -65,7 +65,7 @@ fn adds_become_owned_and_failures_are_audited_but_not_owned() {
 #[test]
 fn removal_departure_and_preexisting_change_state_not_origin() {
     let mut l = Ledger::open_in_memory().expect("ledger");
-    let run = l.begin_run("apply", None).expect("run");
+    let run = l.begin_run("apply", None, "test").expect("run");
     l.record(
         &run,
         &Action::AddChannelMembers {
@@ -124,7 +124,7 @@ fn removal_departure_and_preexisting_change_state_not_origin() {
 #[test]
 fn admin_grants_are_kept_and_taken_back() {
     let mut l = Ledger::open_in_memory().expect("ledger");
-    let run = l.begin_run("apply", None).expect("run");
+    let run = l.begin_run("apply", None, "test").expect("run");
     let set = |admin| Action::SetChannelAdmin {
         channel_id: "c1".into(),
         channel: "rl/infra".into(),
@@ -166,7 +166,7 @@ fn cursors_and_runs_persist_across_reopen() {
     {
         let l = Ledger::open(&path).expect("open");
         l.set_cursor("syncrepl", Some(b"cookie-1")).expect("cursor");
-        let run = l.begin_run("apply", Some("abc")).expect("run");
+        let run = l.begin_run("apply", Some("abc"), "test").expect("run");
         l.finish_run(
             &run,
             &RunEnd {
@@ -247,11 +247,11 @@ fn add_action(ids: &[&str]) -> Action {
 #[test]
 fn an_intended_add_is_not_a_fact_until_it_is_recorded_or_resolved() {
     let mut l = Ledger::open_in_memory().expect("ledger");
-    let run = l.begin_run("apply", None).expect("run");
+    let run = l.begin_run("apply", None, "test").expect("run");
     l.intend(&run, &add_action(&["a", "b"])).expect("intend");
     assert!(l.facts().expect("facts").channels.is_empty());
     // A run killed here: the next run sees a member in Mattermost, b not.
-    let next = l.begin_run("apply", None).expect("run");
+    let next = l.begin_run("apply", None, "test").expect("run");
     let n = l
         .resolve_intents(&next, |kind, scope, user| {
             (kind == mattersync_core::ScopeKind::Channel && scope == "c1").then_some(user == "a")
@@ -278,7 +278,7 @@ fn an_intended_add_is_not_a_fact_until_it_is_recorded_or_resolved() {
 #[test]
 fn an_intended_removal_that_happened_becomes_a_removal_and_failures_are_settled_next_run() {
     let mut l = Ledger::open_in_memory().expect("ledger");
-    let run = l.begin_run("apply", None).expect("run");
+    let run = l.begin_run("apply", None, "test").expect("run");
     l.record(&run, &add_action(&["a", "b"]), &[ok("a"), ok("b")])
         .expect("add");
     l.intend(&run, &remove("a")).expect("intend a");
@@ -330,7 +330,7 @@ fn failed(id: &str, why: &str) -> UserOutcome {
 #[test]
 fn a_failed_write_whose_answer_was_lost_is_settled_from_what_mattermost_shows() {
     let mut l = Ledger::open_in_memory().expect("ledger");
-    let run = l.begin_run("apply", None).expect("run");
+    let run = l.begin_run("apply", None, "test").expect("run");
     l.record(&run, &add_action(&["b"]), &[ok("b")])
         .expect("add b");
     // The add of c and the removal of b reached Mattermost, but their answers were lost.
@@ -340,7 +340,7 @@ fn a_failed_write_whose_answer_was_lost_is_settled_from_what_mattermost_shows() 
     l.intend(&run, &remove("b")).expect("intend b");
     l.record(&run, &remove("b"), &[failed("b", "connection reset")])
         .expect("record b");
-    let next = l.begin_run("apply", None).expect("run");
+    let next = l.begin_run("apply", None, "test").expect("run");
     let n = l
         .resolve_intents(&next, |_, _, user| Some(user == "c"))
         .expect("resolve");
@@ -367,7 +367,7 @@ fn a_plan_made_without_settling_still_keeps_ownership() {
     // b gone while the ledger says present: the planner asks to record c as pre-existing and
     // b as departed. The unsettled intents say otherwise, and win.
     let mut l = Ledger::open_in_memory().expect("ledger");
-    let run = l.begin_run("apply", None).expect("run");
+    let run = l.begin_run("apply", None, "test").expect("run");
     l.record(&run, &add_action(&["b"]), &[ok("b")])
         .expect("add b");
     l.intend(&run, &add_action(&["c"])).expect("intend c");
@@ -430,12 +430,12 @@ fn a_read_only_ledger_creates_nothing_writes_nothing_and_needs_the_current_schem
     assert!(!path.exists());
     drop(ro);
     let rw = Ledger::open(&path).expect("create");
-    let run = rw.begin_run("apply", None).expect("run");
+    let run = rw.begin_run("apply", None, "test").expect("run");
     drop(rw);
     let ro = Ledger::open_read_only(&path).expect("open");
     assert_eq!(ro.runs(10).expect("runs").len(), 1);
     assert!(
-        ro.begin_run("apply", None).is_err(),
+        ro.begin_run("apply", None, "test").is_err(),
         "SQLite refuses the write"
     );
     assert!(ro.finish_run(&run, &RunEnd::default()).is_err());
@@ -581,7 +581,9 @@ fn a_schema_2_ledger_is_upgraded_and_keeps_every_record() {
     // The new table starts empty: ids are learned on the next run that holds the lock.
     assert!(l.identities().expect("identities").is_empty());
     // And the upgraded ledger takes new records as before.
-    let run = l.begin_run("apply", None).expect("run after the upgrade");
+    let run = l
+        .begin_run("apply", None, "test")
+        .expect("run after the upgrade");
     assert!(!run.is_empty());
     drop(l);
     let again = Ledger::open(&path).expect("reopen");
@@ -590,4 +592,50 @@ fn a_schema_2_ledger_is_upgraded_and_keeps_every_record() {
         MIGRATIONS.len() as i64
     );
     assert_eq!(again.facts().expect("facts"), facts);
+}
+
+#[test]
+fn every_event_names_its_actor_and_notes_need_no_user() {
+    let mut l = Ledger::open_in_memory().expect("ledger");
+    let run = l
+        .begin_run("apply", None, "approval:cli:neil")
+        .expect("run");
+    let add = Action::AddChannelMembers {
+        channel_id: "c1".into(),
+        channel: "rl/infra".into(),
+        users: vec![member("a")],
+    };
+    l.record(&run, &add, &[ok("a")]).expect("record");
+    l.note(
+        "approval:api",
+        "approve",
+        "rl/infra",
+        "refused",
+        "fingerprint 0123 is not what is held now",
+    )
+    .expect("note");
+    let events = l.events(&AuditQuery::default()).expect("events");
+    let got: Vec<(&str, &str, &str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.actor.as_str(),
+                e.action.as_str(),
+                e.username.as_str(),
+                e.outcome.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("approval:api", "approve", "", "refused"),
+            ("approval:cli:neil", "add_channel_members", "n-a", "ok"),
+        ]
+    );
+    let runs = l.runs(10).expect("runs");
+    assert_eq!(runs[0].kind, "approve");
+    assert_eq!(runs[0].outcome.as_deref(), Some("refused"));
+    assert_eq!(runs[1].actor.as_deref(), Some("approval:cli:neil"));
+    assert_eq!(l.schema_version().expect("version"), 5);
 }

@@ -116,6 +116,8 @@ enum Command {
     /// The `/mattersync` slash command in Mattermost.
     #[command(subcommand)]
     Slash(slash_install::SlashCommandArgs),
+    /// Approve exactly the set a running `serve` holds (POST /approve/<fingerprint>).
+    Approve(ApproveArgs),
     /// Print a shell completion script (e.g. `mattersync completions bash > /etc/bash_completion.d/mattersync`).
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -130,6 +132,15 @@ enum ConfigCommand {
     /// Every key with its effective value and source (file, environment, default), the
     /// links resolved, secrets by source only.
     Show,
+}
+
+#[derive(Args)]
+struct ApproveArgs {
+    /// The held set's fingerprint (the status page, GET /holds).
+    fingerprint: String,
+    /// The service's address (default: http:// + serve.listen).
+    #[arg(long)]
+    url: Option<String>,
 }
 
 #[derive(Args)]
@@ -336,6 +347,7 @@ impl Command {
             Command::Group(g) => g.name(),
             Command::Serve(_) => "serve",
             Command::Slash(_) => "slash install",
+            Command::Approve(_) => "approve",
             Command::Completions { .. } => "completions",
             Command::Man => "man",
         }
@@ -375,6 +387,7 @@ async fn run(cli: Cli) -> Result<u8> {
         Command::Serve(a) => serve::run(cfg, a).await,
         Command::Slash(a) => slash_install::run(&cfg, cli.json, a).await,
         Command::Completions { .. } | Command::Man => Ok(exit::OK),
+        Command::Approve(a) => approve(&cfg, cli.json, a).await,
     }
 }
 
@@ -426,17 +439,22 @@ async fn plan_cmd(cfg: &config::Config, json: bool, a: PlanArgs) -> Result<u8> {
         output::save_plan(out, &plan)?;
     }
     let calls = mm.stats();
+    let hold = engine::HoldSummary::of(&plan, &state.policy.links);
     if json {
-        report::data("plan", output::plan_json(&plan, &state.link_issues, &calls));
+        report::data(
+            "plan",
+            output::plan_json(&plan, hold.as_ref(), &state.link_issues, &calls),
+        );
     } else {
         print!("{}", output::plan_text(&plan));
         print!("{}", output::link_issues_text(&state.link_issues));
         println!("{}", output::calls_text(&calls));
     }
-    if !json && !plan.guard_trips.is_empty() {
+    if let (false, Some(h)) = (json, &hold) {
+        print!("{}", h.text(50));
         println!(
             "Held by a guard: to apply exactly this plan, mattersync apply --approve {}",
-            engine::held_fingerprint(&plan)
+            h.fingerprint
         );
     }
     Ok(if a.detailed_exitcode && state.broken_links() > 0 {
@@ -478,22 +496,39 @@ async fn apply_cmd(cfg: &config::Config, json: bool, a: ApplyArgs) -> Result<u8>
     match engine::verdict(&plan, &approval) {
         Verdict::Held(trips) => {
             let held = engine::held_fingerprint(&plan);
+            let summary = engine::HoldSummary::of(&plan, &state.policy.links);
             if json {
                 // The held plan, but nothing changed: its `changed` is not the run's.
-                let mut held = output::plan_json(&plan, &state.link_issues, &mm.stats());
-                if let Some(m) = held.as_object_mut() {
+                let mut held_json =
+                    output::plan_json(&plan, summary.as_ref(), &state.link_issues, &mm.stats());
+                if let Some(m) = held_json.as_object_mut() {
                     m.remove("changed");
+                    m.insert("held".into(), serde_json::Value::Bool(true));
                 }
-                report::data("plan", held);
+                report::data("plan", held_json);
             } else {
                 print!("{}", output::plan_text(&plan));
+                if let Some(h) = &summary {
+                    eprint!("{}", h.text(50));
+                }
+            }
+            if let engine::Approval::Exactly(fp) = &approval {
+                ledger.note(
+                    &engine::actor::approval(Some(&engine::actor::cli())),
+                    "approve",
+                    "-",
+                    "refused",
+                    &format!("{fp} is not what is held now ({held})"),
+                )?;
             }
             let changed = match &approval {
                 engine::Approval::Exactly(fp) => format!(
                     " The plan approved ({}) is not the one held now: the directory or Mattermost changed since it was reviewed.",
                     fp.get(..12).unwrap_or(fp)
                 ),
-                engine::Approval::None | engine::Approval::Any => String::new(),
+                engine::Approval::None | engine::Approval::Any | engine::Approval::Within(_) => {
+                    String::new()
+                }
             };
             return Err(fail(
                 exit::GUARD_TRIPPED,
@@ -555,12 +590,38 @@ async fn apply_cmd(cfg: &config::Config, json: bool, a: ApplyArgs) -> Result<u8>
         eprintln!("signal received: finishing the change in flight, then stopping");
         let _ = tx.send(true);
     });
+    // An approved hold is applied by its approver; anything else by the CLI's user.
+    let approved = !plan.guard_trips.is_empty();
+    let actor = if approved {
+        engine::actor::approval(Some(&engine::actor::cli()))
+    } else {
+        engine::actor::cli()
+    };
+    if approved {
+        ledger.note(
+            &actor,
+            "approve",
+            "-",
+            "approved",
+            &format!(
+                "{} {}: {}",
+                match approval {
+                    engine::Approval::Exactly(_) => "apply --approve",
+                    engine::Approval::Any
+                    | engine::Approval::None
+                    | engine::Approval::Within(_) => "apply --allow-mass-removal",
+                },
+                engine::held_fingerprint(&plan),
+                engine::describe_trips(&plan.guard_trips)
+            ),
+        )?;
+    }
     let bar = progress::Progress::new(
         &mm,
         plan.actions.len(),
         !json && std::io::stderr().is_terminal(),
     );
-    let report = engine::apply(&lock, &plan, &mut ledger, &bar, &stop, "apply").await;
+    let report = engine::apply(&lock, &plan, &mut ledger, &bar, &stop, "apply", &actor).await;
     bar.finish();
     let report = report?;
     let calls = mm.stats();
@@ -588,6 +649,75 @@ async fn apply_cmd(cfg: &config::Config, json: bool, a: ApplyArgs) -> Result<u8>
     } else {
         exit::OK
     })
+}
+
+/// Asks the running service to apply exactly the held set `a.fingerprint`, as the CLI's
+/// user (`approval:cli:<user>` in the audit trail).
+async fn approve(cfg: &config::Config, json: bool, a: ApproveArgs) -> Result<u8> {
+    let token = config::secret(
+        "MATTERSYNC_API_TOKEN",
+        cfg.serve.api_token_file.as_deref(),
+        "serve.api_token_file",
+    )?
+    .context("no API token: set serve.api_token_file (or MATTERSYNC_API_TOKEN); without serve running, use `mattersync apply --approve`")?;
+    let base = a
+        .url
+        .unwrap_or_else(|| format!("http://{}", cfg.serve.listen));
+    let url = format!(
+        "{}/approve/{}",
+        base.trim_end_matches('/'),
+        a.fingerprint.trim()
+    );
+    let answer = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(token.trim())
+        .header("x-mattersync-approver", engine::actor::cli())
+        .timeout(std::time::Duration::from_secs(15 * 60))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the service at {base}; is `mattersync serve` running? (without it: mattersync apply --approve)"))?;
+    let status = answer.status();
+    let body: serde_json::Value = answer.json().await.unwrap_or_default();
+    if json {
+        let mut data = body.clone();
+        if let Some(m) = data.as_object_mut() {
+            m.insert(
+                "changed".into(),
+                serde_json::Value::Bool(status.is_success()),
+            );
+        }
+        report::data("approve", data);
+    }
+    if status.is_success() {
+        if !json {
+            let run = &body["run"];
+            println!(
+                "Approved and applied: {} user changes ok, {} failed (run {}).",
+                run["users_ok"], run["users_failed"], run["run_id"]
+            );
+        }
+        return Ok(exit::OK);
+    }
+    let held: Option<engine::HoldSummary> = body
+        .pointer("/hold/summary")
+        .and_then(|h| serde_json::from_value(h.clone()).ok());
+    if let (false, Some(h)) = (json, &held) {
+        eprint!("{}", h.text(50));
+    }
+    let why = body["error"].as_str().unwrap_or("refused").to_string();
+    Err(fail(
+        if status == reqwest::StatusCode::CONFLICT {
+            exit::GUARD_TRIPPED
+        } else {
+            exit::ERROR
+        },
+        anyhow::anyhow!(
+            "{why} (HTTP {}){}",
+            status.as_u16(),
+            held.map(|h| format!("; held now: {}", h.fingerprint))
+                .unwrap_or_default()
+        ),
+    ))
 }
 
 fn status(cfg: &config::Config, json: bool) -> Result<u8> {
@@ -618,9 +748,10 @@ fn status(cfg: &config::Config, json: bool) -> Result<u8> {
     );
     for r in runs {
         println!(
-            "{:20}  {:5}  {:8}  {:>5}  {:>6}  {:>9}  {}",
+            "{:20}  {:5}  {:26}  {:8}  {:>5}  {:>6}  {:>9}  {}",
             to_second(&r.started_at),
             r.kind,
+            r.actor.as_deref().unwrap_or("-"),
             r.outcome.as_deref().unwrap_or("running"),
             r.actions_ok,
             r.actions_failed,
@@ -673,17 +804,22 @@ fn audit(cfg: &config::Config, json: bool, a: AuditArgs) -> Result<u8> {
     } else {
         if !events.is_empty() {
             println!(
-                "{:20}  {:22} {:30} {:20} {:7} GROUPS",
-                "AT (UTC)", "ACTION", "SCOPE", "USER", "OUTCOME"
+                "{:20}  {:26} {:22} {:30} {:20} {:7} GROUPS",
+                "AT (UTC)", "ACTOR", "ACTION", "SCOPE", "USER", "OUTCOME"
             );
         }
         for e in events {
             println!(
-                "{:20}  {:22} {:30} {:20} {:7} {}{}",
+                "{:20}  {:26} {:22} {:30} {:20} {:7} {}{}",
                 to_second(&e.at),
+                e.actor,
                 e.action,
                 e.scope,
-                e.username,
+                if e.username.is_empty() {
+                    "-"
+                } else {
+                    &e.username
+                },
                 e.outcome,
                 e.groups.join(","),
                 e.detail.map(|d| format!("  ({d})")).unwrap_or_default()
@@ -755,7 +891,7 @@ async fn link(cfg: &config::Config, json: bool, a: LinkArgs) -> Result<u8> {
     }
     let channel_created = verify_target(cfg, &link.target, a.create_channel, a.private).await?;
     let changed = ledger
-        .put_link(&link, "cli")
+        .put_link(&link, &engine::actor::cli())
         .with_context(|| {
             if channel_created {
                 "recording the link failed after the channel was created: run the same command again to record it"
@@ -870,7 +1006,7 @@ fn unlink(cfg: &config::Config, json: bool, group: &str, target: &str) -> Result
     // still be removed.
     let target = Target::parse_recorded(target).map_err(|e| anyhow::anyhow!(e))?;
     let ledger = open_ledger(cfg)?;
-    let changed = ledger.remove_link(group, &target)?;
+    let changed = ledger.remove_link_by(group, &target, &engine::actor::cli())?;
     if !changed {
         if let Ok(file) = cfg.file_links() {
             if file.iter().any(|f| f.group == group && f.target == target) {

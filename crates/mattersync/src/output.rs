@@ -19,13 +19,19 @@ pub fn load_plan(path: &Path) -> Result<Plan> {
     Plan::from_saved_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-pub fn plan_json(plan: &Plan, issues: &[LinkIssue], calls: &ApiStats) -> serde_json::Value {
+pub fn plan_json(
+    plan: &Plan,
+    hold: Option<&mattersync_engine::HoldSummary>,
+    issues: &[LinkIssue],
+    calls: &ApiStats,
+) -> serde_json::Value {
     serde_json::json!({
         "changed": plan.has_changes(),
         "summary": plan.summary(),
         "plan": plan,
         "held_fingerprint": (!plan.guard_trips.is_empty())
             .then(|| mattersync_engine::held_fingerprint(plan)),
+        "hold": hold,
         "link_issues": issues,
         "broken_links": issues.iter().filter(|i| i.broken()).count(),
         "api_calls": calls,

@@ -460,7 +460,7 @@ async fn real_servers_plan_and_explain_never_write_the_ledger_while_a_write_is_i
             groups: vec![g.clone()],
         }],
     };
-    let run_id = writer.begin_run("apply", None).expect("run");
+    let run_id = writer.begin_run("apply", None, "test").expect("run");
     writer.intend(&run_id, &add).expect("intend");
     let files =
         || ["", "-wal"].map(|s| std::fs::read(format!("{}{s}", ledger_path.display())).ok());

@@ -3,7 +3,8 @@
 //! Names (all prefixed `mattersync_`):
 //! - `runs_total{kind,outcome}`: sync cycles. `kind`: `full` (startup, periodic, after a
 //!   full directory refresh), `changes` (a directory change), `targets` (a slash command),
-//!   `manual` (`POST /sync`). `outcome`: `ok`, `no_changes`, `partial`, `guard_tripped`,
+//!   `manual` (`POST /sync`), `approve` (`POST /approve/<fingerprint>`, and the retries of
+//!   an approval a failed cycle kept). `outcome`: `ok`, `no_changes`, `partial`, `guard_tripped`,
 //!   `directory_error`, `mattermost_error`, `error`, `stopped`.
 //! - `run_duration_seconds{kind}`, `phase_duration_seconds{phase}` (`directory`,
 //!   `mattermost`, `apply`): histograms.
@@ -17,6 +18,7 @@
 //! - `build_info{version,commit}` (always 1), `links`, `owned_memberships`: gauges.
 //! - `pending_users`, `last_success_timestamp_seconds`, `ready`, `directory_connected`:
 //!   gauges.
+//! - `held_changes`: per-user changes a guard holds now (gauge; 0 when nothing is held).
 //! - `guard_trips_total`, `directory_notifications_total{source}`,
 //!   `directory_sessions_total{refresh}` (`full`/`incremental`),
 //!   `directory_session_errors_total`, `directory_cookie_refused_total`,
@@ -119,6 +121,8 @@ pub struct Metrics {
     pub ready: Gauge,
     pub directory_connected: Gauge,
     pub guard_trips: Counter,
+    /// Per-user changes a guard holds now (0 when nothing is held).
+    pub held_changes: Gauge,
     pub directory_reads: Counter,
     pub broken_links: Gauge,
     pub notifications: Family<SourceLabel, Counter>,
@@ -151,6 +155,7 @@ impl Metrics {
             ready: Gauge::default(),
             directory_connected: Gauge::default(),
             guard_trips: Counter::default(),
+            held_changes: Gauge::default(),
             directory_reads: Counter::default(),
             broken_links: Gauge::default(),
             notifications: Family::default(),
@@ -249,6 +254,11 @@ impl Metrics {
             "guard_trips",
             "Distinct plans not applied because a removal guard tripped (a held plan counts once)",
             m.guard_trips.clone(),
+        );
+        registry.register(
+            "held_changes",
+            "Per-user changes a guard holds now, waiting for an approval or a revert (memberships either way and admin roles; 0 when nothing is held)",
+            m.held_changes.clone(),
         );
         registry.register(
             "broken_links",

@@ -199,6 +199,7 @@ fn settings(cfg: &Config, args: &ServeArgs) -> Result<Settings> {
             .unwrap_or_else(|| cfg.serve.listen.clone()),
         full_reconcile: positive("serve.full_reconcile", &cfg.serve.full_reconcile)?,
         guard_window: config::humantime(&cfg.serve.guard_window).context("serve.guard_window")?,
+        approval_ttl: positive("serve.approval_ttl", &cfg.serve.approval_ttl)?,
         changes: match args.changes {
             Some(c) => c,
             None => <ChangeSource as ValueEnum>::from_str(&cfg.serve.changes, false)
@@ -258,6 +259,9 @@ async fn serve(cfg: Config, args: ServeArgs, dispatch: tracing::Dispatch) -> Res
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
+    // What the status page and GET /holds tell an approver to call: where it listens.
+    let mut settings = settings;
+    settings.listen = addr.to_string();
     // The one line on stdout: where to reach the service (port 0 picks one).
     println!("mattersync serve: listening on http://{addr}");
     let _ = std::io::stdout().flush();

@@ -733,7 +733,7 @@ async fn run(shared: &Arc<Shared>, ctx: &Ctx, command: &Command, via: Via) -> Re
                             "Not unlinked: the link changed while this was checked. Nothing was changed; try again.".to_string(),
                         ));
                     }
-                    ledger.remove_link(group, &e.target)?
+                    ledger.remove_link_by(group, &e.target, &ctx.actor())?
                 }
             };
             if !removed {
