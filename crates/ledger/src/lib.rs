@@ -8,7 +8,7 @@ mod lock;
 mod pg;
 
 pub use db::Engine;
-pub use lock::{LockError, RunLock};
+pub use lock::{Holder, LockError, RunLock};
 pub use pg::{create_schema, leader, LeaderRow, Leadership, PgTarget};
 
 use db::{vals, Db, Value};
@@ -82,6 +82,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/0004_admin_demotions.sql"),
         include_str!("../migrations/pg/0004_admin_demotions.sql"),
     ),
+    (
+        include_str!("../migrations/0005_actors.sql"),
+        include_str!("../migrations/pg/0005_actors.sql"),
+    ),
 ];
 
 /// The outcome of one action for one user.
@@ -98,6 +102,9 @@ pub struct Event {
     pub id: i64,
     pub run_id: String,
     pub at: String,
+    /// Who did it (the run's actor): `cli:<user>`, `slash:<user>`, `approval:<who>`,
+    /// `serve:<host>/<pid>`; `-` for runs recorded before actors were.
+    pub actor: String,
     pub action: String,
     pub scope: String,
     pub user_id: String,
@@ -112,6 +119,7 @@ pub struct Event {
 pub struct Run {
     pub id: String,
     pub kind: String,
+    pub actor: Option<String>,
     pub started_at: String,
     pub finished_at: Option<String>,
     pub fingerprint: Option<String>,
@@ -501,13 +509,41 @@ impl Ledger {
         Ok(facts)
     }
 
-    /// Starts a run and returns its id.
-    pub fn begin_run(&self, kind: &str, fingerprint: Option<&str>) -> Result<String> {
+    /// Starts a run by `actor` and returns its id.
+    pub fn begin_run(&self, kind: &str, fingerprint: Option<&str>, actor: &str) -> Result<String> {
         let id = uuid::Uuid::new_v4().to_string();
         self.write(
-            "INSERT INTO runs (id, kind, started_at, fingerprint) VALUES (?1, ?2, ?3, ?4)",
-            vals![id.as_str(), kind, now(), fingerprint],
+            "INSERT INTO runs (id, kind, started_at, fingerprint, actor) VALUES (?1, ?2, ?3, ?4, ?5)",
+            vals![id.as_str(), kind, now(), fingerprint, actor],
         )?;
+        Ok(id)
+    }
+
+    /// An audit event that changes no membership — an approval, a refused or lapsed one, a
+    /// hold that cleared by itself, a link made or removed: a finished run of its own
+    /// (`kind` = `action`) with one event naming no user. Returns the run id.
+    pub fn note(
+        &self,
+        actor: &str,
+        action: &str,
+        scope: &str,
+        outcome: &str,
+        detail: &str,
+    ) -> Result<String> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let at = now();
+        self.tx(|db| {
+            db.exec(
+                "INSERT INTO runs (id, kind, started_at, finished_at, outcome, detail, actor) VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)",
+                vals![id.as_str(), action, at.as_str(), outcome, detail, actor],
+            )?;
+            db.exec(
+                "INSERT INTO events (run_id, at, action, scope_kind, scope_id, scope, user_id, username, groups, outcome, detail)
+                 VALUES (?1, ?2, ?3, '', '', ?4, '', '', '[]', ?5, ?6)",
+                vals![id.as_str(), at.as_str(), action, scope, outcome, detail],
+            )?;
+            Ok(())
+        })?;
         Ok(id)
     }
 
@@ -803,7 +839,8 @@ impl Ledger {
             .transpose()
     }
 
-    /// Adds or updates a link; returns whether anything changed.
+    /// Adds or updates a link; returns whether anything changed. A change is an audit event
+    /// by `by` (the actor: `cli:<user>`, `slash:<user>`).
     pub fn put_link(&self, link: &Link, by: &str) -> Result<bool> {
         let existing = self
             .links()?
@@ -828,6 +865,16 @@ impl Ledger {
                 now(),
                 by
             ],
+        )?;
+        self.note(
+            by,
+            "link",
+            &link.target.to_string(),
+            "ok",
+            &format!(
+                "{} -> {} (mode {}, admins {}, readd {})",
+                link.group, link.target, link.mode, link.admins, link.readd
+            ),
         )?;
         Ok(true)
     }
@@ -882,7 +929,23 @@ impl Ledger {
         Ok(())
     }
 
-    /// Removes a link; returns whether it existed.
+    /// Removes a link, as an audit event by `by`; returns whether it existed.
+    pub fn remove_link_by(&self, group: &str, target: &Target, by: &str) -> Result<bool> {
+        let removed = self.remove_link(group, target)?;
+        if removed {
+            self.note(
+                by,
+                "unlink",
+                &target.to_string(),
+                "ok",
+                &format!("{group} -> {target}"),
+            )?;
+        }
+        Ok(removed)
+    }
+
+    /// Removes a link; returns whether it existed. (No audit event: [`Ledger::remove_link_by`]
+    /// names who did it.)
     pub fn remove_link(&self, group: &str, target: &Target) -> Result<bool> {
         self.tx(|db| {
             let n = db.exec(
@@ -921,7 +984,7 @@ impl Ledger {
     pub fn runs(&self, limit: usize) -> Result<Vec<Run>> {
         let mut out = Vec::new();
         for r in self.db.query(
-            "SELECT id, kind, started_at, finished_at, fingerprint, outcome, actions_ok, actions_failed, api_calls, detail
+            "SELECT id, kind, started_at, finished_at, fingerprint, outcome, actions_ok, actions_failed, api_calls, detail, actor
              FROM runs ORDER BY started_at DESC, id DESC LIMIT ?1",
             vals![limit as i64],
         )? {
@@ -936,6 +999,7 @@ impl Ledger {
                 actions_failed: r.int(7)?,
                 api_calls: r.int(8)?,
                 detail: r.opt_text(9)?,
+                actor: r.opt_text(10)?,
             });
         }
         Ok(out)
@@ -946,12 +1010,14 @@ impl Ledger {
         let limit = if q.limit == 0 { 100 } else { q.limit } as i64;
         let mut out = Vec::new();
         for r in self.db.query(
-            "SELECT id, run_id, at, action, scope, user_id, username, groups, outcome, detail FROM events
-             WHERE (CAST(?1 AS TEXT) IS NULL OR username = ?1 OR user_id = ?1)
-               AND (CAST(?2 AS TEXT) IS NULL OR scope = ?2)
-               AND (CAST(?3 AS TEXT) IS NULL OR run_id = ?3)
-               AND (CAST(?4 AS BIGINT) = 0 OR outcome = 'failed')
-             ORDER BY id DESC LIMIT ?5",
+            "SELECT e.id, e.run_id, e.at, e.action, e.scope, e.user_id, e.username, e.groups, e.outcome, e.detail,
+                    COALESCE((SELECT actor FROM runs WHERE runs.id = e.run_id), '-')
+             FROM events e
+             WHERE (CAST(?1 AS TEXT) IS NULL OR e.username = ?1 OR e.user_id = ?1)
+               AND (CAST(?2 AS TEXT) IS NULL OR e.scope = ?2)
+               AND (CAST(?3 AS TEXT) IS NULL OR e.run_id = ?3)
+               AND (CAST(?4 AS BIGINT) = 0 OR e.outcome = 'failed')
+             ORDER BY e.id DESC LIMIT ?5",
             vals![q.user.as_deref(), q.scope.as_deref(), q.run.as_deref(), q.failed_only as i64, limit],
         )? {
             out.push(Event {
@@ -965,6 +1031,7 @@ impl Ledger {
                 groups: groups_from(&r.text(7)?),
                 outcome: r.text(8)?,
                 detail: r.opt_text(9)?,
+                actor: r.text(10)?,
             });
         }
         Ok(out)

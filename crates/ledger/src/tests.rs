@@ -25,7 +25,7 @@ fn ok(id: &str) -> UserOutcome {
 }
 
 fn adds_become_owned_and_failures_are_audited_but_not_owned(mut l: Ledger) {
-    let run = l.begin_run("apply", Some("fp")).expect("run");
+    let run = l.begin_run("apply", Some("fp"), "test").expect("run");
     let add = Action::AddChannelMembers {
         channel_id: "c1".into(),
         channel: "rl/infra".into(),
@@ -62,7 +62,7 @@ fn adds_become_owned_and_failures_are_audited_but_not_owned(mut l: Ledger) {
 }
 
 fn removal_departure_and_preexisting_change_state_not_origin(mut l: Ledger) {
-    let run = l.begin_run("apply", None).expect("run");
+    let run = l.begin_run("apply", None, "test").expect("run");
     l.record(
         &run,
         &Action::AddChannelMembers {
@@ -119,7 +119,7 @@ fn removal_departure_and_preexisting_change_state_not_origin(mut l: Ledger) {
 }
 
 fn admin_grants_are_kept_and_taken_back(mut l: Ledger) {
-    let run = l.begin_run("apply", None).expect("run");
+    let run = l.begin_run("apply", None, "test").expect("run");
     let set = |admin| Action::SetChannelAdmin {
         channel_id: "c1".into(),
         channel: "rl/infra".into(),
@@ -159,7 +159,7 @@ fn cursors_and_runs_persist_across_reopen() {
     {
         let l = Ledger::open(&path).expect("open");
         l.set_cursor("syncrepl", Some(b"cookie-1")).expect("cursor");
-        let run = l.begin_run("apply", Some("abc")).expect("run");
+        let run = l.begin_run("apply", Some("abc"), "test").expect("run");
         l.finish_run(
             &run,
             &RunEnd {
@@ -211,6 +211,20 @@ fn the_run_lock_is_exclusive_and_released_on_drop() {
     let msg = err.to_string();
     assert!(msg.contains(&std::process::id().to_string()), "{msg}");
     assert!(msg.contains("runs never overlap"), "{msg}");
+    // The holder's command and start time, to the second.
+    assert!(msg.contains(", `") && msg.contains(", since 20"), "{msg}");
+    assert!(msg.contains("wait for it to finish"), "{msg}");
+    match &err {
+        crate::LockError::Held { holder, .. } => {
+            assert!(!holder.is_service());
+            let started = holder.started.as_deref().expect("started");
+            assert!(
+                started.ends_with('Z') && !started.contains('.'),
+                "{started}"
+            );
+        }
+        e => panic!("{e}"),
+    }
     drop(first);
     RunLock::acquire(&path).expect("lock after release");
 }
@@ -224,11 +238,11 @@ fn add_action(ids: &[&str]) -> Action {
 }
 
 fn an_intended_add_is_not_a_fact_until_it_is_recorded_or_resolved(mut l: Ledger) {
-    let run = l.begin_run("apply", None).expect("run");
+    let run = l.begin_run("apply", None, "test").expect("run");
     l.intend(&run, &add_action(&["a", "b"])).expect("intend");
     assert!(l.facts().expect("facts").channels.is_empty());
     // A run killed here: the next run sees a member in Mattermost, b not.
-    let next = l.begin_run("apply", None).expect("run");
+    let next = l.begin_run("apply", None, "test").expect("run");
     let n = l
         .resolve_intents(&next, |kind, scope, user| {
             (kind == mattersync_core::ScopeKind::Channel && scope == "c1").then_some(user == "a")
@@ -255,7 +269,7 @@ fn an_intended_add_is_not_a_fact_until_it_is_recorded_or_resolved(mut l: Ledger)
 fn an_intended_removal_that_happened_becomes_a_removal_and_failures_are_settled_next_run(
     mut l: Ledger,
 ) {
-    let run = l.begin_run("apply", None).expect("run");
+    let run = l.begin_run("apply", None, "test").expect("run");
     l.record(&run, &add_action(&["a", "b"]), &[ok("a"), ok("b")])
         .expect("add");
     l.intend(&run, &remove("a")).expect("intend a");
@@ -305,7 +319,7 @@ fn failed(id: &str, why: &str) -> UserOutcome {
 }
 
 fn a_failed_write_whose_answer_was_lost_is_settled_from_what_mattermost_shows(mut l: Ledger) {
-    let run = l.begin_run("apply", None).expect("run");
+    let run = l.begin_run("apply", None, "test").expect("run");
     l.record(&run, &add_action(&["b"]), &[ok("b")])
         .expect("add b");
     // The add of c and the removal of b reached Mattermost, but their answers were lost.
@@ -315,7 +329,7 @@ fn a_failed_write_whose_answer_was_lost_is_settled_from_what_mattermost_shows(mu
     l.intend(&run, &remove("b")).expect("intend b");
     l.record(&run, &remove("b"), &[failed("b", "connection reset")])
         .expect("record b");
-    let next = l.begin_run("apply", None).expect("run");
+    let next = l.begin_run("apply", None, "test").expect("run");
     let n = l
         .resolve_intents(&next, |_, _, user| Some(user == "c"))
         .expect("resolve");
@@ -340,7 +354,7 @@ fn a_plan_made_without_settling_still_keeps_ownership(mut l: Ledger) {
     // A caller that plans without resolve_intents sees c in the channel with no record and
     // b gone while the ledger says present: the planner asks to record c as pre-existing and
     // b as departed. The unsettled intents say otherwise, and win.
-    let run = l.begin_run("apply", None).expect("run");
+    let run = l.begin_run("apply", None, "test").expect("run");
     l.record(&run, &add_action(&["b"]), &[ok("b")])
         .expect("add b");
     l.intend(&run, &add_action(&["c"])).expect("intend c");
@@ -403,12 +417,12 @@ fn a_read_only_ledger_creates_nothing_writes_nothing_and_needs_the_current_schem
     assert!(!path.exists());
     drop(ro);
     let rw = Ledger::open(&path).expect("create");
-    let run = rw.begin_run("apply", None).expect("run");
+    let run = rw.begin_run("apply", None, "test").expect("run");
     drop(rw);
     let ro = Ledger::open_read_only(&path).expect("open");
     assert_eq!(ro.runs(10).expect("runs").len(), 1);
     assert!(
-        ro.begin_run("apply", None).is_err(),
+        ro.begin_run("apply", None, "test").is_err(),
         "SQLite refuses the write"
     );
     assert!(ro.finish_run(&run, &RunEnd::default()).is_err());
@@ -554,7 +568,9 @@ fn a_schema_2_ledger_is_upgraded_and_keeps_every_record() {
     // The new table starts empty: ids are learned on the next run that holds the lock.
     assert!(l.identities().expect("identities").is_empty());
     // And the upgraded ledger takes new records as before.
-    let run = l.begin_run("apply", None).expect("run after the upgrade");
+    let run = l
+        .begin_run("apply", None, "test")
+        .expect("run after the upgrade");
     assert!(!run.is_empty());
     drop(l);
     let again = Ledger::open(&path).expect("reopen");
@@ -563,6 +579,50 @@ fn a_schema_2_ledger_is_upgraded_and_keeps_every_record() {
         MIGRATIONS.len() as i64
     );
     assert_eq!(again.facts().expect("facts"), facts);
+}
+
+fn every_event_names_its_actor_and_notes_need_no_user(mut l: Ledger) {
+    let run = l
+        .begin_run("apply", None, "approval:cli:neil")
+        .expect("run");
+    let add = Action::AddChannelMembers {
+        channel_id: "c1".into(),
+        channel: "rl/infra".into(),
+        users: vec![member("a")],
+    };
+    l.record(&run, &add, &[ok("a")]).expect("record");
+    l.note(
+        "approval:api",
+        "approve",
+        "rl/infra",
+        "refused",
+        "fingerprint 0123 is not what is held now",
+    )
+    .expect("note");
+    let events = l.events(&AuditQuery::default()).expect("events");
+    let got: Vec<(&str, &str, &str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.actor.as_str(),
+                e.action.as_str(),
+                e.username.as_str(),
+                e.outcome.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("approval:api", "approve", "", "refused"),
+            ("approval:cli:neil", "add_channel_members", "n-a", "ok"),
+        ]
+    );
+    let runs = l.runs(10).expect("runs");
+    assert_eq!(runs[0].kind, "approve");
+    assert_eq!(runs[0].outcome.as_deref(), Some("refused"));
+    assert_eq!(runs[1].actor.as_deref(), Some("approval:cli:neil"));
+    assert_eq!(l.schema_version().expect("version"), 5);
 }
 
 /// A fresh PostgreSQL ledger, in a schema of its own, on the test server
@@ -613,6 +673,7 @@ macro_rules! on_both_engines {
 }
 
 on_both_engines!(
+    every_event_names_its_actor_and_notes_need_no_user,
     adds_become_owned_and_failures_are_audited_but_not_owned,
     removal_departure_and_preexisting_change_state_not_origin,
     admin_grants_are_kept_and_taken_back,
@@ -632,7 +693,7 @@ fn postgres_keeps_runs_and_cursors_across_connections_and_refuses_a_newer_schema
         assert_eq!(l.engine(), Engine::Postgres);
         l.set_cursor("syncrepl", Some(b"\x00cookie\xff"))
             .expect("cursor");
-        let run = l.begin_run("apply", Some("abc")).expect("run");
+        let run = l.begin_run("apply", Some("abc"), "test").expect("run");
         l.finish_run(
             &run,
             &RunEnd {
@@ -661,7 +722,9 @@ fn postgres_keeps_runs_and_cursors_across_connections_and_refuses_a_newer_schema
     // Read-only: reads, and the session refuses writes.
     let ro = Ledger::open_postgres_read_only(&target).expect("read only");
     assert_eq!(ro.runs(10).expect("runs").len(), 1);
-    let e = ro.begin_run("apply", None).expect_err("read-only session");
+    let e = ro
+        .begin_run("apply", None, "test")
+        .expect_err("read-only session");
     assert!(e.to_string().contains("25006"), "{e}");
     // A schema from a newer mattersync is refused.
     l.db.exec("UPDATE mattersync_schema SET version = 99", &[])
@@ -741,7 +804,9 @@ fn a_deposed_leader_cannot_write_and_a_takeover_raises_the_epoch() {
         "one leader at a time"
     );
     a.set_fence(lead_a.fence());
-    let run = a.begin_run("serve", None).expect("a writes while it leads");
+    let run = a
+        .begin_run("serve", None, "test")
+        .expect("a writes while it leads");
     a.intend(&run, &add_action(&["x"])).expect("intent");
     assert_eq!(
         leader(&target)
@@ -801,7 +866,7 @@ fn a_deposed_leader_cannot_write_and_a_takeover_raises_the_epoch() {
 fn a_sqlite_ledger_copies_into_an_empty_postgres_one_whole_and_only_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut src = Ledger::open(&dir.path().join("ledger.db")).expect("sqlite");
-    let run = src.begin_run("apply", Some("fp")).expect("run");
+    let run = src.begin_run("apply", Some("fp"), "test").expect("run");
     src.record(&run, &add_action(&["a", "b"]), &[ok("a"), ok("b")])
         .expect("adds");
     src.intend(&run, &remove("b")).expect("intent");
@@ -861,8 +926,9 @@ fn a_sqlite_ledger_copies_into_an_empty_postgres_one_whole_and_only_once() {
     assert_eq!(
         counts,
         [
-            ("runs", 1),
-            ("events", 3),
+            // The apply, and the link's own audit note.
+            ("runs", 2),
+            ("events", 4),
             ("memberships", 2),
             ("admin_grants", 1),
             ("links", 1),
@@ -880,7 +946,7 @@ fn a_sqlite_ledger_copies_into_an_empty_postgres_one_whole_and_only_once() {
     // The audit trail goes on after the copied ids.
     let events_before = dst.events(&AuditQuery::default()).expect("events");
     let mut dst = dst;
-    let run2 = dst.begin_run("apply", None).expect("run");
+    let run2 = dst.begin_run("apply", None, "test").expect("run");
     dst.record(&run2, &add_action(&["c"]), &[ok("c")])
         .expect("add c");
     let events = dst.events(&AuditQuery::default()).expect("events");
@@ -888,5 +954,5 @@ fn a_sqlite_ledger_copies_into_an_empty_postgres_one_whole_and_only_once() {
     // A second copy into a ledger that holds anything is refused, and changes nothing.
     let e = src.copy_into(&dst).expect_err("not empty");
     assert!(e.to_string().contains("not empty"), "{e}");
-    assert_eq!(dst.runs(10).expect("runs").len(), 2);
+    assert_eq!(dst.runs(10).expect("runs").len(), 3);
 }

@@ -51,9 +51,9 @@ pub fn run(cfg: &Config, json: bool, cmd: LedgerCommand) -> Result<u8> {
         .with_context(|| format!("opening the PostgreSQL ledger {}", target.display()))?;
     let report = source.copy_into(&dest).context("copying the ledger")?;
     if json {
-        println!(
-            "{}",
-            serde_json::json!({"ok": true, "from": cfg.ledger.path, "to": target.display(), "tables": report.tables})
+        crate::report::data(
+            "ledger",
+            serde_json::json!({"changed": true, "from": cfg.ledger.path, "to": target.display(), "tables": report.tables}),
         );
     } else {
         for (t, n) in &report.tables {

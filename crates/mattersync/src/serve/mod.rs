@@ -29,6 +29,7 @@ use clap::{Args, ValueEnum};
 use mattersync_engine as engine;
 use mattersync_engine::config::{self, Config};
 use state::{ChangeSource, Settings, Shared, Status};
+use std::io::IsTerminal as _;
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +43,7 @@ pub enum LogFormat {
     Json,
 }
 
+/// Every flag overrides its `[serve]` key (docs/config.md has the defaults).
 #[derive(Args)]
 pub struct ServeArgs {
     /// Address to listen on, overriding serve.listen (port 0: any free port; the address is
@@ -49,48 +51,55 @@ pub struct ServeArgs {
     #[arg(long)]
     listen: Option<String>,
     /// Where directory changes come from: auto (syncrepl when the server offers it, else
-    /// polling), syncrepl, poll, or off (periodic full reconcile only).
-    #[arg(
-        long,
-        value_enum,
-        default_value = "auto",
-        env = "MATTERSYNC_SERVE_CHANGES"
-    )]
-    changes: ChangeSource,
-    /// Changes that arrive within this many milliseconds of each other are synced together.
-    #[arg(long, default_value_t = 100)]
-    debounce_ms: u64,
-    /// Polling: how often to ask for entries with a newer modifyTimestamp.
-    #[arg(long, default_value = "5s")]
-    poll_interval: String,
-    /// Polling: how often to compare a full listing (catches deletions).
-    #[arg(long, default_value = "60s")]
-    poll_listing: String,
-    /// Log format on stderr (the level comes from --log / MATTERSYNC_LOG, default info).
-    #[arg(
-        long,
-        value_enum,
-        default_value = "text",
-        env = "MATTERSYNC_LOG_FORMAT"
-    )]
-    log_format: LogFormat,
+    /// polling), syncrepl, poll, or off (periodic full reconcile only); serve.changes.
+    #[arg(long, value_enum, env = "MATTERSYNC_SERVE_CHANGES")]
+    changes: Option<ChangeSource>,
+    /// Changes that arrive within this many milliseconds of each other are synced
+    /// together; serve.debounce.
+    #[arg(long)]
+    debounce_ms: Option<u64>,
+    /// Polling: how often to ask for entries with a newer modifyTimestamp;
+    /// serve.poll_interval.
+    #[arg(long)]
+    poll_interval: Option<String>,
+    /// Polling: how often to compare a full listing (catches deletions); serve.poll_listing.
+    #[arg(long)]
+    poll_listing: Option<String>,
+    /// Log format on stderr (the level comes from --log / MATTERSYNC_LOG, default info);
+    /// serve.log_format.
+    #[arg(long, value_enum, env = "MATTERSYNC_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
     /// HTTP: a client must send a request's headers within this long (from connecting, or
-    /// from the previous response: it is also the idle keep-alive timeout).
-    #[arg(long, default_value = "10s")]
-    http_header_timeout: String,
-    /// HTTP: a request's body must arrive within this long.
-    #[arg(long, default_value = "30s")]
-    http_body_timeout: String,
-    /// HTTP: open connections at most (more wait to be accepted).
-    #[arg(long, default_value_t = 256)]
-    http_max_connections: usize,
-    /// HTTP: request body bytes at most, on every route.
-    #[arg(long, default_value_t = 64 * 1024)]
-    http_max_body: usize,
+    /// from the previous response: it is also the idle keep-alive timeout);
+    /// serve.http_header_timeout.
+    #[arg(long)]
+    http_header_timeout: Option<String>,
+    /// HTTP: a request's body must arrive within this long; serve.http_body_timeout.
+    #[arg(long)]
+    http_body_timeout: Option<String>,
+    /// HTTP: open connections at most (more wait to be accepted);
+    /// serve.http_max_connections.
+    #[arg(long)]
+    http_max_connections: Option<usize>,
+    /// HTTP: request body bytes at most, on every route; serve.http_max_body.
+    #[arg(long)]
+    http_max_body: Option<usize>,
+}
+
+impl ServeArgs {
+    /// The log format: the flag (or MATTERSYNC_LOG_FORMAT), else serve.log_format.
+    fn log_format(&self, cfg: &Config) -> LogFormat {
+        self.log_format
+            .unwrap_or(if cfg.serve.log_format == "json" {
+                LogFormat::Json
+            } else {
+                LogFormat::Text
+            })
+    }
 }
 
 pub async fn run(cfg: Config, args: ServeArgs) -> Result<u8> {
-    let dispatch = log_dispatch(args.log_format);
+    let dispatch = log_dispatch(args.log_format(&cfg));
     serve(cfg, args, dispatch.clone())
         .with_subscriber(dispatch)
         .await
@@ -126,12 +135,37 @@ where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
     let builder = tracing_subscriber::fmt()
+        .with_ansi(crate::colour(std::io::stderr().is_terminal()))
         .with_env_filter(filter)
         .with_writer(writer);
     match format {
         LogFormat::Json => tracing::Dispatch::new(builder.json().flatten_event(true).finish()),
         LogFormat::Text => tracing::Dispatch::new(builder.finish()),
     }
+}
+
+/// For `check`: the settings as `serve` would take them (its flags at their defaults, the
+/// environment applied), or why it would refuse to start.
+pub fn validate(cfg: &Config) -> Result<String> {
+    #[derive(clap::Parser)]
+    struct Defaults {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+    let d = <Defaults as clap::Parser>::try_parse_from(["serve"])?;
+    let s = settings(cfg, &d.args)?;
+    Ok(format!(
+        "listen {}, full reconcile every {}s, guard window {}s, changes {}, API token {}",
+        s.listen,
+        s.full_reconcile.as_secs(),
+        s.guard_window.as_secs(),
+        format!("{:?}", s.changes).to_lowercase(),
+        if s.api_token.is_some() {
+            "set"
+        } else {
+            "not set (POST /sync and GET /plan answer 403)"
+        }
+    ))
 }
 
 fn settings(cfg: &Config, args: &ServeArgs) -> Result<Settings> {
@@ -164,17 +198,40 @@ fn settings(cfg: &Config, args: &ServeArgs) -> Result<Settings> {
             .unwrap_or_else(|| cfg.serve.listen.clone()),
         full_reconcile: positive("serve.full_reconcile", &cfg.serve.full_reconcile)?,
         guard_window: config::humantime(&cfg.serve.guard_window).context("serve.guard_window")?,
-        changes: args.changes,
-        debounce: Duration::from_millis(args.debounce_ms),
-        poll_interval: positive("--poll-interval", &args.poll_interval)?,
-        poll_listing: positive("--poll-listing", &args.poll_listing)?,
+        approval_ttl: positive("serve.approval_ttl", &cfg.serve.approval_ttl)?,
+        changes: match args.changes {
+            Some(c) => c,
+            None => <ChangeSource as ValueEnum>::from_str(&cfg.serve.changes, false)
+                .map_err(|e| anyhow::anyhow!("serve.changes: {e}"))?,
+        },
+        debounce: match args.debounce_ms {
+            Some(ms) => Duration::from_millis(ms),
+            None => config::humantime(&cfg.serve.debounce).context("serve.debounce")?,
+        },
+        poll_interval: match &args.poll_interval {
+            Some(v) => positive("--poll-interval", v)?,
+            None => positive("serve.poll_interval", &cfg.serve.poll_interval)?,
+        },
+        poll_listing: match &args.poll_listing {
+            Some(v) => positive("--poll-listing", v)?,
+            None => positive("serve.poll_listing", &cfg.serve.poll_listing)?,
+        },
         heartbeat: Duration::from_secs(30),
         api_token,
         http: http::Limits {
-            header_timeout: positive("--http-header-timeout", &args.http_header_timeout)?,
-            body_timeout: positive("--http-body-timeout", &args.http_body_timeout)?,
-            max_connections: args.http_max_connections.max(1),
-            max_body: args.http_max_body,
+            header_timeout: match &args.http_header_timeout {
+                Some(v) => positive("--http-header-timeout", v)?,
+                None => positive("serve.http_header_timeout", &cfg.serve.http_header_timeout)?,
+            },
+            body_timeout: match &args.http_body_timeout {
+                Some(v) => positive("--http-body-timeout", v)?,
+                None => positive("serve.http_body_timeout", &cfg.serve.http_body_timeout)?,
+            },
+            max_connections: args
+                .http_max_connections
+                .unwrap_or(cfg.serve.http_max_connections)
+                .max(1),
+            max_body: args.http_max_body.unwrap_or(cfg.serve.http_max_body),
         },
     })
 }
@@ -201,6 +258,9 @@ async fn serve(cfg: Config, args: ServeArgs, dispatch: tracing::Dispatch) -> Res
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
+    // What the status page and GET /holds tell an approver to call: where it listens.
+    let mut settings = settings;
+    settings.listen = addr.to_string();
     // The one line on stdout: where to reach the service (port 0 picks one).
     println!("mattersync serve: listening on http://{addr}");
     let _ = std::io::stdout().flush();
@@ -221,7 +281,16 @@ async fn serve(cfg: Config, args: ServeArgs, dispatch: tracing::Dispatch) -> Res
         mm,
         ldap: ldap.clone(),
         ledger: tokio::sync::Mutex::new(http_ledger),
+        told_ready: std::sync::atomic::AtomicBool::new(false),
     });
+    // Every Mattermost attempt into the metrics (a weak reference: the client lives in
+    // `shared`).
+    let weak = Arc::downgrade(&shared);
+    shared.mm.set_observer(Box::new(move |a| {
+        if let Some(s) = weak.upgrade() {
+            s.metrics.api_attempt(a);
+        }
+    }));
     shared.readiness();
     info!(
         %addr,
@@ -242,6 +311,24 @@ async fn serve(cfg: Config, args: ServeArgs, dispatch: tracing::Dispatch) -> Res
         cookie.clone(),
     );
     let mut worker_task = tokio::spawn(worker.run().with_current_subscriber());
+    // WatchdogSec=: WATCHDOG=1 at half the interval while the worker task lives (a worker
+    // that died ends the process anyway; readiness is /readyz's business).
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        let period = (interval / 2).max(Duration::from_millis(100));
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                    }
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+        info!(period_ms = period.as_millis() as u64, "systemd watchdog on");
+    }
     let watcher_task = if shared.source_active() {
         let w = watch::Watcher::new(Arc::clone(&shared), ldap, req_tx, stop_rx.clone(), cookie)
             .context("directory change source")?;
@@ -282,6 +369,7 @@ async fn serve(cfg: Config, args: ServeArgs, dispatch: tracing::Dispatch) -> Res
         why,
         "stopping: the action in flight finishes, then the cursor is saved"
     );
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(true);
     if !worker_task.is_finished() {
         if let Err(e) = (&mut worker_task).await {
@@ -341,6 +429,66 @@ mod tests {
     }
 
     #[test]
+    fn serve_keys_in_the_file_and_flags_override_them() {
+        #[derive(clap::Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        let text = include_str!("../../../../packaging/config.toml").replace(
+            "[serve]\n",
+            "[serve]\nchanges = \"poll\"\ndebounce = \"250ms\"\npoll_interval = \"2s\"\nlog_format = \"json\"\nhttp_max_body = 1000\nhttp_header_timeout = \"3s\"\n",
+        );
+        let mut cfg = config::parse(&text, &[]).expect("valid");
+        // The packaged token files do not exist here.
+        cfg.serve.api_token_file = None;
+        cfg.serve.slash_command_token_file = None;
+        let none = Wrap::try_parse_from(["serve"]).expect("no flags").args;
+        let s = settings(&cfg, &none).expect("settings");
+        assert_eq!(s.changes, ChangeSource::Poll);
+        assert_eq!(s.debounce, Duration::from_millis(250));
+        assert_eq!(s.poll_interval, Duration::from_secs(2));
+        assert_eq!(s.poll_listing, Duration::from_secs(60));
+        assert_eq!(s.http.max_body, 1000);
+        assert_eq!(s.http.header_timeout, Duration::from_secs(3));
+        assert_eq!(none.log_format(&cfg), LogFormat::Json);
+        let flags = Wrap::try_parse_from([
+            "serve",
+            "--changes",
+            "off",
+            "--debounce-ms",
+            "5",
+            "--http-max-body",
+            "10",
+            "--log-format",
+            "text",
+        ])
+        .expect("flags")
+        .args;
+        let s = settings(&cfg, &flags).expect("settings");
+        assert_eq!(s.changes, ChangeSource::Off);
+        assert_eq!(s.debounce, Duration::from_millis(5));
+        assert_eq!(s.http.max_body, 10);
+        assert_eq!(
+            s.poll_interval,
+            Duration::from_secs(2),
+            "the file's, no flag"
+        );
+        assert_eq!(flags.log_format(&cfg), LogFormat::Text);
+        // Wrong values are configuration errors, named by key.
+        for (bad, key) in [
+            ("changes = \"sometimes\"", "serve.changes"),
+            ("log_format = \"xml\"", "serve.log_format"),
+            ("poll_listing = \"often\"", "serve.poll_listing"),
+        ] {
+            let text = include_str!("../../../../packaging/config.toml")
+                .replace("[serve]\n", &format!("[serve]\n{bad}\n"));
+            let e = format!("{:#}", config::parse(&text, &[]).expect_err(bad));
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn the_systemd_unit_starts_serve_with_arguments_the_cli_takes() {
         let unit = include_str!("../../../../packaging/mattersync.service");
         let exec = unit
@@ -349,7 +497,7 @@ mod tests {
             .expect("ExecStart");
         let cli = crate::Cli::try_parse_from(exec.split_whitespace()).expect("parses");
         match cli.command {
-            crate::Command::Serve(a) => assert_eq!(a.log_format, LogFormat::Json),
+            crate::Command::Serve(a) => assert_eq!(a.log_format, Some(LogFormat::Json)),
             _ => panic!("ExecStart does not run serve: {exec}"),
         }
         assert!(unit.contains("KillSignal=SIGTERM") && unit.contains("RestartPreventExitStatus=6"));
