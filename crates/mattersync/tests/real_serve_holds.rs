@@ -282,7 +282,7 @@ async fn real_serve_a_stale_approval_is_refused_with_the_new_summary_and_the_cli
     let mut lines = text.lines();
     let header = lines.next().unwrap_or_default();
     assert!(
-        header.starts_with("at") && header.contains("actor") && header.contains("action"),
+        header.starts_with("AT (UTC)") && header.contains("ACTOR") && header.contains("ACTION"),
         "{text}"
     );
     let rows: Vec<&str> = lines.collect();
