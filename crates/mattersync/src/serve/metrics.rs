@@ -19,6 +19,7 @@
 //! - `pending_users`, `last_success_timestamp_seconds`, `ready`, `directory_connected`:
 //!   gauges.
 //! - `held_changes`: per-user changes a guard holds now (gauge; 0 when nothing is held).
+//! - `leader`: 1 while this instance syncs, 0 on a standby of a shared ledger.
 //! - `guard_trips_total`, `directory_notifications_total{source}`,
 //!   `directory_sessions_total{refresh}` (`full`/`incremental`),
 //!   `directory_session_errors_total`, `directory_cookie_refused_total`,
@@ -123,6 +124,8 @@ pub struct Metrics {
     pub guard_trips: Counter,
     /// Per-user changes a guard holds now (0 when nothing is held).
     pub held_changes: Gauge,
+    /// 1 while this instance does the work (alone, or the leader of a shared ledger).
+    pub leader: Gauge,
     pub directory_reads: Counter,
     pub broken_links: Gauge,
     pub notifications: Family<SourceLabel, Counter>,
@@ -156,6 +159,7 @@ impl Metrics {
             directory_connected: Gauge::default(),
             guard_trips: Counter::default(),
             held_changes: Gauge::default(),
+            leader: Gauge::default(),
             directory_reads: Counter::default(),
             broken_links: Gauge::default(),
             notifications: Family::default(),
@@ -259,6 +263,11 @@ impl Metrics {
             "held_changes",
             "Per-user changes a guard holds now, waiting for an approval or a revert (memberships either way and admin roles; 0 when nothing is held)",
             m.held_changes.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this instance syncs (the only one, or the leader of a shared PostgreSQL ledger); 0 on a standby",
+            m.leader.clone(),
         );
         registry.register(
             "broken_links",

@@ -236,23 +236,44 @@ fn settings(cfg: &Config, args: &ServeArgs) -> Result<Settings> {
     })
 }
 
+/// How often a standby asks for the lead of a shared ledger.
+const LEAD_POLL: Duration = Duration::from_secs(1);
+/// How often a leader checks that it still holds the lead (each check waits at most
+/// `mattersync_ledger::pg::HEARTBEAT_TIMEOUT` for the lock session).
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long a new leader waits before it writes: longer than a deposed leader takes to
+/// notice (one heartbeat plus its timeout) and stop.
+const TAKEOVER_GRACE: Duration = Duration::from_secs(4);
+
+/// How a term of this instance's work ended.
+enum TermEnd {
+    /// Stop the service (a signal, or a task that ended), with this exit code.
+    Stop(&'static str, u8),
+    /// The lead of the shared ledger was lost: back to standby.
+    Lost,
+}
+
 async fn serve(cfg: Config, args: ServeArgs, dispatch: tracing::Dispatch) -> Result<u8> {
     let settings = settings(&cfg, &args)?;
     let ldap = engine::ldap_config(&cfg)?;
     ldap.validate().context("directory configuration")?;
-    let lock = Arc::new(engine::run_lock(&cfg)?.map_err(|e| {
-        crate::fail(
-            crate::exit::LOCKED,
-            anyhow::Error::new(e).context("mattersync serve runs one instance per ledger"),
-        )
-    })?);
-    let ledger = engine::open_ledger(&cfg, Some(&lock))?;
+    let shared_ledger = engine::ledger_target(&cfg)?;
+    // A SQLite ledger has one instance: its lock now, or exit 6. A PostgreSQL ledger may
+    // have any number; one leads, the others wait (standby) until it goes.
+    let mut first = match &shared_ledger {
+        None => Some(engine::run_lock(&cfg)?.map_err(|e| {
+            crate::fail(
+                crate::exit::LOCKED,
+                anyhow::Error::new(e).context(
+                    "mattersync serve runs one instance per SQLite ledger (a PostgreSQL ledger, [ledger] url, takes more)",
+                ),
+            )
+        })?),
+        Some(_) => None,
+    };
     let http_ledger = engine::open_ledger(&cfg, None)?;
     let mm = engine::mattermost_client(&cfg)?;
     let cursor = watch::Watcher::cursor_name(&ldap);
-    let cookie = ledger
-        .cursor(&cursor)
-        .context("ledger: reading the cursor")?;
 
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
@@ -265,7 +286,8 @@ async fn serve(cfg: Config, args: ServeArgs, dispatch: tracing::Dispatch) -> Res
     println!("mattersync serve: listening on http://{addr}");
     let _ = std::io::stdout().flush();
 
-    let (req_tx, req_rx) = mpsc::channel(1024);
+    // Requests from the HTTP side go to whichever worker runs now (none on a standby).
+    let (req_tx, mut req_rx) = mpsc::channel::<state::Request>(1024);
     let (stop_tx, stop_rx) = tokio_watch::channel(false);
     let mode = match settings.changes {
         ChangeSource::Off => "off",
@@ -283,6 +305,7 @@ async fn serve(cfg: Config, args: ServeArgs, dispatch: tracing::Dispatch) -> Res
         ledger: tokio::sync::Mutex::new(http_ledger),
         told_ready: std::sync::atomic::AtomicBool::new(false),
     });
+    drop(req_tx);
     // Every Mattermost attempt into the metrics (a weak reference: the client lives in
     // `shared`).
     let weak = Arc::downgrade(&shared);
@@ -296,23 +319,31 @@ async fn serve(cfg: Config, args: ServeArgs, dispatch: tracing::Dispatch) -> Res
         %addr,
         changes = ?shared.settings.changes,
         full_reconcile_s = shared.settings.full_reconcile.as_secs(),
-        resume_cookie = cookie.is_some(),
+        ledger = %engine::ledger_name(&shared.cfg),
         "mattersync serve starting"
     );
-
-    let worker = worker::Worker::new(
-        Arc::clone(&shared),
-        Arc::clone(&lock),
-        ledger,
-        ldap.clone(),
-        req_rx,
-        stop_rx.clone(),
-        cursor,
-        cookie.clone(),
-    );
-    let mut worker_task = tokio::spawn(worker.run().with_current_subscriber());
-    // WatchdogSec=: WATCHDOG=1 at half the interval while the worker task lives (a worker
-    // that died ends the process anyway; readiness is /readyz's business).
+    let current: Arc<std::sync::Mutex<Option<mpsc::Sender<state::Request>>>> =
+        Arc::new(std::sync::Mutex::new(None));
+    {
+        let current = Arc::clone(&current);
+        tokio::spawn(
+            async move {
+                while let Some(r) = req_rx.recv().await {
+                    let tx = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    match tx {
+                        Some(tx) => {
+                            let _ = tx.send(r).await;
+                        }
+                        // Dropped: its answer channel closes, and the caller hears that
+                        // this instance does not sync now.
+                        None => tracing::debug!("standby: a request to the worker dropped"),
+                    }
+                }
+            }
+            .with_current_subscriber(),
+        );
+    }
+    // WatchdogSec=: WATCHDOG=1 at half the interval while the process serves.
     if let Some(interval) = sd_notify::watchdog_enabled() {
         let period = (interval / 2).max(Duration::from_millis(100));
         let mut stop = stop_rx.clone();
@@ -329,14 +360,6 @@ async fn serve(cfg: Config, args: ServeArgs, dispatch: tracing::Dispatch) -> Res
         });
         info!(period_ms = period.as_millis() as u64, "systemd watchdog on");
     }
-    let watcher_task = if shared.source_active() {
-        let w = watch::Watcher::new(Arc::clone(&shared), ldap, req_tx, stop_rx.clone(), cookie)
-            .context("directory change source")?;
-        Some(tokio::spawn(w.run().with_current_subscriber()))
-    } else {
-        drop(req_tx);
-        None
-    };
     let mut http_stop = stop_rx.clone();
     let shutdown = async move {
         while !*http_stop.borrow() {
@@ -348,22 +371,104 @@ async fn serve(cfg: Config, args: ServeArgs, dispatch: tracing::Dispatch) -> Res
     let mut http_task = tokio::spawn(
         http::serve(listener, Arc::clone(&shared), dispatch, shutdown).with_current_subscriber(),
     );
+    let mut sig = Box::pin(signal());
 
-    let mut code = crate::exit::OK;
-    let why = tokio::select! {
-        s = signal() => s,
-        _ = &mut worker_task => {
-            code = crate::exit::ERROR;
-            "the sync worker ended unexpectedly"
-        }
-        r = &mut http_task => {
-            code = crate::exit::ERROR;
-            match r {
-                Ok(Err(e)) => warn!(error = %e, "HTTP server failed"),
-                _ => warn!("HTTP server ended"),
+    let (why, code) = 'terms: loop {
+        // The lock: the SQLite one taken above, or the lead of the shared ledger.
+        let lock = match first.take() {
+            Some(l) => l,
+            None => loop {
+                let got = tokio::task::block_in_place(|| engine::run_lock(&shared.cfg));
+                match got {
+                    Ok(Ok(l)) => break l,
+                    Ok(Err(mattersync_ledger::LockError::Led {
+                        holder,
+                        epoch,
+                        since,
+                        ..
+                    })) => shared.with_status(|s| {
+                        s.role = state::Role::Standby {
+                            leader: holder,
+                            epoch,
+                            since,
+                        }
+                    }),
+                    Ok(Err(e)) => {
+                        warn!(error = %e, "standby: cannot ask the ledger for the lead");
+                        shared.with_status(|s| {
+                            s.role = state::Role::Standby {
+                                leader: "unknown (the ledger does not answer)".into(),
+                                epoch: 0,
+                                since: "-".into(),
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        warn!(error = %format!("{e:#}"), "standby: cannot ask the ledger for the lead");
+                    }
+                }
+                shared.metrics.leader.set(0);
+                shared.readiness();
+                if !shared
+                    .told_ready
+                    .swap(true, std::sync::atomic::Ordering::SeqCst)
+                {
+                    // Under systemd a standby has started, too.
+                    let _ = sd_notify::notify(&[
+                        sd_notify::NotifyState::Ready,
+                        sd_notify::NotifyState::Status("standby"),
+                    ]);
+                }
+                tokio::select! {
+                    s = &mut sig => break 'terms (s, crate::exit::OK),
+                    r = &mut http_task => break 'terms (http_ended(r), crate::exit::ERROR),
+                    _ = tokio::time::sleep(LEAD_POLL) => {}
+                }
+            },
+        };
+        let lock = Arc::new(lock);
+        let leading = lock.fence().map(|f| f.epoch);
+        if let Some(epoch) = leading {
+            info!(
+                epoch,
+                "took the lead of the shared ledger; waiting out the grace period before writing"
+            );
+            shared.with_status(|s| {
+                s.role = state::Role::Leader {
+                    epoch,
+                    since: state::now_rfc3339(),
+                };
+                // What this instance knew as a standby is not a leader's state.
+                s.reconciled = false;
+            });
+            tokio::select! {
+                s = &mut sig => break 'terms (s, crate::exit::OK),
+                _ = tokio::time::sleep(TAKEOVER_GRACE) => {}
             }
-            "the HTTP server ended"
         }
+        shared.metrics.leader.set(1);
+        match run_term(
+            &shared,
+            &lock,
+            &ldap,
+            &cursor,
+            &current,
+            &mut sig,
+            &mut http_task,
+        )
+        .await
+        {
+            Ok(TermEnd::Stop(why, code)) => break (why, code),
+            Ok(TermEnd::Lost) => {}
+            Err(e) if leading.is_some() => {
+                warn!(error = %format!("{e:#}"), "the term ended with an error; back to standby");
+            }
+            Err(e) => return Err(e),
+        }
+        // Lost the lead: no more writes from here; another instance may lead now.
+        *current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        shared.metrics.leader.set(0);
+        drop(lock);
     };
     info!(
         why,
@@ -371,19 +476,107 @@ async fn serve(cfg: Config, args: ServeArgs, dispatch: tracing::Dispatch) -> Res
     );
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(true);
-    if !worker_task.is_finished() {
-        if let Err(e) = (&mut worker_task).await {
-            warn!(error = %e, "the sync worker did not stop cleanly");
-        }
-    }
-    if let Some(t) = watcher_task {
-        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
-    }
     if !http_task.is_finished() {
         let _ = tokio::time::timeout(Duration::from_secs(10), http_task).await;
     }
     info!("mattersync serve stopped");
     Ok(code)
+}
+
+fn http_ended(r: std::result::Result<std::io::Result<()>, tokio::task::JoinError>) -> &'static str {
+    match r {
+        Ok(Err(e)) => warn!(error = %e, "HTTP server failed"),
+        _ => warn!("HTTP server ended"),
+    }
+    "the HTTP server ended"
+}
+
+/// One term of work under `lock`: the worker and the change source run until a signal, a
+/// task that ends, or (leading a shared ledger) the lead is lost.
+async fn run_term(
+    shared: &Arc<Shared>,
+    lock: &Arc<mattersync_ledger::RunLock>,
+    ldap: &mattersync_directory::LdapConfig,
+    cursor: &str,
+    current: &Arc<std::sync::Mutex<Option<mpsc::Sender<state::Request>>>>,
+    sig: &mut std::pin::Pin<Box<impl std::future::Future<Output = &'static str>>>,
+    http_task: &mut tokio::task::JoinHandle<std::io::Result<()>>,
+) -> Result<TermEnd> {
+    let ledger = engine::open_ledger(&shared.cfg, Some(lock))?;
+    let cookie = ledger
+        .cursor(cursor)
+        .context("ledger: reading the cursor")?;
+    let (tx, rx) = mpsc::channel(1024);
+    *current.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
+    let (stop_tx, stop_rx) = tokio_watch::channel(false);
+    info!(resume_cookie = cookie.is_some(), "the sync worker starts");
+    let worker = worker::Worker::new(
+        Arc::clone(shared),
+        Arc::clone(lock),
+        ledger,
+        ldap.clone(),
+        rx,
+        stop_rx.clone(),
+        cursor.to_string(),
+        cookie.clone(),
+    );
+    let mut worker_task = tokio::spawn(worker.run().with_current_subscriber());
+    let watcher_task = if shared.source_active() {
+        let w = watch::Watcher::new(Arc::clone(shared), ldap.clone(), tx, stop_rx, cookie)
+            .context("directory change source")?;
+        Some(tokio::spawn(w.run().with_current_subscriber()))
+    } else {
+        drop(tx);
+        None
+    };
+    // A leader of a shared ledger checks that it still leads; a file lock always holds.
+    let heartbeat = {
+        let lock = Arc::clone(lock);
+        async move {
+            if lock.fence().is_none() {
+                return std::future::pending::<()>().await;
+            }
+            loop {
+                tokio::time::sleep(HEARTBEAT).await;
+                let l = Arc::clone(&lock);
+                let alive = tokio::task::spawn_blocking(move || l.alive())
+                    .await
+                    .unwrap_or(false);
+                if !alive {
+                    return;
+                }
+            }
+        }
+    };
+    let end = tokio::select! {
+        s = sig.as_mut() => TermEnd::Stop(s, crate::exit::OK),
+        _ = &mut worker_task => TermEnd::Stop("the sync worker ended unexpectedly", crate::exit::ERROR),
+        r = &mut *http_task => TermEnd::Stop(http_ended(r), crate::exit::ERROR),
+        _ = heartbeat => TermEnd::Lost,
+    };
+    match end {
+        TermEnd::Lost => {
+            // No grace here: the next write is stopped now, not after the action in
+            // flight (its intent is in the ledger, and the next leader settles it).
+            tracing::error!("lost the lead of the shared ledger (its lock session does not answer): stopping all writes now; back to standby");
+            worker_task.abort();
+            if let Some(t) = watcher_task {
+                t.abort();
+            }
+        }
+        TermEnd::Stop(..) => {
+            let _ = stop_tx.send(true);
+            if !worker_task.is_finished() {
+                if let Err(e) = (&mut worker_task).await {
+                    warn!(error = %e, "the sync worker did not stop cleanly");
+                }
+            }
+            if let Some(t) = watcher_task {
+                let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+            }
+        }
+    }
+    Ok(end)
 }
 
 /// SIGTERM (systemd stop) or SIGINT (Ctrl-C).

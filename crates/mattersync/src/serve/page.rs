@@ -92,10 +92,32 @@ pub fn render(shared: &Shared, runs: &[Run], events: &[Event]) -> String {
              <span class=\"meta\">directory changes: <b>{}</b> — {}</span>\
              <span class=\"meta\">last successful sync: <b>{}</b></span>\
              <span class=\"meta\">full reconcile every {} · up since {}</span></header><main>",
-            if why.is_empty() {
-                "<span id=\"ready\" class=\"badge good\">ready</span>".to_string()
-            } else {
-                "<span id=\"ready\" class=\"badge bad\">not ready</span>".to_string()
+            match &st.role {
+                super::state::Role::Standby {
+                    leader,
+                    epoch,
+                    since,
+                } => format!(
+                    "<span id=\"ready\" class=\"badge\">standby</span>\
+                     <span class=\"meta\" id=\"role\">standby, leader is <b>{}</b> (epoch {epoch}) since {}</span>",
+                    esc(leader),
+                    esc(&when(since))
+                ),
+                role => format!(
+                    "{}{}",
+                    if why.is_empty() {
+                        "<span id=\"ready\" class=\"badge good\">ready</span>"
+                    } else {
+                        "<span id=\"ready\" class=\"badge bad\">not ready</span>"
+                    },
+                    match role {
+                        super::state::Role::Leader { epoch, since } => format!(
+                            "<span class=\"meta\" id=\"role\">leader (epoch {epoch}) since {}</span>",
+                            esc(&when(since))
+                        ),
+                        _ => String::new(),
+                    }
+                ),
             },
             esc(&st.source.mode),
             esc(&st.source.detail),

@@ -271,6 +271,23 @@ pub struct Status {
     pub last_success: Option<String>,
     /// A full reconcile has succeeded since the start.
     pub reconciled: bool,
+    /// Whether this instance does the work (see [`Role`]).
+    pub role: Role,
+}
+
+/// Which instance syncs a shared (PostgreSQL) ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// The only instance (a SQLite ledger and its file lock).
+    Alone,
+    /// Leads a shared ledger, with this epoch, since then.
+    Leader { epoch: i64, since: String },
+    /// Waits to take over; who leads, as the ledger says.
+    Standby {
+        leader: String,
+        epoch: i64,
+        since: String,
+    },
 }
 
 impl Status {
@@ -297,6 +314,7 @@ impl Status {
             directory_snapshot: None,
             last_success: None,
             reconciled: false,
+            role: Role::Alone,
         }
     }
 
@@ -312,6 +330,19 @@ impl Status {
     /// Why the service is not ready, or nothing when it is.
     pub fn not_ready(&self, source_active: bool) -> Vec<String> {
         let mut why = Vec::new();
+        if let Role::Standby {
+            leader,
+            epoch,
+            since,
+        } = &self.role
+        {
+            // A standby is healthy (`/healthz`), not ready: a load balancer sends the work
+            // to the leader.
+            why.push(format!(
+                "standby: the ledger's leader is {leader} (epoch {epoch}, since {since}); this instance takes over when it goes"
+            ));
+            return why;
+        }
         for i in self.link_issues.iter().filter(|i| i.broken()) {
             why.push(i.to_string());
         }
