@@ -101,6 +101,9 @@ CONF
   if ! online; then
     log "starting cluster $v/$cluster"
     detached pg_ctlcluster "$v" "$cluster" start >&2
+  else
+    # The certificate may be new (another checkout's state): a reload takes it.
+    pg_ctlcluster "$v" "$cluster" reload >&2
   fi
   local i
   for i in $(seq 1 60); do
