@@ -16,9 +16,14 @@ umask 077
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
-state=$root/.local/ledger-pg
-envfile=$root/.local/ledger-pg.env
-cluster=ledger
+# A second cluster for the test that restarts PostgreSQL (so that no other test sees it):
+#   MATTERSYNC_LEDGER_PG_CLUSTER=ledger2 MATTERSYNC_LEDGER_PG_PORT=5434 scripts/ledger-pg.sh up
+# writes its details as MATTERSYNC_LEDGER2_PG_* to .local/ledger2-pg.env.
+cluster=${MATTERSYNC_LEDGER_PG_CLUSTER:-ledger}
+[[ "$cluster" =~ ^[a-z][a-z0-9]*$ ]] || { echo "bad cluster name" >&2; exit 2; }
+state=$root/.local/$cluster-pg
+envfile=$root/.local/$cluster-pg.env
+prefix=MATTERSYNC_$(tr a-z A-Z <<<"$cluster")_PG
 port=${MATTERSYNC_LEDGER_PG_PORT:-5433}
 role=mattersync
 db=mattersync_test
@@ -120,11 +125,11 @@ SELECT format('CREATE DATABASE %I OWNER %I ENCODING ''UTF8'' TEMPLATE template0'
   WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$db') \gexec
 SQL
   cat >"$envfile" <<ENV
-MATTERSYNC_LEDGER_PG_URL=postgres://$role@127.0.0.1:$port/$db?sslmode=disable
-MATTERSYNC_LEDGER_PG_TLS_URL=postgres://$role@127.0.0.1:$port/$db
-MATTERSYNC_LEDGER_PG_PASSWORD_FILE=$state/password
-MATTERSYNC_LEDGER_PG_CA_FILE=$state/ca.crt
-MATTERSYNC_LEDGER_PG_PORT=$port
+${prefix}_URL=postgres://$role@127.0.0.1:$port/$db?sslmode=disable
+${prefix}_TLS_URL=postgres://$role@127.0.0.1:$port/$db
+${prefix}_PASSWORD_FILE=$state/password
+${prefix}_CA_FILE=$state/ca.crt
+${prefix}_PORT=$port
 ENV
   log "ready on 127.0.0.1:$port (database $db)"
 }

@@ -20,6 +20,9 @@ scripts/dirsrv.sh reset
 # The directory instance that real_serve_restart.rs stops and starts (so that no other test
 # sees its outage), and the browser of real_serve_status_page.rs.
 DIRSRV_INSTANCE=mattersync-restart DIRSRV_PORT=3391 DIRSRV_SECURE_PORT=3638 scripts/dirsrv.sh up
+# The ledger's PostgreSQL cluster that real_serve_failover.rs restarts.
+MATTERSYNC_LEDGER_PG_CLUSTER=ledger2 MATTERSYNC_LEDGER_PG_PORT=5434 scripts/ledger-pg.sh up
+cat .local/ledger2-pg.env >> .local/servers.env
 scripts/chromium.sh >/dev/null
 if ! wait "$build"; then
   cat .local-build.log >&2

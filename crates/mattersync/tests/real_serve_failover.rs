@@ -91,12 +91,17 @@ async fn real_serve_two_instances_one_leads_and_a_killed_leader_is_replaced_losi
     tokio::time::sleep(Duration::from_millis(300)).await;
     kill9(&mut a);
     let t0 = Instant::now();
+    // A change while nobody leads: applied once the new leader is up.
+    let during = sb.user("during", true, false).await;
+    sb.add_member(&g, &during).await;
     b.wait_ready().await;
     let first = t0.elapsed();
     assert_eq!(leader(&b).await, 1.0);
     let all = wait_until(PROPAGATION, || async {
         let m = sb.members(&ch).await;
-        people.iter().all(|p| m.contains_key(&p.uid)) && m.contains_key(&alice.uid)
+        people.iter().all(|p| m.contains_key(&p.uid))
+            && m.contains_key(&alice.uid)
+            && m.contains_key(&during.uid)
     })
     .await;
     assert!(all, "{:?}\n{}", sb.members(&ch).await, b.logs());
@@ -138,7 +143,7 @@ async fn real_serve_two_instances_one_leads_and_a_killed_leader_is_replaced_losi
     let ledger = Ledger::open_postgres_read_only(&target).expect("ledger");
     let facts = ledger.facts().expect("facts");
     let owned = &facts.channels[&ch];
-    for p in people.iter().chain([&alice, &late]) {
+    for p in people.iter().chain([&alice, &late, &during]) {
         let id = p.mm_id.as_deref().expect("account");
         assert_eq!(
             owned.get(id).map(|r| r.origin),
@@ -216,4 +221,74 @@ async fn real_serve_a_leader_cut_off_from_postgres_stops_writing_and_stands_by()
             .map(|r| r.origin),
         Some(mattersync_core::Origin::Added)
     );
+}
+
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_serve_both_instances_come_back_after_postgres_restarts_and_one_leads() {
+    let sb = Sandbox::new("failpgrestart").await;
+    let alice = sb.user("alice", true, false).await;
+    let g = sb.create_group("infra", &[&alice], &[], &[]).await;
+    let ch = sb.channel("infra", false).await;
+    // The cluster of its own that this test may restart.
+    let base = sb.servers.get("MATTERSYNC_LEDGER2_PG_URL");
+    let pw_file = sb.servers.get("MATTERSYNC_LEDGER2_PG_PASSWORD_FILE");
+    let mut admin = PgTarget::new(&base);
+    admin.password = Some(
+        std::fs::read_to_string(&pw_file)
+            .expect("pw")
+            .trim()
+            .to_string(),
+    );
+    let schema = format!("rs_{}", sb.area);
+    mattersync_ledger::create_schema(&admin, &schema).expect("schema");
+    let url = format!("{base}&options=-csearch_path%3D{schema}");
+    let mut target = PgTarget::new(&url);
+    target.password = admin.password.clone();
+    let path = sb.config(&format!(
+        "url = \"{url}\"\npassword_file = \"{pw_file}\"\n{}\n{}",
+        sb.link(&g, "infra"),
+        serve_section(sb.dir.path(), "")
+    ));
+    let a = Service::start(&path, &[], "a.log").await;
+    a.wait_ready().await;
+    let b = Service::start(&path, &[], "b.log").await;
+    wait_standby(&b).await;
+    let epoch_before = mattersync_ledger::leader(&target)
+        .expect("leader")
+        .expect("row")
+        .epoch;
+
+    let restart = std::process::Command::new(format!(
+        "{}/scripts/ledger-pg.sh",
+        mattersync_testsupport::Servers::root().display()
+    ))
+    .arg("restart")
+    .env("MATTERSYNC_LEDGER_PG_CLUSTER", "ledger2")
+    .env(
+        "MATTERSYNC_LEDGER_PG_PORT",
+        sb.servers.get("MATTERSYNC_LEDGER2_PG_PORT"),
+    )
+    .status()
+    .expect("restart PostgreSQL");
+    assert!(restart.success());
+    // Every session ended; both instances reconnect and exactly one leads.
+    let one = wait_until(Duration::from_secs(60), || async {
+        let (la, lb) = (leader(&a).await, leader(&b).await);
+        la + lb == 1.0 && (a.get("/readyz").await.0 == 200 || b.get("/readyz").await.0 == 200)
+    })
+    .await;
+    assert!(one, "a:\n{}\nb:\n{}", a.logs(), b.logs());
+    let row = mattersync_ledger::leader(&target)
+        .expect("leader")
+        .expect("row");
+    assert!(row.epoch > epoch_before, "{row:?}");
+    // And the work goes on.
+    let bob = sb.user("bob", true, false).await;
+    sb.add_member(&g, &bob).await;
+    let arrived = wait_until(PROPAGATION, || async {
+        sb.members(&ch).await.contains_key(&bob.uid)
+    })
+    .await;
+    assert!(arrived, "a:\n{}\nb:\n{}", a.logs(), b.logs());
 }
