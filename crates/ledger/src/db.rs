@@ -211,6 +211,8 @@ enum Job {
     Exec(String, Vec<Value>),
     Query(String, Vec<Value>),
     Batch(String),
+    /// End the session now (other handles to it then get "closed").
+    Close,
 }
 
 #[derive(Default)]
@@ -222,6 +224,7 @@ struct Done {
 type Reply = std::result::Result<Done, String>;
 
 /// A PostgreSQL connection on a thread of its own.
+#[derive(Clone)]
 pub struct Pg {
     jobs: mpsc::Sender<(Job, mpsc::Sender<Reply>)>,
 }
@@ -251,6 +254,9 @@ impl Pg {
                     }
                 };
                 for (job, reply) in rx {
+                    if matches!(job, Job::Close) {
+                        break;
+                    }
                     let _ = reply.send(run(&mut client, job));
                 }
             })
@@ -268,6 +274,12 @@ impl Pg {
 
     pub fn batch(&self, sql: &str) -> Result<()> {
         self.call(Job::Batch(sql.to_string())).map(|_| ())
+    }
+
+    /// Ends the session at once, whoever else holds a handle to it.
+    pub fn close(&self) {
+        let (tx, _rx) = mpsc::channel();
+        let _ = self.jobs.send((Job::Close, tx));
     }
 
     pub fn exec(&self, sql: &str, params: &[Value]) -> Result<u64> {
@@ -340,6 +352,7 @@ fn pg_error(e: &postgres::Error) -> String {
 
 fn run(client: &mut postgres::Client, job: Job) -> Reply {
     match job {
+        Job::Close => Ok(Done::default()),
         Job::Batch(sql) => client
             .batch_execute(&sql)
             .map(|()| Done::default())

@@ -363,7 +363,7 @@ impl Ledger {
             // create the tables while the other waits.
             self.db.batch(
                 "BEGIN;
-                 SELECT pg_advisory_xact_lock(7161527011);
+                 SELECT pg_advisory_xact_lock(1835102837, hashtext(current_schema()));
                  CREATE TABLE IF NOT EXISTS mattersync_schema (id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL);
                  INSERT INTO mattersync_schema (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
                  CREATE TABLE IF NOT EXISTS mattersync_leader (id INTEGER PRIMARY KEY CHECK (id = 1), epoch BIGINT NOT NULL, holder TEXT NOT NULL, since TEXT NOT NULL);

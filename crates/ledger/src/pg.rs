@@ -14,11 +14,16 @@ use crate::{LedgerError, Result};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The advisory lock key: "mattersync" in ASCII, as one number.
-const LOCK_KEY: i64 = 0x6d61_7474_6572_7379;
+/// The advisory lock of the lead: the pair ("mattersync" as a number, the ledger's schema
+/// hashed), so that ledgers in two schemas of one database each have their own leader.
+const LEAD_LOCK: &str = "1835102836, hashtext(current_schema())";
 
 /// How long a leader waits for its lock session to answer before it steps down.
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long PostgreSQL keeps a leader's lock session that sends nothing (a leader
+/// heartbeats every second).
+pub const SESSION_IDLE_LIMIT: Duration = Duration::from_secs(6);
 
 /// Where a PostgreSQL ledger is, as configured.
 #[derive(Debug, Clone)]
@@ -153,6 +158,16 @@ pub struct Leadership {
     db: Pg,
     pub epoch: i64,
     pub holder: String,
+    /// Tells the keepalive thread to stop.
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Leadership {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // The lock goes with the session: end it now, not when the keepalive notices.
+        self.db.close();
+    }
 }
 
 /// Who leads, as the table says.
@@ -168,8 +183,21 @@ impl Leadership {
     pub fn try_take(target: &PgTarget, holder: &str) -> Result<Option<Leadership>> {
         let db = target.connect()?;
         ensure_leader_table(&db)?;
+        // The lock session must end when its process cannot use it: a leader that is
+        // frozen (SIGSTOP, a stalled VM) stops sending heartbeats, and PostgreSQL ends the
+        // idle session after `SESSION_IDLE_LIMIT`; a host that vanished is noticed by TCP
+        // keepalives. Either frees the lock for a standby. (PostgreSQL before 14 has no
+        // idle_session_timeout: then only the keepalives.)
+        let _ = db.batch(&format!(
+            "SET idle_session_timeout = '{}s'",
+            SESSION_IDLE_LIMIT.as_secs()
+        ));
+        let _ = db.batch("SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 1; SET tcp_keepalives_count = 3");
         let got = db
-            .one("SELECT pg_try_advisory_lock(?1)", vals![LOCK_KEY])?
+            .one(
+                &format!("SELECT pg_try_advisory_lock({LEAD_LOCK})::int"),
+                &[],
+            )?
             .map(|r| r.int(0))
             .transpose()?
             .unwrap_or(0);
@@ -184,10 +212,27 @@ impl Leadership {
             .map(|r| r.int(0))
             .transpose()?
             .ok_or_else(|| LedgerError::Postgres("the leader row is missing".into()))?;
+        // While this process runs, its lock session is never idle (a CLI apply does no
+        // heartbeats of its own); frozen, the thread is too, and the session ends.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let (pg, stop) = (db.clone(), std::sync::Arc::clone(&stop));
+            let _ = std::thread::Builder::new()
+                .name("ledger-lead-keepalive".into())
+                .spawn(move || loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                    if stop.load(std::sync::atomic::Ordering::SeqCst)
+                        || pg.ping("SELECT 1", HEARTBEAT_TIMEOUT).is_err()
+                    {
+                        return;
+                    }
+                });
+        }
         Ok(Some(Leadership {
             db,
             epoch,
             holder: holder.to_string(),
+            stop,
         }))
     }
 
@@ -227,7 +272,7 @@ pub fn leader(target: &PgTarget) -> Result<Option<LeaderRow>> {
 pub(crate) fn ensure_leader_table(db: &Pg) -> Result<()> {
     db.batch(
         "BEGIN;
-         SELECT pg_advisory_xact_lock(7161527011);
+         SELECT pg_advisory_xact_lock(1835102837, hashtext(current_schema()));
          CREATE TABLE IF NOT EXISTS mattersync_leader (id INTEGER PRIMARY KEY CHECK (id = 1), epoch BIGINT NOT NULL, holder TEXT NOT NULL, since TEXT NOT NULL);
          INSERT INTO mattersync_leader (id, epoch, holder, since) VALUES (1, 0, '', '') ON CONFLICT (id) DO NOTHING;
          COMMIT",

@@ -292,3 +292,45 @@ async fn real_serve_both_instances_come_back_after_postgres_restarts_and_one_lea
     .await;
     assert!(arrived, "a:\n{}\nb:\n{}", a.logs(), b.logs());
 }
+
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_serve_a_frozen_leader_is_replaced_and_stands_by_when_it_thaws() {
+    let sb = Sandbox::new("failfreeze").await;
+    let alice = sb.user("alice", true, false).await;
+    let g = sb.create_group("infra", &[&alice], &[], &[]).await;
+    let ch = sb.channel("infra", false).await;
+    let (url, target) = fresh_pg(&sb, "fz", None);
+    let cfg = config(&sb, &url, &sb.link(&g, "infra"), "fz");
+    let a = Service::start(&cfg, &[], "a.log").await;
+    a.wait_ready().await;
+    let b = Service::start(&cfg, &[], "b.log").await;
+    wait_standby(&b).await;
+    let signal = |sig: &str| {
+        let _ = std::process::Command::new("kill")
+            .args([sig, &a.pid().to_string()])
+            .status();
+    };
+    // Frozen (SIGSTOP): its lock session goes idle and PostgreSQL ends it; B takes over.
+    signal("-STOP");
+    let t = Instant::now();
+    b.wait_ready().await;
+    eprintln!("frozen leader replaced after {:?}", t.elapsed());
+    let bob = sb.user("bob", true, false).await;
+    sb.add_member(&g, &bob).await;
+    let arrived = wait_until(PROPAGATION, || async {
+        sb.members(&ch).await.contains_key(&bob.uid)
+    })
+    .await;
+    assert!(arrived, "{}", b.logs());
+    // Thawed, A finds its lead gone and stands by; B still leads.
+    signal("-CONT");
+    let stood_by = wait_until(PROPAGATION, || async {
+        a.get("/readyz").await.1.contains("standby")
+    })
+    .await;
+    assert!(stood_by, "{}", a.logs());
+    assert_eq!(leader(&b).await, 1.0);
+    let ledger = Ledger::open_postgres_read_only(&target).expect("ledger");
+    assert!(ledger.intents().expect("intents").is_empty());
+}
