@@ -290,8 +290,11 @@ server_running() { [ -f "$SERVER_PID" ] && kill -0 "$(cat "$SERVER_PID")" 2>/dev
 server_answers() {
   curl -fsS -o /dev/null --max-time 3 --cacert "$STATE/ca.pem" "https://$HOST:$HTTPS_PORT/ipa/ping" 2>/dev/null
 }
+server_fingerprint() { cat "$IPA_DIR"/*.py "$IPA_DIR"/plugins/*.py "$STATE/etc/default.conf" | sha256sum | cut -d' ' -f1; }
 start_server() {
-  if server_running && server_answers; then return 0; fi
+  if server_running && server_answers && [ "$(cat "$STATE/server.fingerprint" 2>/dev/null)" = "$(server_fingerprint)" ]; then
+    return 0
+  fi
   stop_server
   log "starting the JSON-RPC server on https://$HOST:$HTTPS_PORT"
   # setsid and no inherited descriptors: the server must not hold the caller's pipes.
@@ -299,6 +302,7 @@ start_server() {
     PYTHONDONTWRITEBYTECODE=1 setsid $PYTHON "$IPA_DIR/server.py" \
     </dev/null >>"$STATE/log/server.out" 2>&1 &
   echo $! >"$SERVER_PID"
+  server_fingerprint >"$STATE/server.fingerprint"
   local i
   for i in $(seq 1 120); do
     server_answers && return 0

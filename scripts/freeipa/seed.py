@@ -94,8 +94,14 @@ def apply(api, seed, passwords):
         dn = _dn(api, ("cn", a["cn"]), ("cn", "fasagreements"))
         container = _dn(api, ("cn", "fasagreements"))
         if not ldap.entry_exists(container):
-            ldap.add_entry(ldap.make_entry(container, objectclass=["top", "nsContainer"],
-                                           cn=["fasagreements"]))
+            # Every authenticated account may read agreements (freeipa-fas grants this
+            # too); group_add_member checks them as the caller.
+            ldap.add_entry(ldap.make_entry(
+                container, objectclass=["top", "nsContainer"], cn=["fasagreements"],
+                aci=['(targetattr = "cn || description || uniqueMember || seeAlso || '
+                     'objectclass")(version 3.0;acl "mattersync test: read FAS agreements";'
+                     'allow (read, search, compare) userdn = "ldap:///all";)'],
+            ))
         if not ldap.entry_exists(dn):
             ldap.add_entry(ldap.make_entry(
                 dn,

@@ -57,7 +57,10 @@ def _mod_pre(self, ldap, dn, entry_attrs, attrs_list, *keys, **options):
     if "objectclass" in entry_attrs:
         classes = list(entry_attrs["objectclass"])
     else:
-        old = ldap.get_entry(dn, ["objectclass"])
+        try:
+            old = ldap.get_entry(dn, ["objectclass"])
+        except errors.NotFound:
+            raise self.obj.handle_not_found(*keys)
         classes = list(old["objectclass"])
     if FAS_CLASS not in {c.lower() for c in classes}:
         classes.append(FAS_CLASS)
