@@ -90,6 +90,13 @@ def apply(api, seed, passwords):
         if u.get("disabled"):
             once(cmd.user_disable, uid)
 
+    # Containers of FreeIPA parts the test server leaves out whose commands others call
+    # (user_del looks for the user's OTP tokens).
+    for cn in ("otp",):
+        dn = _dn(api, ("cn", cn))
+        if not ldap.entry_exists(dn):
+            ldap.add_entry(ldap.make_entry(dn, objectclass=["top", "nsContainer"], cn=[cn]))
+
     for a in seed["agreements"]:
         dn = _dn(api, ("cn", a["cn"]), ("cn", "fasagreements"))
         container = _dn(api, ("cn", "fasagreements"))

@@ -17,8 +17,9 @@ What stands in for what a full server has:
 
 Test controls, on the same loopback server under /ipa/_test/ (POST):
 - `expire_sessions`: every session ends (the next call gets 401);
-- `cut_after?method=M`: the next call of M runs, then the connection is closed without an
-  answer (a lost answer, for interrupted-write tests).
+- `cut_after?method=M&arg=A`: the next call of M whose first argument is A (a group's
+  name) runs, then the connection is closed without an answer (a lost answer, for
+  interrupted-write tests; the argument keeps tests running in parallel apart).
 
 Environment: IPA_TREE, IPA_STATE (see ipa_env.py), IPA_HTTPS_PORT.
 """
@@ -99,6 +100,8 @@ def user_dn(user):
 
 
 def respond(start_response, status, headers, body):
+    # Every answer says how long it is (wsgiref speaks HTTP/1.0, closes the connection
+    # after it and, see Server, ends the TLS session properly).
     headers = [h for h in headers if h[0].lower() != "content-length"]
     headers.append(("Content-Length", str(len(body))))
     start_response(status, headers)
@@ -166,11 +169,14 @@ def json_call(environ, start_response):
         return respond(start_response, "401 Unauthorized", [], b"")
     user, dn, password, _ = session
     body = read_body(environ)
-    method = ""
+    method, arg = "", ""
     try:
         import json
 
-        method = str(json.loads(body).get("method", "")).split("/")[0]
+        request = json.loads(body)
+        method = str(request.get("method", "")).split("/")[0]
+        args = request.get("params", [[]])[0]
+        arg = str(args[0]) if args else ""
     except Exception:
         pass
     environ["wsgi.input"] = _Body(body)
@@ -191,8 +197,8 @@ def json_call(environ, start_response):
     finally:
         destroy_context()
     with CUT_LOCK:
-        cut = method in CUT_AFTER
-        CUT_AFTER.discard(method)
+        cut = (method, arg) in CUT_AFTER
+        CUT_AFTER.discard((method, arg))
     if cut:
         log.info("test control: %s ran; closing the connection without an answer", method)
         sock = environ.get("mattersync.socket")
@@ -225,8 +231,9 @@ def control(environ, start_response, what):
     if what == "cut_after":
         q = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
         m = (q.get("method") or [""])[0]
+        a = (q.get("arg") or [""])[0]
         with CUT_LOCK:
-            CUT_AFTER.add(m)
+            CUT_AFTER.add((m, a))
         return respond(start_response, "200 OK", [("Content-Type", "text/plain")], b"ok\n")
     return respond(start_response, "404 Not Found", [], b"no such control")
 
@@ -258,6 +265,15 @@ class Handler(WSGIRequestHandler):
 class Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def shutdown_request(self, request):
+        # Close the TLS session with a close_notify before the socket (a client must be
+        # able to tell the end of an answer from a cut connection).
+        try:
+            request.unwrap()
+        except (OSError, ValueError, AttributeError):
+            pass
+        super().shutdown_request(request)
 
 
 def main():

@@ -430,7 +430,10 @@ mod tests {
             }]
         );
         assert_eq!(out.failed.len(), 1);
-        assert_eq!(out.failed[0].to_string(), "user neil2: no matching entry found");
+        assert_eq!(
+            out.failed[0].to_string(),
+            "user neil2: no matching entry found"
+        );
     }
 
     #[test]

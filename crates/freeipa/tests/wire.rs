@@ -298,7 +298,10 @@ async fn a_partial_manager_add_reports_the_failed_member_instead_of_succeeding()
     assert_sent(&fake, &fx);
     assert_eq!(out.completed, 2);
     assert_eq!(out.failed.len(), 1);
-    assert_eq!(out.failed[0].to_string(), "user neil2: no matching entry found");
+    assert_eq!(
+        out.failed[0].to_string(),
+        "user neil2: no matching entry found"
+    );
 }
 
 #[tokio::test]
