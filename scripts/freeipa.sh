@@ -14,7 +14,8 @@
 #   scripts/freeipa.sh destroy  remove the instance and the state
 #   scripts/freeipa.sh status   exit 0 when the server answers, 3 otherwise
 #
-# Instance `mattersync-ipa`: ldap://127.0.0.1:3392 (ldaps 3639), base dc=rockylinux,dc=org,
+# Instance `mattersync-ipa`: ldap://127.0.0.1:3392 (LDAPS port 3639 reserved, no certificate),
+# base dc=rockylinux,dc=org,
 # realm ROCKYLINUX.ORG. JSON-RPC at https://127.0.0.1:8443/ipa (a test CA,
 # .local/freeipa/ca.pem). Passwords are generated once into .local/freeipa/ (0600).
 set -euo pipefail
@@ -52,7 +53,7 @@ SERVER_PID=$STATE/server.pid
 DEFAULTS_INF=/usr/share/dirsrv/inf/defaults.inf
 PYTHON=/usr/bin/python3   # Debian's: the python3-* packages are installed for it
 # Bump when the bootstrap changes so an existing instance is made again.
-BOOTSTRAP_VERSION=1
+BOOTSTRAP_VERSION=2
 
 export DEBIAN_FRONTEND=noninteractive
 
@@ -63,7 +64,7 @@ need_root() { [ "$(id -u)" = 0 ] || die "must run as root"; }
 # ---------------------------------------------------------------- packages
 
 # What FreeIPA's server framework imports, and the directory server.
-PACKAGES=(389-ds-base ldap-utils openssl python3-cffi python3-cryptography python3-dbus
+PACKAGES=(389-ds-base ldap-utils openssl curl python3-cffi python3-cryptography python3-dbus
   python3-dnspython python3-gssapi python3-ldap python3-lxml python3-netaddr python3-pyasn1
   python3-pyasn1-modules python3-libipa-hbac python3-sss python3-requests python3-six
   python3-jwcrypto python3-qrcode python3-netifaces python3-jinja2 python3-setuptools
@@ -110,10 +111,16 @@ fetch_source() {
   local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
     -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache")
   log "fetching FreeIPA $IPA_DEB_VERSION's source (apt-get source, private configuration)"
-  apt_retry "${opts[@]}" update -q
-  (cd "$apt/dl" && apt-get "${opts[@]}" source --download-only --tar-only \
-    "freeipa=$IPA_DEB_VERSION" >&2 </dev/null) || die "apt-get source freeipa=$IPA_DEB_VERSION failed"
   dl=$apt/dl/freeipa_$IPA_VERSION.orig.tar.gz
+  if ! { apt_retry "${opts[@]}" update -q \
+         && (cd "$apt/dl" && apt-get "${opts[@]}" source --download-only --tar-only \
+               "freeipa=$IPA_DEB_VERSION" >&2 </dev/null); }; then
+    # Once trixie moves past $IPA_DEB_VERSION its index no longer names it; the pool keeps
+    # the orig tarball while any 4.12.4 revision is published. The hash decides either way.
+    log "apt-get source freeipa=$IPA_DEB_VERSION failed; trying the mirror's pool"
+    curl -fsS --retry 3 -o "$dl" "$DEBIAN_MIRROR/pool/main/f/freeipa/freeipa_$IPA_VERSION.orig.tar.gz" \
+      || die "could not fetch freeipa_$IPA_VERSION.orig.tar.gz"
+  fi
   [ "$(sha256sum <"$dl" | cut -d' ' -f1)" = "$IPA_SHA256" ] \
     || die "freeipa_$IPA_VERSION.orig.tar.gz does not have the pinned sha256 $IPA_SHA256"
   mv "$dl" "$TARBALL"
@@ -260,7 +267,9 @@ create_instance() {
   {
     printf '[general]\nfull_machine_name = localhost\nstart = True\nstrict_host_checking = False\n'
     printf '[slapd]\ninstance_name = %s\nport = %s\nsecure_port = %s\n' "$INSTANCE" "$LDAP_PORT" "$LDAPS_PORT"
-    printf 'root_dn = cn=Directory Manager\nroot_password = %s\nself_sign_cert = True\n' "$(cat "$STATE/dm.password")"
+    # No certificate: the tests reach this instance over loopback ldap:// (and dscreate's
+    # self-signed CA is shared with scripts/dirsrv.sh's instance, made at the same time).
+    printf 'root_dn = cn=Directory Manager\nroot_password = %s\nself_sign_cert = False\n' "$(cat "$STATE/dm.password")"
     printf '[backend-userroot]\nsuffix = %s\ncreate_suffix_entry = True\nsample_entries = no\n' "$SUFFIX"
   } >"$inf"
   ensure_rundirs
@@ -279,6 +288,11 @@ create_instance() {
   py bootstrap.py tree
   restart_instance
   py bootstrap.py update
+  # What packaging/ tells a RAS admin to apply for `mattersync serve`'s syncrepl: the retro
+  # changelog over the accounts too, and the Sync Request control for the system account.
+  log "applying packaging/freeipa-syncrepl.ldif"
+  ldapmodify -Q -Y EXTERNAL -H "$LDAPI" -f "$REPO_ROOT/packaging/freeipa-syncrepl.ldif" >/dev/null </dev/null \
+    || die "packaging/freeipa-syncrepl.ldif did not apply"
   restart_instance
   py bootstrap.py seed
   echo "$BOOTSTRAP_VERSION" >"$INST_DIR/mattersync-ipa.bootstrapped"

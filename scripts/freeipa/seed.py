@@ -71,7 +71,8 @@ def apply(api, seed, passwords):
     def once(fn, *args, **kw):
         try:
             return fn(*args, **kw)
-        except (errors.DuplicateEntry, errors.EmptyModlist, errors.AlreadyGroupMember):
+        except (errors.DuplicateEntry, errors.EmptyModlist, errors.AlreadyGroupMember,
+                errors.AlreadyInactive):
             return None
 
     for u in seed["users"]:
@@ -161,7 +162,8 @@ def reset(api, seed, passwords):
     with open(_builtin_path()) as f:
         builtin = json.load(f)
     keep_users = set(builtin["users"]) | {u["uid"] for u in seed["users"]}
-    keep_groups = set(builtin["groups"]) | {g["cn"] for g in seed["groups"]}
+    # A user's private group goes with its user.
+    keep_groups = set(builtin["groups"]) | {g["cn"] for g in seed["groups"]} | keep_users
     users_c = ("cn", "users"), ("cn", "accounts")
     groups_c = ("cn", "groups"), ("cn", "accounts")
     for uid in _names(api, ldap, users_c, "uid"):

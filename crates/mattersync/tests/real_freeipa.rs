@@ -513,3 +513,93 @@ async fn real_freeipa_the_delegated_role_holds_only_what_mattersync_needs() {
         .is_some());
     let _ = ipa_or_fail("freeipa_role").await; // the server is still up after all that
 }
+
+/// The seed's directory as the sync reads it, over LDAP as the system account
+/// (`uid=mattersync,cn=sysaccounts,cn=etc`), with no ACI but FreeIPA's own.
+async fn sysaccount_snapshot(
+    ipa: &mattersync_testsupport::freeipa::Ipa,
+    filter: &str,
+) -> mattersync_core::Directory {
+    let mut cfg = mattersync_directory::LdapConfig::new(
+        ipa.get("MATTERSYNC_IPA_LDAP_URL"),
+        ipa.get("MATTERSYNC_IPA_LDAP_BASE_DN"),
+    );
+    cfg.bind_dn = Some(ipa.get("MATTERSYNC_IPA_SYSACCOUNT_DN"));
+    cfg.bind_password = Some(mattersync_directory::Secret::new(
+        mattersync_testsupport::freeipa::read_secret(
+            &ipa.get("MATTERSYNC_IPA_SYSACCOUNT_PASSWORD_FILE"),
+        ),
+    ));
+    cfg.group_filter = filter.to_string();
+    let mut dir = mattersync_directory::LdapDirectory::connect(&cfg)
+        .await
+        .expect("bind as the system account");
+    dir.snapshot().await.expect("a complete snapshot")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_freeipa_a_system_account_reads_groups_nesting_managers_locks_and_ids_under_freeipas_own_acis(
+) {
+    let ipa = ipa_or_fail("freeipa_reads").await;
+    let d = sysaccount_snapshot(&ipa, "(&(objectClass=fasGroup)(cn=mm_rl_*))").await;
+    let names: Vec<&str> = d.groups.keys().map(String::as_str).collect();
+    for g in ["mm_rl_infra", "mm_rl_legal", "mm_rl_ops", "mm_rl_web"] {
+        assert!(names.contains(&g), "{g} read: {names:?}");
+    }
+    assert!(
+        !names.contains(&"infra_internal"),
+        "not a FAS group: {names:?}"
+    );
+    let infra = &d.groups["mm_rl_infra"];
+    assert_eq!(
+        infra.description.as_deref(),
+        Some("Rocky Linux infrastructure team")
+    );
+    assert_eq!(
+        infra
+            .member_users
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ["alice", "neil", "olduser"]
+    );
+    assert_eq!(
+        infra
+            .manager_users
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ["neil"]
+    );
+    let ops = &d.groups["mm_rl_ops"];
+    assert_eq!(
+        ops.member_groups
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ["mm_rl_infra", "mm_rl_web"]
+    );
+    // Nested members, without the locked account (nsAccountLock, set by user_disable).
+    assert_eq!(
+        d.effective_members("mm_rl_ops")
+            .into_iter()
+            .collect::<Vec<_>>(),
+        ["alice", "bob", "neil", "privy"]
+    );
+    assert!(d.users["olduser"].disabled, "{:?}", d.users["olduser"]);
+    assert!(!d.users["alice"].disabled);
+    assert_eq!(
+        d.users["alice"].email.as_deref(),
+        Some("alice@rockylinux.org")
+    );
+    // Identity is FreeIPA's ipaUniqueID, a UUID the server gave each group.
+    for g in d.groups.values() {
+        assert!(
+            uuid::Uuid::parse_str(&g.id).is_ok(),
+            "{}: id {:?}",
+            g.cn,
+            g.id
+        );
+    }
+}
