@@ -63,12 +63,13 @@ need_root() { [ "$(id -u)" = 0 ] || die "must run as root"; }
 
 # ---------------------------------------------------------------- packages
 
-# What FreeIPA's server framework imports, and the directory server.
+# What FreeIPA's server framework imports (checked: every dist-packages module the server,
+# the bootstrap and the updater load comes from these or their dependencies), and the
+# directory server.
 PACKAGES=(389-ds-base ldap-utils openssl curl python3-cffi python3-cryptography python3-dbus
   python3-dnspython python3-gssapi python3-ldap python3-lxml python3-netaddr python3-pyasn1
   python3-pyasn1-modules python3-libipa-hbac python3-sss python3-requests python3-six
-  python3-jwcrypto python3-qrcode python3-netifaces python3-jinja2 python3-setuptools
-  python3-psutil python3-augeas)
+  python3-jwcrypto python3-pkg-resources)
 
 pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
