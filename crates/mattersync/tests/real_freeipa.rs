@@ -602,4 +602,48 @@ async fn real_freeipa_a_system_account_reads_groups_nesting_managers_locks_and_i
             g.id
         );
     }
+
+    // Why a bound account: anonymously, FreeIPA's ACIs hide members, mail and locks.
+    let base = ipa.get("MATTERSYNC_IPA_LDAP_BASE_DN");
+    let group = anonymous_attrs(
+        &ipa,
+        &format!("cn=mm_rl_infra,cn=groups,cn=accounts,{base}"),
+        vec!["cn", "member", "memberManager", "ipaUniqueID"],
+    )
+    .await;
+    assert_eq!(
+        group,
+        ["cn", "ipauniqueid", "membermanager"],
+        "anonymous: no member"
+    );
+    let user = anonymous_attrs(
+        &ipa,
+        &format!("uid=olduser,cn=users,cn=accounts,{base}"),
+        vec!["uid", "mail", "nsAccountLock"],
+    )
+    .await;
+    assert_eq!(user, ["uid"], "anonymous: no mail, no lock");
+}
+
+/// The attributes (lowercased, sorted) an anonymous search of `dn` returns of `want`.
+async fn anonymous_attrs(
+    ipa: &mattersync_testsupport::freeipa::Ipa,
+    dn: &str,
+    want: Vec<&str>,
+) -> Vec<String> {
+    use mattersync_testsupport::ldap3::{LdapConnAsync, Scope, SearchEntry};
+    let (conn, mut ldap) = LdapConnAsync::new(&ipa.get("MATTERSYNC_IPA_LDAP_URL"))
+        .await
+        .expect("connect");
+    mattersync_testsupport::ldap3::drive!(conn);
+    let (rs, _) = ldap
+        .search(dn, Scope::Base, "(objectClass=*)", want)
+        .await
+        .and_then(|r| r.success())
+        .expect("anonymous search");
+    let _ = ldap.unbind().await;
+    let e = SearchEntry::construct(rs.into_iter().next().expect("an entry"));
+    let mut keys: Vec<String> = e.attrs.keys().map(|k| k.to_lowercase()).collect();
+    keys.sort();
+    keys
 }
