@@ -240,7 +240,13 @@ restart_instance() {
   wait_ldap
 }
 
-bootstrapped() { [ -f "$INST_DIR/mattersync-ipa.bootstrapped" ] && [ "$(cat "$INST_DIR/mattersync-ipa.bootstrapped")" = "$BOOTSTRAP_VERSION" ]; }
+# The instance is this checkout's when it was bootstrapped by this version of the script
+# with this state directory's passwords (another checkout's, or one whose .local/ was wiped,
+# is made again).
+bootstrap_stamp() { printf 'bootstrap=%s passwords=%s\n' "$BOOTSTRAP_VERSION" "$(cat "$STATE"/*.password | sha256sum | cut -d' ' -f1)"; }
+bootstrapped() { [ -f "$INST_DIR/mattersync-ipa.bootstrapped" ] && [ "$(cat "$INST_DIR/mattersync-ipa.bootstrapped")" = "$(bootstrap_stamp)" ]; }
+# The seed is applied again (reset) when seed.json or seed.py changed.
+seed_stamp() { cat "$IPA_DIR/seed.json" "$IPA_DIR/seed.py" | sha256sum | cut -d' ' -f1; }
 
 py() {  # py SCRIPT ARGS: run one of scripts/freeipa/*.py with the tree and the state
   IPA_TREE=$TREE IPA_STATE=$STATE IPA_LDAPI=$LDAPI IPA_INSTANCE=$INSTANCE \
@@ -296,7 +302,8 @@ create_instance() {
     || die "packaging/freeipa-syncrepl.ldif did not apply"
   restart_instance
   py bootstrap.py seed
-  echo "$BOOTSTRAP_VERSION" >"$INST_DIR/mattersync-ipa.bootstrapped"
+  bootstrap_stamp >"$INST_DIR/mattersync-ipa.bootstrapped"
+  seed_stamp >"$STATE/seed.stamp"
 }
 
 # ---------------------------------------------------------------- JSON-RPC server
@@ -380,6 +387,11 @@ cmd_up() {
     create_instance
   else
     start_instance
+    if [ "$(cat "$STATE/seed.stamp" 2>/dev/null)" != "$(seed_stamp)" ]; then
+      log "the seed changed: applying it again"
+      py seed.py reset
+      seed_stamp >"$STATE/seed.stamp"
+    fi
   fi
   start_server
   write_env

@@ -16,7 +16,7 @@ What stands in for what a full server has:
 - every answer has a Content-Length.
 
 Test controls, on the same loopback server under /ipa/_test/ (POST):
-- `expire_sessions`: every session ends (the next call gets 401);
+- `expire_sessions?user=U`: U's sessions end (U's next call gets 401);
 - `cut_after?method=M&arg=A`: the next call of M whose first argument is A (a group's
   name) runs, then the connection is closed without an answer (a lost answer, for
   interrupted-write tests; the argument keeps tests running in parallel apart).
@@ -83,11 +83,12 @@ class Sessions:
                 return None
             return s
 
-    def expire_all(self):
+    def expire(self, user):
         with self.lock:
-            n = len(self.by_token)
-            self.by_token.clear()
-        return n
+            gone = [t for t, s in self.by_token.items() if s[0] == user]
+            for t in gone:
+                del self.by_token[t]
+        return len(gone)
 
 
 SESSIONS = Sessions()
@@ -225,8 +226,10 @@ class _Body:
 
 def control(environ, start_response, what):
     if what == "expire_sessions":
-        n = SESSIONS.expire_all()
-        log.info("test control: %d sessions expired", n)
+        q = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+        user = (q.get("user") or [""])[0]
+        n = SESSIONS.expire(user)
+        log.info("test control: %d sessions of %s expired", n, user)
         return respond(start_response, "200 OK", [("Content-Type", "text/plain")], b"%d\n" % n)
     if what == "cut_after":
         q = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))

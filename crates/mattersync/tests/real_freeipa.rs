@@ -423,37 +423,58 @@ async fn real_freeipa_https_verifies_the_server_with_ca_file_and_refuses_any_oth
 #[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_freeipa_an_expired_session_is_logged_in_again_and_the_call_is_made_once() {
     let sb = IpaSandbox::new("freeipa_session").await;
-    let g = sb.make_group("sess", false, &[], &[]).await;
+    let (alice, bob) = (sb.user("alice").await, sb.user("bob").await);
+    // label (a seed user) manages the group: their sessions are theirs alone, so ending
+    // them disturbs no other test.
+    let g = sb.make_group("sess", true, &[], &["label"]).await;
+    let label = sb.ipa.client("label", "member");
+    let added = label
+        .group_add_member(&g, std::slice::from_ref(&alice), &[])
+        .await
+        .expect("logged in");
+    assert_eq!(added.completed, 1, "{added:?}");
+    // (Sessions of earlier runs may still be open: at least this one ends.)
+    let ended: u32 = sb
+        .ipa
+        .control("expire_sessions?user=label")
+        .await
+        .parse()
+        .expect("a count");
+    assert!(ended >= 1, "{ended}");
+    // The first call after expiry gets 401, logs in again and is sent once more: once, so
+    // bob is added and not reported as already there.
+    let added = label
+        .group_add_member(&g, std::slice::from_ref(&bob), &[])
+        .await
+        .expect("after a new login");
+    assert_eq!(
+        (added.completed, added.unchanged.len()),
+        (1, 0),
+        "{added:?}"
+    );
+    assert_eq!(
+        sb.ipa.control("expire_sessions?user=label").await,
+        "1",
+        "one new session"
+    );
+    let again = label
+        .group_add_member(&g, std::slice::from_ref(&bob), &[])
+        .await
+        .expect("again");
+    assert_eq!(
+        (again.completed, again.unchanged.len()),
+        (0, 1),
+        "{again:?}"
+    );
+    let mut members = strs(&sb.show(&g).await.expect("group")["member_user"]);
+    members.sort();
+    assert_eq!(members, [alice, bob]);
+
+    // A repeated --fasgroup is EmptyModlist (4202) on the live server: unchanged, no error.
     let ipa = sb.ipa.client("mattersync-admin", "mattersync-admin");
-    assert!(
-        !ipa.group_show(&g)
-            .await
-            .expect("show")
-            .expect("exists")
-            .fasgroup
-    );
-    sb.ipa.control("expire_sessions").await;
-    // The first call after expiry gets 401, logs in again and is sent once more.
     assert_eq!(
-        ipa.group_mod(&g, &GroupMod::fasgroup())
-            .await
-            .expect("after a new login"),
-        Modified::Changed
-    );
-    sb.ipa.control("expire_sessions").await;
-    assert_eq!(
-        ipa.group_mod(&g, &GroupMod::fasgroup())
-            .await
-            .expect("again"),
-        Modified::Unchanged,
-        "EmptyModlist 4202 on a repeat"
-    );
-    assert!(
-        ipa.group_show(&g)
-            .await
-            .expect("show")
-            .expect("exists")
-            .fasgroup
+        ipa.group_mod(&g, &GroupMod::fasgroup()).await.expect("mod"),
+        Modified::Unchanged
     );
 
     // A refused login says so and sends no password in the error.

@@ -55,9 +55,9 @@ impl Ipa {
         IpaClient::new(c).expect("FreeIPA client")
     }
 
-    /// POST to a test control of the server (`/ipa/_test/<what>`): `expire_sessions`,
-    /// `cut_after?method=M`.
-    pub async fn control(&self, what: &str) {
+    /// POST to a test control of the server (`/ipa/_test/<what>`):
+    /// `expire_sessions?user=U`, `cut_after?method=M&arg=GROUP`.
+    pub async fn control(&self, what: &str) -> String {
         let url = format!("{}/{what}", self.get("MATTERSYNC_IPA_CONTROL_URL"));
         let pem = std::fs::read(self.ca_file()).expect("read the test CA");
         let ca = reqwest::Certificate::from_pem(&pem).expect("the test CA");
@@ -71,6 +71,7 @@ impl Ipa {
             .await
             .unwrap_or_else(|e| panic!("{url}: {e}"));
         assert!(resp.status().is_success(), "{url}: {}", resp.status());
+        resp.text().await.unwrap_or_default().trim().to_string()
     }
 }
 
