@@ -250,16 +250,8 @@ seed_stamp() { cat "$IPA_DIR/seed.json" "$IPA_DIR/seed.py" | sha256sum | cut -d'
 
 py() {  # py SCRIPT ARGS: run one of scripts/freeipa/*.py with the tree and the state
   IPA_TREE=$TREE IPA_STATE=$STATE IPA_LDAPI=$LDAPI IPA_INSTANCE=$INSTANCE \
-    IPA_SEED_PASSWORDS=$(seed_passwords) PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
     $PYTHON "$IPA_DIR/$1" "${@:2}" </dev/null
-}
-
-seed_passwords() {
-  $PYTHON - "$STATE" <<'EOF'
-import json, os, sys
-d = sys.argv[1]
-print(json.dumps({n[:-9]: open(os.path.join(d, n)).read() for n in os.listdir(d) if n.endswith(".password")}))
-EOF
 }
 
 create_instance() {

@@ -196,7 +196,7 @@ def cmd_seed():
     connect_dm(api)
     with open(os.path.join(ipa_env.HERE, "seed.json")) as f:
         seed = json.load(f)
-    seeding.apply(api, seed, json.loads(os.environ["IPA_SEED_PASSWORDS"]))
+    seeding.apply(api, seed, seeding.read_passwords())
 
 
 if __name__ == "__main__":

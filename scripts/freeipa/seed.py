@@ -21,6 +21,19 @@ def _dn(api, *rdns):
     return DN(*rdns, api.env.basedn)
 
 
+def read_passwords():
+    """The accounts' passwords, from the state directory's <account>.password files
+    (written by scripts/freeipa.sh, 0600)."""
+    import ipa_env
+
+    out = {}
+    for name in os.listdir(ipa_env.STATE):
+        if name.endswith(".password"):
+            with open(os.path.join(ipa_env.STATE, name)) as f:
+                out[name[: -len(".password")]] = f.read()
+    return out
+
+
 def _password(passwords, uid):
     return passwords.get(uid) or passwords["member"]
 
@@ -192,5 +205,5 @@ if __name__ == "__main__":
     api.Backend.ldap2.connect()
     with open(os.path.join(ipa_env.HERE, "seed.json")) as f:
         seed = json.load(f)
-    passwords = json.loads(os.environ["IPA_SEED_PASSWORDS"])
+    passwords = read_passwords()
     {"reset": reset}[sys.argv[1]](api, seed, passwords)
