@@ -113,9 +113,17 @@ fetch_source() {
     -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache")
   log "fetching FreeIPA $IPA_DEB_VERSION's source (apt-get source, private configuration)"
   dl=$apt/dl/freeipa_$IPA_VERSION.orig.tar.gz
-  if ! { apt_retry "${opts[@]}" update -q \
-         && (cd "$apt/dl" && apt-get "${opts[@]}" source --download-only --tar-only \
-               "freeipa=$IPA_DEB_VERSION" >&2 </dev/null); }; then
+  local i fetched=
+  for i in 1 2 3; do
+    if apt-get "${opts[@]}" update -q >&2 </dev/null \
+       && (cd "$apt/dl" && apt-get "${opts[@]}" source --download-only --tar-only \
+             "freeipa=$IPA_DEB_VERSION" >&2 </dev/null); then
+      fetched=1
+      break
+    fi
+    sleep 5
+  done
+  if [ -z "$fetched" ]; then
     # Once trixie moves past $IPA_DEB_VERSION its index no longer names it; the pool keeps
     # the orig tarball while any 4.12.4 revision is published. The hash decides either way.
     log "apt-get source freeipa=$IPA_DEB_VERSION failed; trying the mirror's pool"
