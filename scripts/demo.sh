@@ -36,6 +36,9 @@ resf = "resf"
 [mattermost]
 url = "$MATTERSYNC_MM_URL"
 token_file = "$MATTERSYNC_MM_TOKEN_FILE"
+# The seeded accounts sign in with a password, not an auth service: match by username,
+# explicitly (check warns about it).
+match = { by = "username" }
 
 [defaults]
 auto_link = true

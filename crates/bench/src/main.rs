@@ -130,6 +130,7 @@ infra = "bench-infra"
 [mattermost]
 url = "{url}"
 token_file = "{token}"
+match = {{ by = "username" }}
 timeout_secs = 300
 
 [defaults]

@@ -231,6 +231,18 @@ pub struct LedgerFacts {
     pub channel_admins_demoted: BTreeMap<String, BTreeSet<String>>,
 }
 
+impl LedgerFacts {
+    /// Team and channel memberships mattersync added and still holds.
+    pub fn owned(&self) -> usize {
+        self.channels
+            .values()
+            .chain(self.teams.values())
+            .flat_map(|m| m.values())
+            .filter(|r| r.origin == Origin::Added && r.state == RecordState::Present)
+            .count()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -446,14 +446,15 @@ impl Plan {
     ) -> Vec<GuardTrip> {
         let mut trips = Vec::new();
         let (r, a) = (self.removal_count(), self.addition_count());
-        if r > 0 && recent_removals + r > guards.max_removals {
+        // Only when the window adds something: past that, the per-run guard says it.
+        if r > 0 && recent_removals > 0 && recent_removals + r > guards.max_removals {
             trips.push(GuardTrip::WindowRemovals {
                 removals: recent_removals + r,
                 max: guards.max_removals,
                 window_secs,
             });
         }
-        if a > 0 && recent_additions + a > guards.max_additions {
+        if a > 0 && recent_additions > 0 && recent_additions + a > guards.max_additions {
             trips.push(GuardTrip::WindowAdditions {
                 additions: recent_additions + a,
                 max: guards.max_additions,
@@ -576,6 +577,14 @@ mod saved_tests {
         assert!(Plan::default()
             .window_trips(&guards, 99, 99, 600)
             .is_empty());
+        let tight = crate::Guards {
+            max_removals: 2,
+            ..Default::default()
+        };
+        assert!(
+            plan.window_trips(&tight, 0, 0, 600).is_empty(),
+            "nothing applied within the window: the per-run guard alone decides"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::dn::Dn;
 use crate::error::DirectoryError;
@@ -13,8 +13,9 @@ use crate::error::DirectoryError;
 /// The bind password's type: `Debug` prints `***`, no `Display`, no `Serialize`.
 pub use mattersync_core::Secret;
 
-/// The `[directory]` settings for LDAP access.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+/// The `[directory]` settings for LDAP access. `Serialize` (for `config show`) leaves the
+/// password out.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct LdapConfig {
     /// `ldaps://host[:port]`, `ldap://host[:port]` (with `starttls`, or plain on loopback)
@@ -24,7 +25,7 @@ pub struct LdapConfig {
     #[serde(default)]
     pub bind_dn: Option<String>,
     /// The bind password. Prefer `bind_password_file`.
-    #[serde(default)]
+    #[serde(default, skip_serializing)]
     pub bind_password: Option<Secret>,
     /// A file holding the bind password (one trailing newline is ignored).
     #[serde(default)]

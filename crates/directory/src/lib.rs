@@ -28,6 +28,7 @@ pub mod dn;
 pub mod error;
 pub mod filter;
 mod ldap;
+pub mod preflight;
 mod snapshot;
 pub mod syncrepl;
 pub mod write;

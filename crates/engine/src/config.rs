@@ -9,17 +9,17 @@
 use anyhow::{bail, Context, Result};
 use mattersync_core::{Admins, Guards, Link, LinkSource, Matching, Mode, Naming, Readd, Target};
 pub use mattersync_directory::LdapConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_PATH: &str = "/etc/mattersync/config.toml";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Read apart from the rest (see [`directory_section`]).
-    #[serde(skip)]
+    #[serde(skip_deserializing)]
     pub directory: DirectorySection,
     #[serde(default)]
     pub naming: NamingSection,
@@ -30,7 +30,7 @@ pub struct Config {
     pub defaults: Defaults,
     #[serde(default, rename = "link")]
     pub links: Vec<LinkSection>,
-    #[serde(default)]
+    #[serde(default, serialize_with = "every_guard")]
     pub guards: Guards,
     #[serde(default)]
     pub exclusive: ExclusiveSection,
@@ -40,7 +40,7 @@ pub struct Config {
     pub serve: ServeSection,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum DirectoryKind {
     #[default]
@@ -50,11 +50,24 @@ pub enum DirectoryKind {
 
 /// `[directory]`: the LDAP adapter's own settings ([`LdapConfig`], every key declared once,
 /// there) plus which backend writes groups.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct DirectorySection {
     pub kind: DirectoryKind,
     pub freeipa: Option<FreeipaSection>,
+    #[serde(flatten)]
     pub ldap: LdapConfig,
+}
+
+/// Every guard, the defaults included (`Guards` leaves unchanged addition guards out of a
+/// plan's fingerprint; `config show` shows them).
+fn every_guard<S: serde::Serializer>(g: &Guards, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    let mut st = s.serialize_struct("Guards", 4)?;
+    st.serialize_field("max_removals", &g.max_removals)?;
+    st.serialize_field("max_removal_ratio", &g.max_removal_ratio)?;
+    st.serialize_field("max_additions", &g.max_additions)?;
+    st.serialize_field("max_addition_ratio", &g.max_addition_ratio)?;
+    st.end()
 }
 
 fn default_timeout() -> u64 {
@@ -114,7 +127,7 @@ fn directory_section(table: Option<toml::Value>) -> Result<DirectorySection> {
     })
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)] // for `group` commands through FreeIPA's JSON-RPC API
 pub struct FreeipaSection {
@@ -126,7 +139,7 @@ pub struct FreeipaSection {
     pub ca_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum ChannelFromName {
     #[default]
@@ -134,7 +147,7 @@ pub enum ChannelFromName {
     Verbatim,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NamingSection {
     pub template: String,
@@ -150,13 +163,22 @@ impl Default for NamingSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MattermostSection {
     pub url: String,
     #[serde(default)]
     pub token_file: Option<PathBuf>,
-    #[serde(default, rename = "match")]
+    /// The auth service accounts sign in with (`openid`, `gitlab`, `saml`, `ldap`): with it,
+    /// accounts are matched by `auth_data` unless `match` says otherwise.
+    #[serde(default)]
+    pub auth_service: Option<String>,
+    /// `match` as the file says it; [`MattermostSection::matching`] is what is used.
+    #[serde(default, rename = "match", skip_serializing)]
+    pub match_file: Option<Matching>,
+    /// How directory users are matched to accounts: `match`, or by `auth_data` with
+    /// `auth_service`. There is no default without one of them (see [`parse`]).
+    #[serde(skip_deserializing, rename = "match")]
     pub matching: Matching,
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -166,7 +188,7 @@ pub struct MattermostSection {
     pub timeout_secs: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Defaults {
     pub mode: Mode,
@@ -186,7 +208,7 @@ impl Default for Defaults {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinkSection {
     pub group: String,
@@ -202,34 +224,48 @@ pub struct LinkSection {
     pub readd: Option<Readd>,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExclusiveSection {
     /// Usernames `exclusive` links never remove.
     pub allow: BTreeSet<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LedgerSection {
+    /// The SQLite ledger (the default, for one instance).
     pub path: PathBuf,
+    /// A PostgreSQL ledger instead (`postgres://user@host/db`), for one or more instances
+    /// with one leader. TLS is required and verified unless the URL says `sslmode=disable`.
+    pub url: Option<String>,
+    /// The PostgreSQL password (or `MATTERSYNC_LEDGER_PASSWORD`).
+    pub password_file: Option<PathBuf>,
+    /// A CA bundle for the PostgreSQL server's certificate (default: the system's roots).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for LedgerSection {
     fn default() -> Self {
         LedgerSection {
             path: PathBuf::from("/var/lib/mattersync/ledger.db"),
+            url: None,
+            password_file: None,
+            ca_file: None,
         }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServeSection {
     pub listen: String,
     pub full_reconcile: String,
     /// The guards also count over this window of applied changes (`0s`: per cycle only).
     pub guard_window: String,
+    /// How long an approval of a held plan (`POST /approve/<fingerprint>`) stays good while
+    /// the service cannot apply it yet (the directory or Mattermost does not answer).
+    pub approval_ttl: String,
     pub api_token_file: Option<PathBuf>,
     /// No longer accepted (one token for every team): refused with a pointer to
     /// `slash_command_token_dir`.
@@ -244,10 +280,24 @@ pub struct ServeSection {
     /// (`mode=exclusive`, `admins=…`, `readd=always`) and link a group outside the area of
     /// the channel's team: `"team_admin"`.
     pub slash_privileged: Vec<SlashRole>,
+    /// Where directory changes come from: `auto`, `syncrepl`, `poll` or `off`.
+    pub changes: String,
+    /// Changes within this long of each other are synced together.
+    pub debounce: String,
+    /// Polling: how often to ask for entries with a newer modifyTimestamp.
+    pub poll_interval: String,
+    /// Polling: how often to compare a full listing (catches deletions).
+    pub poll_listing: String,
+    /// `text` or `json` (JSON lines).
+    pub log_format: String,
+    pub http_header_timeout: String,
+    pub http_body_timeout: String,
+    pub http_max_connections: usize,
+    pub http_max_body: usize,
 }
 
 /// A Mattermost role the slash command's permission model can name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SlashRole {
     SystemAdmin,
@@ -260,11 +310,21 @@ impl Default for ServeSection {
             listen: "127.0.0.1:8787".to_string(),
             full_reconcile: "15m".to_string(),
             guard_window: "10m".to_string(),
+            approval_ttl: "1h".to_string(),
             api_token_file: None,
             slash_command_token_file: None,
             slash_command_token_dir: None,
             slash_command_url: None,
             slash_privileged: vec![SlashRole::SystemAdmin],
+            changes: "auto".to_string(),
+            debounce: "100ms".to_string(),
+            poll_interval: "5s".to_string(),
+            poll_listing: "60s".to_string(),
+            log_format: "text".to_string(),
+            http_header_timeout: "10s".to_string(),
+            http_body_timeout: "30s".to_string(),
+            http_max_connections: 256,
+            http_max_body: 64 * 1024,
         }
     }
 }
@@ -300,8 +360,27 @@ pub fn parse(text: &str, env: &[(String, String)]) -> Result<Config> {
         )
     })?;
     cfg.directory = directory;
+    cfg.mattermost.matching = resolve_matching(&cfg.mattermost)?;
     cfg.validate()?;
     Ok(cfg)
+}
+
+/// The matching to use. The default cannot be squatted: by `auth_data` with the configured
+/// `auth_service`. Matching by username or e-mail (which anyone who can sign up can take)
+/// must be asked for with `match`.
+fn resolve_matching(m: &MattermostSection) -> Result<Matching> {
+    match (&m.match_file, &m.auth_service) {
+        (Some(Matching::AuthData { auth_service }), Some(s)) if auth_service != s => bail!(
+            "mattermost.match.auth_service: {auth_service:?} differs from mattermost.auth_service = {s:?}; give one"
+        ),
+        (Some(found), _) => Ok(found.clone()),
+        (None, Some(s)) => Ok(Matching::AuthData {
+            auth_service: s.clone(),
+        }),
+        (None, None) => bail!(
+            "mattermost: say how directory users are matched to accounts: set auth_service = \"openid\" (the service they sign in with; accounts are matched by auth_data, which nobody can take over), or ask for match = {{ by = \"username\" }} (or \"email\") explicitly, knowing that a self-registered account with a directory user's name then receives that user's channels"
+        ),
+    }
 }
 
 fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<()> {
@@ -408,7 +487,8 @@ impl Config {
         // The password is not in the file: it may come from the environment.
         let mut ldap = self.directory.ldap.clone();
         if ldap.bind_password_file.is_none()
-            && std::env::var_os("MATTERSYNC_LDAP_PASSWORD").is_some_and(|v| !v.is_empty())
+            && (std::env::var_os("MATTERSYNC_LDAP_PASSWORD").is_some_and(|v| !v.is_empty())
+                || credential_path("MATTERSYNC_LDAP_PASSWORD").is_some())
         {
             ldap.bind_password = Some(mattersync_directory::Secret::new("(from the environment)"));
         }
@@ -424,12 +504,46 @@ impl Config {
                 f.display()
             );
         }
+        if let Some(url) = &self.ledger.url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                bail!("ledger.url: {url:?} is not a postgres:// URL");
+            }
+            if url
+                .split_once("://")
+                .and_then(|(_, rest)| rest.split_once('@'))
+                .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+            {
+                bail!("ledger.url: holds a password; put it in ledger.password_file or MATTERSYNC_LEDGER_PASSWORD");
+            }
+        }
         if let Some(url) = &self.serve.slash_command_url {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
                 bail!("serve.slash_command_url: {url:?} is not an http(s) URL");
             }
         }
         humantime(&self.serve.guard_window).context("serve.guard_window")?;
+        for (key, v) in [
+            ("serve.debounce", &self.serve.debounce),
+            ("serve.poll_interval", &self.serve.poll_interval),
+            ("serve.poll_listing", &self.serve.poll_listing),
+            ("serve.http_header_timeout", &self.serve.http_header_timeout),
+            ("serve.http_body_timeout", &self.serve.http_body_timeout),
+        ] {
+            humantime(v).context(key)?;
+        }
+        if !["auto", "syncrepl", "poll", "off"].contains(&self.serve.changes.as_str()) {
+            bail!(
+                "serve.changes: {:?} is not auto, syncrepl, poll or off",
+                self.serve.changes
+            );
+        }
+        if !["text", "json"].contains(&self.serve.log_format.as_str()) {
+            bail!(
+                "serve.log_format: {:?} is not text or json",
+                self.serve.log_format
+            );
+        }
+        humantime(&self.serve.approval_ttl).context("serve.approval_ttl")?;
         Ok(())
     }
 
@@ -519,6 +633,62 @@ impl Config {
     }
 }
 
+/// The key paths of a configuration value (as `config show` prints it and
+/// `docs/config.md` lists them): `section.key`, `directory.freeipa.key`, `areas.<area>`,
+/// `link[].key`; `mattermost.match` is one key.
+pub fn key_paths(value: &serde_json::Value) -> BTreeSet<String> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) if prefix != "mattermost.match" && prefix != "areas" => {
+                for (k, v) in m {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&path, v, out);
+                }
+            }
+            serde_json::Value::Array(items) if prefix == "link" => {
+                for item in items {
+                    walk("link[]", item, out);
+                }
+            }
+            _ if prefix == "areas" => {
+                out.insert("areas.<area>".to_string());
+            }
+            _ => {
+                out.insert(prefix.to_string());
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk("", value, &mut out);
+    out
+}
+
+/// The key paths the file at `path` sets itself (before environment overrides).
+pub fn file_keys(path: &Path) -> Result<BTreeSet<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the configuration {}", path.display()))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let json = serde_json::to_value(&table).context("configuration as data")?;
+    Ok(key_paths(&json))
+}
+
+/// The key paths the environment overrides (`MATTERSYNC__SECTION__KEY`).
+pub fn env_keys(env: &[(String, String)]) -> BTreeSet<String> {
+    env.iter()
+        .filter_map(|(k, _)| k.strip_prefix("MATTERSYNC__"))
+        .map(|rest| {
+            rest.split("__")
+                .map(|p| p.to_lowercase())
+                .collect::<Vec<_>>()
+                .join(".")
+        })
+        .collect()
+}
+
 /// Parses durations like `90s`, `15m`, `2h 30m` (the `humantime` crate's format; a bare
 /// number is seconds). A value too large for a duration is an error, never a wrap-around.
 pub fn humantime(s: &str) -> Result<std::time::Duration> {
@@ -533,15 +703,33 @@ pub fn humantime(s: &str) -> Result<std::time::Duration> {
         .map_err(|e| anyhow::anyhow!("{s:?} is not a duration like 90s, 15m or 2h: {e}"))
 }
 
-/// Reads a secret from the environment variable `env`, else from `file`. The file must not be
-/// readable by others.
+/// The systemd credential a secret may come from (`LoadCredential=`): its environment
+/// variable's name without `MATTERSYNC_`, lowercased (`mattermost_token`, `ldap_password`,
+/// `ipa_password`, `api_token`, `slash_token`).
+pub fn credential_name(env: &str) -> String {
+    env.strip_prefix("MATTERSYNC_")
+        .unwrap_or(env)
+        .to_ascii_lowercase()
+}
+
+/// `$CREDENTIALS_DIRECTORY/<credential_name>`, when systemd handed the service that file.
+pub fn credential_path(env: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty())?;
+    let path = Path::new(&dir).join(credential_name(env));
+    path.is_file().then_some(path)
+}
+
+/// Reads a secret from the environment variable `env`, else from the systemd credential of
+/// that name ([`credential_path`]), else from `file`. The file must not be readable by
+/// others.
 pub fn secret(env: &str, file: Option<&Path>, what: &str) -> Result<Option<String>> {
     if let Ok(v) = std::env::var(env) {
         if !v.is_empty() {
             return Ok(Some(v));
         }
     }
-    let Some(file) = file else {
+    let credential = credential_path(env);
+    let Some(file) = credential.as_deref().or(file) else {
         return Ok(None);
     };
     check_secret_file(file, what)?;
@@ -584,6 +772,7 @@ resf = "resf"
 [mattermost]
 url = "https://chat.example.org"
 token_file = "/etc/mattersync/mattermost.token"
+auth_service = "openid"
 
 [[link]]
 group = "mm_rl_infra"
@@ -604,7 +793,16 @@ mode = "add"
     fn a_minimal_file_gets_defaults_and_links() {
         let cfg = parse(MINIMAL, &[]).expect("valid");
         assert_eq!(cfg.guards.max_removals, 50);
-        assert_eq!(cfg.mattermost.matching, Matching::Username);
+        assert_eq!(
+            humantime(&cfg.serve.approval_ttl).expect("ttl"),
+            std::time::Duration::from_secs(3600)
+        );
+        assert_eq!(
+            cfg.mattermost.matching,
+            Matching::AuthData {
+                auth_service: "openid".into()
+            }
+        );
         let links = cfg.file_links().expect("links");
         assert_eq!(links.len(), 2);
         assert_eq!(links[0].admins, Admins::Managers);
@@ -623,6 +821,48 @@ mode = "add"
             .expect("link");
         assert_eq!(conv.target.to_string(), "rocky-linux/release-eng");
         assert_eq!(cfg.convention_link(&naming, "mm_xx_y"), Ok(None));
+    }
+
+    #[test]
+    fn matching_defaults_to_auth_data_and_username_or_email_must_be_asked_for() {
+        let without = MINIMAL.replace("auth_service = \"openid\"\n", "");
+        let e = err_of(&without);
+        assert!(
+            e.contains("auth_service") && e.contains("match = { by = \"username\" }"),
+            "{e}"
+        );
+        for (by, m) in [("username", Matching::Username), ("email", Matching::Email)] {
+            let text = without.replace(
+                "[mattermost]\n",
+                &format!("[mattermost]\nmatch = {{ by = \"{by}\" }}\n"),
+            );
+            assert_eq!(parse(&text, &[]).expect("explicit").mattermost.matching, m);
+        }
+        // An explicit match wins over auth_service; two auth services are refused.
+        let text = MINIMAL.replace(
+            "auth_service = \"openid\"\n",
+            "auth_service = \"openid\"\nmatch = { by = \"email\" }\n",
+        );
+        assert_eq!(
+            parse(&text, &[]).expect("valid").mattermost.matching,
+            Matching::Email
+        );
+        let text = MINIMAL.replace(
+            "auth_service = \"openid\"\n",
+            "auth_service = \"openid\"\nmatch = { by = \"auth_data\", auth_service = \"gitlab\" }\n",
+        );
+        assert!(err_of(&text).contains("differs"), "{}", err_of(&text));
+        // From the environment too.
+        let env = vec![(
+            "MATTERSYNC__MATTERMOST__AUTH_SERVICE".to_string(),
+            "saml".to_string(),
+        )];
+        assert_eq!(
+            parse(&without, &env).expect("valid").mattermost.matching,
+            Matching::AuthData {
+                auth_service: "saml".into()
+            }
+        );
     }
 
     #[test]
@@ -738,6 +978,8 @@ mode = "add"
         assert!(e.contains("directory.uri"), "{e}");
         let e = err_of(&MINIMAL.replace("rl = \"rocky-linux\"", "RL = \"rocky-linux\""));
         assert!(e.contains("areas.RL"), "{e}");
+        let e = err_of(&format!("{MINIMAL}\n[serve]\napproval_ttl = \"an hour\"\n"));
+        assert!(e.contains("serve.approval_ttl"), "{e}");
     }
 
     #[test]
@@ -826,6 +1068,37 @@ mode = "add"
             "base_dn = \"dc=rockylinux,dc=org\"\npage_sise = 10",
         ));
         assert!(e.contains("directory.page_sise"), "{e}");
+    }
+
+    #[test]
+    fn the_reference_lists_every_key_and_no_other() {
+        // Every optional section and key set, so that each has a path.
+        let full = format!(
+            "{MINIMAL}\n[directory.freeipa]\nurl = \"https://ipa.example.org\"\nuser = \"admin\"\n\n[exclusive]\nallow = [\"bot\"]\n"
+        );
+        let cfg = parse(&full, &[]).expect("valid");
+        let keys = key_paths(&serde_json::to_value(&cfg).expect("serializes"));
+        assert!(keys.contains("directory.freeipa.url") && keys.contains("link[].team"));
+        let doc = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.md"),
+        )
+        .expect("docs/config.md");
+        let documented: BTreeSet<String> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split_once('`'))
+            .map(|(k, _)| k.to_string())
+            .collect();
+        let missing: Vec<&String> = keys.difference(&documented).collect();
+        let extra: Vec<&String> = documented.difference(&keys).collect();
+        assert!(
+            missing.is_empty(),
+            "keys missing from docs/config.md: {missing:?}"
+        );
+        assert!(
+            extra.is_empty(),
+            "docs/config.md lists keys that do not exist: {extra:?}"
+        );
     }
 
     #[test]

@@ -375,6 +375,27 @@ pub enum Approval {
     /// Exactly the held plan with this fingerprint ([`held_fingerprint`]), as reviewed:
     /// if the directory changed since, what is held now is another plan and stays held.
     Exactly(String),
+    /// What is left of an approved plan an apply did not finish (some of its changes
+    /// failed): a plan all of whose per-user changes ([`changes_of`]) were in the approved
+    /// one, and nothing else.
+    Within(BTreeSet<Change>),
+}
+
+/// One per-user change of a plan, as an approval remembers it: (action kind, team or
+/// channel id, user id).
+pub type Change = (String, String, String);
+
+/// Every per-user change a plan makes (ledger-only records included, so a plan that says
+/// something new is never covered by an older approval).
+pub fn changes_of(plan: &Plan) -> BTreeSet<Change> {
+    let mut out = BTreeSet::new();
+    for a in &plan.actions {
+        let (_, scope_id, _) = a.scope();
+        for (user, _, _) in a.subjects() {
+            out.insert((a.kind().to_string(), scope_id.to_string(), user.to_string()));
+        }
+    }
+    out
 }
 
 impl Approval {
@@ -383,6 +404,9 @@ impl Approval {
             Approval::None => false,
             Approval::Any => true,
             Approval::Exactly(fp) => *fp == held_fingerprint(plan),
+            Approval::Within(approved) => {
+                plan.has_changes() && changes_of(plan).is_subset(approved)
+            }
         }
     }
 }
@@ -458,7 +482,8 @@ pub struct ApplyReport {
 
 /// Executes every action of the plan in order, noting each write as an intent before its
 /// call and recording every per-user outcome before the next action; a failed action never
-/// stops the others. `kind` names the run in the ledger (`apply`, `serve`).
+/// stops the others. `kind` names the run in the ledger (`apply`, `serve`), `actor` who
+/// made it happen ([`crate::actor`]).
 pub async fn apply<M: MattermostApi>(
     _lock: &RunLock,
     plan: &Plan,
@@ -466,9 +491,10 @@ pub async fn apply<M: MattermostApi>(
     mm: &M,
     stop: &tokio::sync::watch::Receiver<bool>,
     kind: &str,
+    actor: &str,
 ) -> Result<ApplyReport> {
     let before = mm.api_calls();
-    let run_id = ledger.begin_run(kind, Some(&plan.fingerprint))?;
+    let run_id = ledger.begin_run(kind, Some(&plan.fingerprint), actor)?;
     let mut crash = crash_hook();
     let mut report = ApplyReport {
         run_id: run_id.clone(),
@@ -543,15 +569,22 @@ pub async fn apply<M: MattermostApi>(
 }
 
 /// A plan a guard held still gets a run in the ledger, so `status` and the audit show it.
-pub fn record_hold(_lock: &RunLock, ledger: &Ledger, plan: &Plan, kind: &str) -> Result<String> {
-    let id = ledger.begin_run(kind, Some(&plan.fingerprint))?;
+pub fn record_hold(
+    _lock: &RunLock,
+    ledger: &Ledger,
+    plan: &Plan,
+    kind: &str,
+    actor: &str,
+) -> Result<String> {
+    let id = ledger.begin_run(kind, Some(&plan.fingerprint), actor)?;
     ledger.finish_run(
         &id,
         &RunEnd {
             outcome: "guard_tripped".to_string(),
             detail: Some(format!(
-                "guard tripped, nothing was changed: {}",
-                describe_trips(&plan.guard_trips)
+                "guard tripped, nothing was changed: {} (held {})",
+                describe_trips(&plan.guard_trips),
+                held_fingerprint(plan)
             )),
             ..Default::default()
         },

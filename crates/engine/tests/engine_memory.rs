@@ -21,6 +21,7 @@ rl = "tm"
 
 [mattermost]
 url = "https://chat.example.org"
+match = { by = "username" }
 
 [guards]
 max_removals = 3
@@ -80,7 +81,7 @@ impl World {
             Verdict::Apply => {
                 let (_tx, stop) = tokio::sync::watch::channel(false);
                 Some(
-                    engine::apply(&lock, &plan, &mut ledger, &self.mm, &stop, "apply")
+                    engine::apply(&lock, &plan, &mut ledger, &self.mm, &stop, "apply", "test")
                         .await
                         .expect("apply"),
                 )
@@ -289,7 +290,7 @@ async fn read_only_commands_never_write_the_ledger_while_a_write_is_in_flight() 
         .find(|a| matches!(a, Action::AddChannelMembers { .. }))
         .cloned()
         .expect("an add of cy");
-    let run = writer.begin_run("apply", None).expect("run");
+    let run = writer.begin_run("apply", None, "test").expect("run");
     writer.intend(&run, &add).expect("intend");
     let before = file_state(&w.path);
     // plan and explain meanwhile: the add has not shown in Mattermost yet.

@@ -3,16 +3,22 @@
 //! Invariant: the ledger is the only place that knows SQL. It stores facts about runs; it
 //! never decides what to change (that is the planner's job).
 
+mod db;
 mod lock;
+mod pg;
 
-pub use lock::{LockError, RunLock};
+pub use db::Engine;
+pub use lock::{Holder, LockError, RunLock};
+pub use pg::{create_schema, leader, LeaderRow, Leadership, PgTarget};
+
+use db::{vals, Db, Value};
 
 use mattersync_core::intent::settle;
 use mattersync_core::{
     Action, Intent, IntentKind, LedgerFacts, Link, LinkIdentity, Origin, Record, RecordState,
     ScopeKind, Settlement, Target,
 };
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde::Serialize;
 use std::path::Path;
 
@@ -26,6 +32,18 @@ pub enum LedgerError {
     },
     #[error("ledger: {0}")]
     Sql(#[from] rusqlite::Error),
+    /// A PostgreSQL error, as `SQLSTATE: message` when the server said it.
+    #[error("ledger (PostgreSQL): {0}")]
+    Postgres(String),
+    #[error("ledger copy: {0}")]
+    Copy(String),
+    /// Another instance has become the leader since this one: its writes are refused.
+    #[error("ledger: this instance is no longer the leader (its epoch {mine}, now {current} held by {holder}); it stops writing")]
+    Fenced {
+        mine: i64,
+        current: i64,
+        holder: String,
+    },
     #[error("ledger holds a value it cannot read ({what}: {value:?}); was it written by a newer mattersync?")]
     Corrupt { what: &'static str, value: String },
     #[error("ledger schema version {found} is newer than this mattersync knows ({known}); upgrade mattersync")]
@@ -44,12 +62,30 @@ enum Row {
     State(RecordState),
 }
 
-/// Migrations, in order; the index + 1 is the schema version (`PRAGMA user_version`).
-const MIGRATIONS: &[&str] = &[
-    include_str!("../migrations/0001_init.sql"),
-    include_str!("../migrations/0002_intents.sql"),
-    include_str!("../migrations/0003_link_identity.sql"),
-    include_str!("../migrations/0004_admin_demotions.sql"),
+/// Migrations, in order, for SQLite and for PostgreSQL (the same tables and columns; only
+/// the types are spelled for each); the index + 1 is the schema version (`PRAGMA
+/// user_version`, or the `mattersync_schema` row).
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        include_str!("../migrations/0001_init.sql"),
+        include_str!("../migrations/pg/0001_init.sql"),
+    ),
+    (
+        include_str!("../migrations/0002_intents.sql"),
+        include_str!("../migrations/pg/0002_intents.sql"),
+    ),
+    (
+        include_str!("../migrations/0003_link_identity.sql"),
+        include_str!("../migrations/pg/0003_link_identity.sql"),
+    ),
+    (
+        include_str!("../migrations/0004_admin_demotions.sql"),
+        include_str!("../migrations/pg/0004_admin_demotions.sql"),
+    ),
+    (
+        include_str!("../migrations/0005_actors.sql"),
+        include_str!("../migrations/pg/0005_actors.sql"),
+    ),
 ];
 
 /// The outcome of one action for one user.
@@ -66,6 +102,9 @@ pub struct Event {
     pub id: i64,
     pub run_id: String,
     pub at: String,
+    /// Who did it (the run's actor): `cli:<user>`, `slash:<user>`, `approval:<who>`,
+    /// `serve:<host>/<pid>`; `-` for runs recorded before actors were.
+    pub actor: String,
     pub action: String,
     pub scope: String,
     pub user_id: String,
@@ -80,6 +119,7 @@ pub struct Event {
 pub struct Run {
     pub id: String,
     pub kind: String,
+    pub actor: Option<String>,
     pub started_at: String,
     pub finished_at: Option<String>,
     pub fingerprint: Option<String>,
@@ -124,7 +164,16 @@ pub struct Membership {
 }
 
 pub struct Ledger {
-    conn: Connection,
+    db: Db,
+    /// Set on a leader's connections to a shared (PostgreSQL) ledger: every write checks
+    /// that no newer leader exists.
+    fence: Option<Fence>,
+}
+
+/// The epoch a leader holds; see [`Leadership`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence {
+    pub epoch: i64,
 }
 
 fn now() -> String {
@@ -173,26 +222,18 @@ fn parse_state(s: &str) -> Result<RecordState> {
 
 /// The unsettled intent (`add`/`remove`) on a membership, if any.
 fn pending_intent(
-    tx: &rusqlite::Transaction<'_>,
+    db: &Db,
     scope_kind: &str,
     scope_id: &str,
     user_id: &str,
 ) -> Result<Option<String>> {
-    Ok(tx
-        .query_row(
-            "SELECT intent FROM memberships WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
-            params![scope_kind, scope_id, user_id],
-            |r| r.get::<_, Option<String>>(0),
-        )
-        .optional()?
-        .flatten())
-}
-
-/// A row of five text columns.
-type Five = (String, String, String, String, String);
-
-fn five_strings(r: &rusqlite::Row<'_>) -> rusqlite::Result<Five> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    match db.one(
+        "SELECT intent FROM memberships WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
+        vals![scope_kind, scope_id, user_id],
+    )? {
+        Some(r) => r.opt_text(0),
+        None => Ok(None),
+    }
 }
 
 fn groups_json(groups: &[String]) -> String {
@@ -201,6 +242,13 @@ fn groups_json(groups: &[String]) -> String {
 
 fn groups_from(s: &str) -> Vec<String> {
     serde_json::from_str(s).unwrap_or_default()
+}
+
+fn corrupt(what: &'static str, value: &str) -> LedgerError {
+    LedgerError::Corrupt {
+        what,
+        value: value.to_string(),
+    }
 }
 
 impl Ledger {
@@ -235,7 +283,63 @@ impl Ledger {
             source,
         })?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let ledger = Ledger {
+            db: Db::Sqlite(conn),
+            fence: None,
+        };
+        ledger.check_current()?;
+        Ok(ledger)
+    }
+
+    pub fn open_in_memory() -> Result<Ledger> {
+        Self::setup(Connection::open_in_memory()?)
+    }
+
+    /// Opens a PostgreSQL ledger and brings its schema up to date (in one transaction per
+    /// migration, under an advisory lock, so two instances starting together migrate once).
+    pub fn open_postgres(pg: &PgTarget) -> Result<Ledger> {
+        let ledger = Ledger {
+            db: Db::Postgres(pg.connect()?),
+            fence: None,
+        };
+        ledger.migrate()?;
+        Ok(ledger)
+    }
+
+    /// A PostgreSQL ledger for reading only: its schema must be current, and nothing is
+    /// written (the session is read-only).
+    pub fn open_postgres_read_only(pg: &PgTarget) -> Result<Ledger> {
+        let ledger = Ledger {
+            db: Db::Postgres(pg.connect()?),
+            fence: None,
+        };
+        ledger
+            .db
+            .batch("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")?;
+        ledger.check_current()?;
+        Ok(ledger)
+    }
+
+    fn setup(conn: Connection) -> Result<Ledger> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let ledger = Ledger {
+            db: Db::Sqlite(conn),
+            fence: None,
+        };
+        ledger.migrate()?;
+        Ok(ledger)
+    }
+
+    /// Which engine this ledger is on.
+    pub fn engine(&self) -> Engine {
+        self.db.engine()
+    }
+
+    fn check_current(&self) -> Result<()> {
+        let version = self.schema_version()?;
         let known = MIGRATIONS.len() as i64;
         if version > known {
             return Err(LedgerError::TooNew {
@@ -249,61 +353,140 @@ impl Ledger {
                 known,
             });
         }
-        Ok(Ledger { conn })
+        Ok(())
     }
 
-    pub fn open_in_memory() -> Result<Ledger> {
-        Self::setup(Connection::open_in_memory()?)
-    }
-
-    fn setup(conn: Connection) -> Result<Ledger> {
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        let mut ledger = Ledger { conn };
-        ledger.migrate()?;
-        Ok(ledger)
-    }
-
-    fn migrate(&mut self) -> Result<()> {
-        let version: i64 = self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    fn migrate(&self) -> Result<()> {
         let known = MIGRATIONS.len() as i64;
+        if self.engine() == Engine::Postgres {
+            // Two instances starting at once: the transaction-scoped advisory lock lets one
+            // create the tables while the other waits.
+            self.db.batch(
+                "BEGIN;
+                 SELECT pg_advisory_xact_lock(7161527011);
+                 CREATE TABLE IF NOT EXISTS mattersync_schema (id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL);
+                 INSERT INTO mattersync_schema (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
+                 CREATE TABLE IF NOT EXISTS mattersync_leader (id INTEGER PRIMARY KEY CHECK (id = 1), epoch BIGINT NOT NULL, holder TEXT NOT NULL, since TEXT NOT NULL);
+                 INSERT INTO mattersync_leader (id, epoch, holder, since) VALUES (1, 0, '', '') ON CONFLICT (id) DO NOTHING;
+                 COMMIT",
+            )?;
+        }
+        let version = self.schema_version()?;
         if version > known {
             return Err(LedgerError::TooNew {
                 found: version,
                 known,
             });
         }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = self.conn.transaction()?;
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-            tx.commit()?;
+        for (i, (sqlite, postgres)) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let next = (i + 1) as i64;
+            self.tx(|db| {
+                match db.engine() {
+                    Engine::Sqlite => {
+                        db.batch(sqlite)?;
+                        db.batch(&format!("PRAGMA user_version = {next}"))?;
+                    }
+                    Engine::Postgres => {
+                        // Another instance may have migrated meanwhile: the row lock orders
+                        // the two, and the second finds the work done.
+                        let now_at = db
+                            .one(
+                                "SELECT version FROM mattersync_schema WHERE id = 1 FOR UPDATE",
+                                &[],
+                            )?
+                            .map(|r| r.int(0))
+                            .transpose()?
+                            .unwrap_or(0);
+                        if now_at < next {
+                            db.batch(postgres)?;
+                            db.exec(
+                                "UPDATE mattersync_schema SET version = ?1 WHERE id = 1",
+                                vals![next],
+                            )?;
+                        }
+                    }
+                }
+                Ok(())
+            })?;
         }
         Ok(())
     }
 
     pub fn schema_version(&self) -> Result<i64> {
-        Ok(self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        let sql = match self.engine() {
+            Engine::Sqlite => "PRAGMA user_version",
+            Engine::Postgres => "SELECT version FROM mattersync_schema WHERE id = 1",
+        };
+        match self.db.one(sql, &[]) {
+            Ok(Some(r)) => r.int(0),
+            Ok(None) => Ok(0),
+            // No schema table: a database mattersync never wrote.
+            Err(LedgerError::Postgres(e)) if e.starts_with("42P01") => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs `f` in one write transaction: all of it or nothing. Under a [`Fence`], the
+    /// transaction first checks that no newer leader exists, and holds that check (a shared
+    /// row lock on the leader row) until it commits.
+    fn tx<T>(&self, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
+        self.db.batch(self.db.begin())?;
+        let out = self.fenced().and_then(|()| f(&self.db));
+        match out {
+            Ok(v) => {
+                self.db.batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.db.batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes every later write check that this instance still leads (see [`Leadership`]).
+    pub fn set_fence(&mut self, fence: Fence) {
+        self.fence = Some(fence);
+    }
+
+    fn fenced(&self) -> Result<()> {
+        let Some(f) = self.fence else {
+            return Ok(());
+        };
+        let row = self.db.one(
+            "SELECT epoch, holder FROM mattersync_leader WHERE id = 1 FOR SHARE",
+            &[],
+        )?;
+        let (current, holder) = match row {
+            Some(r) => (r.int(0)?, r.text(1)?),
+            None => (0, String::new()),
+        };
+        if current != f.epoch {
+            return Err(LedgerError::Fenced {
+                mine: f.epoch,
+                current,
+                holder,
+            });
+        }
+        Ok(())
+    }
+
+    /// One statement as its own write transaction.
+    fn write(&self, sql: &str, params: &[Value]) -> Result<u64> {
+        self.tx(|db| db.exec(sql, params))
     }
 
     /// The facts the planner needs.
     pub fn facts(&self) -> Result<LedgerFacts> {
         let mut facts = LedgerFacts::default();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT scope_kind, scope_id, user_id, origin, state FROM memberships WHERE state != 'intended'")?;
-        let rows = stmt.query_map([], five_strings)?;
-        for row in rows {
-            let (kind, scope, user, origin, state) = row?;
+        for r in self.db.query(
+            "SELECT scope_kind, scope_id, user_id, origin, state FROM memberships WHERE state != 'intended'",
+            &[],
+        )? {
+            let (kind, scope, user) = (r.text(0)?, r.text(1)?, r.text(2)?);
             let record = Record {
-                origin: parse_origin(&origin)?,
-                state: parse_state(&state)?,
+                origin: parse_origin(&r.text(3)?)?,
+                state: parse_state(&r.text(4)?)?,
             };
             let map = if kind == "team" {
                 &mut facts.teams
@@ -312,42 +495,62 @@ impl Ledger {
             };
             map.entry(scope).or_default().insert(user, record);
         }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT channel_id, user_id, demoted FROM admin_grants")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (c, u, demoted) = row?;
-            let map = if demoted != 0 {
+        for r in self
+            .db
+            .query("SELECT channel_id, user_id, demoted FROM admin_grants", &[])?
+        {
+            let map = if r.int(2)? != 0 {
                 &mut facts.channel_admins_demoted
             } else {
                 &mut facts.channel_admins
             };
-            map.entry(c).or_default().insert(u);
+            map.entry(r.text(0)?).or_default().insert(r.text(1)?);
         }
         Ok(facts)
     }
 
-    /// Starts a run and returns its id.
-    pub fn begin_run(&self, kind: &str, fingerprint: Option<&str>) -> Result<String> {
+    /// Starts a run by `actor` and returns its id.
+    pub fn begin_run(&self, kind: &str, fingerprint: Option<&str>, actor: &str) -> Result<String> {
         let id = uuid::Uuid::new_v4().to_string();
-        self.conn.execute(
-            "INSERT INTO runs (id, kind, started_at, fingerprint) VALUES (?1, ?2, ?3, ?4)",
-            params![id, kind, now(), fingerprint],
+        self.write(
+            "INSERT INTO runs (id, kind, started_at, fingerprint, actor) VALUES (?1, ?2, ?3, ?4, ?5)",
+            vals![id.as_str(), kind, now(), fingerprint, actor],
         )?;
         Ok(id)
     }
 
+    /// An audit event that changes no membership — an approval, a refused or lapsed one, a
+    /// hold that cleared by itself, a link made or removed: a finished run of its own
+    /// (`kind` = `action`) with one event naming no user. Returns the run id.
+    pub fn note(
+        &self,
+        actor: &str,
+        action: &str,
+        scope: &str,
+        outcome: &str,
+        detail: &str,
+    ) -> Result<String> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let at = now();
+        self.tx(|db| {
+            db.exec(
+                "INSERT INTO runs (id, kind, started_at, finished_at, outcome, detail, actor) VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)",
+                vals![id.as_str(), action, at.as_str(), outcome, detail, actor],
+            )?;
+            db.exec(
+                "INSERT INTO events (run_id, at, action, scope_kind, scope_id, scope, user_id, username, groups, outcome, detail)
+                 VALUES (?1, ?2, ?3, '', '', ?4, '', '', '[]', ?5, ?6)",
+                vals![id.as_str(), at.as_str(), action, scope, outcome, detail],
+            )?;
+            Ok(())
+        })?;
+        Ok(id)
+    }
+
     pub fn finish_run(&self, run_id: &str, end: &RunEnd) -> Result<()> {
-        self.conn.execute(
+        self.write(
             "UPDATE runs SET finished_at = ?2, outcome = ?3, actions_ok = ?4, actions_failed = ?5, api_calls = ?6, detail = ?7 WHERE id = ?1",
-            params![run_id, now(), end.outcome, end.actions_ok, end.actions_failed, end.api_calls, end.detail],
+            vals![run_id, now(), end.outcome.as_str(), end.actions_ok, end.actions_failed, end.api_calls, end.detail.as_deref()],
         )?;
         Ok(())
     }
@@ -361,34 +564,17 @@ impl Ledger {
         outcomes: &[UserOutcome],
     ) -> Result<()> {
         let at = now();
-        let tx = self.conn.transaction()?;
-        {
+        self.tx(|db| {
             let ok = |id: &str| {
                 outcomes
                     .iter()
                     .find(|o| o.user_id == id)
                     .map(|o| o.result.clone())
             };
-            let mut event = tx.prepare(
-                "INSERT INTO events (run_id, at, action, scope_kind, scope_id, scope, user_id, username, groups, outcome, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?;
-            let mut upsert = tx.prepare(
-                "INSERT INTO memberships (scope_kind, scope_id, user_id, origin, state, groups, updated_at, run_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (scope_kind, scope_id, user_id) DO UPDATE SET
-                   origin = excluded.origin, state = excluded.state, groups = excluded.groups,
-                   updated_at = excluded.updated_at, run_id = excluded.run_id, intent = NULL",
-            )?;
-            let mut set_state = tx.prepare(
-                "UPDATE memberships SET state = ?4, updated_at = ?5, run_id = ?6, intent = NULL
-                 WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
-            )?;
             let kind = action.kind();
             let (scope_kind, scope_id, scope) = action.scope();
             let scope_kind = scope_kind.as_str();
-            let users = action.subjects();
-            for (user_id, username, groups) in users {
+            for (user_id, username, groups) in action.subjects() {
                 // Ledger-only actions always succeed; API actions need an outcome.
                 let result = if action.writes_mattermost() {
                     ok(user_id).unwrap_or_else(|| Err("no outcome reported".to_string()))
@@ -397,21 +583,13 @@ impl Ledger {
                 };
                 let (outcome, detail) = match &result {
                     Ok(()) => ("ok", None),
-                    Err(e) => ("failed", Some(e.clone())),
+                    Err(e) => ("failed", Some(e.as_str())),
                 };
-                event.execute(params![
-                    run_id,
-                    at,
-                    kind,
-                    scope_kind,
-                    scope_id,
-                    scope,
-                    user_id,
-                    username,
-                    groups_json(groups),
-                    outcome,
-                    detail
-                ])?;
+                db.exec(
+                    "INSERT INTO events (run_id, at, action, scope_kind, scope_id, scope, user_id, username, groups, outcome, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    vals![run_id, at.as_str(), kind, scope_kind, scope_id, scope, user_id, username, groups_json(groups), outcome, detail],
+                )?;
                 if result.is_err() {
                     // A failed call may still have acted: the server did the change but its
                     // answer was lost (a timeout, a reset connection, retries that ran out).
@@ -426,7 +604,7 @@ impl Ledger {
                 // ledger-only record (the rule of `resolve_intents`, for a plan made without
                 // settling): a member with a pending add is one mattersync added, and one
                 // gone with a pending removal is one it removed.
-                let pending = || pending_intent(&tx, scope_kind, scope_id, user_id);
+                let pending = || pending_intent(db, scope_kind, scope_id, user_id);
                 let row = match action {
                     Action::AddTeamMembers { .. } | Action::AddChannelMembers { .. } => {
                         Some(Row::Present(Origin::Added))
@@ -452,26 +630,21 @@ impl Ledger {
                 };
                 match row {
                     Some(Row::Present(origin)) => {
-                        upsert.execute(params![
-                            scope_kind,
-                            scope_id,
-                            user_id,
-                            origin_str(origin),
-                            state_str(RecordState::Present),
-                            groups_json(groups),
-                            at,
-                            run_id
-                        ])?;
+                        db.exec(
+                            "INSERT INTO memberships (scope_kind, scope_id, user_id, origin, state, groups, updated_at, run_id)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                             ON CONFLICT (scope_kind, scope_id, user_id) DO UPDATE SET
+                               origin = excluded.origin, state = excluded.state, groups = excluded.groups,
+                               updated_at = excluded.updated_at, run_id = excluded.run_id, intent = NULL",
+                            vals![scope_kind, scope_id, user_id, origin_str(origin), state_str(RecordState::Present), groups_json(groups), at.as_str(), run_id],
+                        )?;
                     }
                     Some(Row::State(state)) => {
-                        set_state.execute(params![
-                            scope_kind,
-                            scope_id,
-                            user_id,
-                            state_str(state),
-                            at,
-                            run_id
-                        ])?;
+                        db.exec(
+                            "UPDATE memberships SET state = ?4, updated_at = ?5, run_id = ?6, intent = NULL
+                             WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
+                            vals![scope_kind, scope_id, user_id, state_str(state), at.as_str(), run_id],
+                        )?;
                     }
                     None => {}
                 }
@@ -479,17 +652,17 @@ impl Ledger {
                 // removal took with it.
                 match action {
                     Action::SetChannelAdmin { admin: true, .. } => {
-                        tx.execute(
+                        db.exec(
                             "INSERT INTO admin_grants (channel_id, user_id, groups, granted_at, run_id, demoted)
                              VALUES (?1, ?2, ?3, ?4, ?5, 0)
                              ON CONFLICT (channel_id, user_id) DO UPDATE SET groups = excluded.groups, demoted = 0",
-                            params![scope_id, user_id, groups_json(groups), at, run_id],
+                            vals![scope_id, user_id, groups_json(groups), at.as_str(), run_id],
                         )?;
                     }
                     Action::SetChannelAdmin { admin: false, .. } => {
-                        tx.execute(
+                        db.exec(
                             "DELETE FROM admin_grants WHERE channel_id = ?1 AND user_id = ?2",
-                            params![scope_id, user_id],
+                            vals![scope_id, user_id],
                         )?;
                     }
                     Action::RemoveTeamMember { channels, .. } => {
@@ -497,20 +670,20 @@ impl Ledger {
                         // those are removals by mattersync too (not the user leaving), so an
                         // add-mode link adds them back when they rejoin.
                         for c in channels {
-                            tx.execute(
+                            db.exec(
                                 "INSERT INTO memberships (scope_kind, scope_id, user_id, origin, state, groups, updated_at, run_id)
                                  VALUES ('channel', ?1, ?2, 'preexisting', 'removed', '[]', ?3, ?4)
                                  ON CONFLICT (scope_kind, scope_id, user_id) DO UPDATE SET
                                    state = 'removed', updated_at = excluded.updated_at,
                                    run_id = excluded.run_id, intent = NULL",
-                                params![c.id, user_id, at, run_id],
+                                vals![c.id.as_str(), user_id, at.as_str(), run_id],
                             )?;
                         }
                     }
                     Action::RecordDemoted { .. } => {
-                        tx.execute(
+                        db.exec(
                             "UPDATE admin_grants SET demoted = 1, run_id = ?3 WHERE channel_id = ?1 AND user_id = ?2",
-                            params![scope_id, user_id, run_id],
+                            vals![scope_id, user_id, run_id],
                         )?;
                     }
                     Action::AddTeamMembers { .. }
@@ -520,59 +693,55 @@ impl Ledger {
                     | Action::RecordDeparted { .. } => {}
                 }
             }
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Notes, before the API call, the adds and removals an action is about to make, so that
     /// a run killed before it records the outcome can be resolved on the next run
     /// ([`Ledger::resolve_intents`]). Other actions need no intent.
+    ///
+    /// Under a [`Fence`] this is also what keeps a deposed leader from writing to
+    /// Mattermost: every API write is preceded by its intent, and the intent is refused once
+    /// a newer leader exists.
     pub fn intend(&mut self, run_id: &str, action: &Action) -> Result<()> {
         let Some(intent) = action.intent() else {
             return Ok(());
         };
         let (kind, scope_id, _) = action.scope();
         let at = now();
-        let tx = self.conn.transaction()?;
-        for (user_id, _, groups) in action.subjects() {
-            let n = tx.execute(
-                "UPDATE memberships SET intent = ?4 WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
-                params![kind.as_str(), scope_id, user_id, intent.as_str()],
-            )?;
-            if n == 0 && intent == IntentKind::Add {
-                tx.execute(
-                    "INSERT INTO memberships (scope_kind, scope_id, user_id, origin, state, groups, updated_at, run_id, intent)
-                     VALUES (?1, ?2, ?3, 'added', 'intended', ?4, ?5, ?6, 'add')",
-                    params![kind.as_str(), scope_id, user_id, groups_json(groups), at, run_id],
+        self.tx(|db| {
+            for (user_id, _, groups) in action.subjects() {
+                let n = db.exec(
+                    "UPDATE memberships SET intent = ?4 WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
+                    vals![kind.as_str(), scope_id, user_id, intent.as_str()],
                 )?;
+                if n == 0 && intent == IntentKind::Add {
+                    db.exec(
+                        "INSERT INTO memberships (scope_kind, scope_id, user_id, origin, state, groups, updated_at, run_id, intent)
+                         VALUES (?1, ?2, ?3, 'added', 'intended', ?4, ?5, ?6, 'add')",
+                        vals![kind.as_str(), scope_id, user_id, groups_json(groups), at.as_str(), run_id],
+                    )?;
+                }
             }
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Every write noted before its API call whose outcome was never recorded.
     pub fn intents(&self) -> Result<Vec<Intent>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT scope_kind, scope_id, user_id, intent, state FROM memberships WHERE intent IS NOT NULL ORDER BY scope_kind, scope_id, user_id",
-        )?;
-        let rows = stmt.query_map([], five_strings)?;
         let mut out = Vec::new();
-        for row in rows {
-            let (kind, scope_id, user_id, intent, state) = row?;
+        for r in self.db.query(
+            "SELECT scope_kind, scope_id, user_id, intent, state FROM memberships WHERE intent IS NOT NULL ORDER BY scope_kind, scope_id, user_id",
+            &[],
+        )? {
+            let (kind, intent) = (r.text(0)?, r.text(3)?);
             out.push(Intent {
-                scope_kind: kind.parse().map_err(|_| LedgerError::Corrupt {
-                    what: "scope kind",
-                    value: kind.clone(),
-                })?,
-                scope_id,
-                user_id,
-                intent: intent.parse().map_err(|_| LedgerError::Corrupt {
-                    what: "intent",
-                    value: intent.clone(),
-                })?,
-                placeholder: state == "intended",
+                scope_kind: kind.parse().map_err(|_| corrupt("scope kind", &kind))?,
+                scope_id: r.text(1)?,
+                user_id: r.text(2)?,
+                intent: intent.parse().map_err(|_| corrupt("intent", &intent))?,
+                placeholder: r.text(4)? == "intended",
             });
         }
         Ok(out)
@@ -593,62 +762,57 @@ impl Ledger {
     ) -> Result<usize> {
         let pending = self.intents()?;
         let at = now();
-        let tx = self.conn.unchecked_transaction()?;
-        let mut settled = 0;
-        for i in pending {
-            let Some(member) = is_member(i.scope_kind, &i.scope_id, &i.user_id) else {
-                continue;
-            };
-            let (kind, scope, user) = (i.scope_kind.as_str(), &i.scope_id, &i.user_id);
-            match settle(&i, member) {
-                Settlement::Added => {
-                    tx.execute(
-                        "UPDATE memberships SET origin = 'added', state = 'present', intent = NULL, updated_at = ?4, run_id = ?5
-                         WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
-                        params![kind, scope, user, at, run_id],
-                    )?;
+        self.tx(|db| {
+            let mut settled = 0;
+            for i in pending {
+                let Some(member) = is_member(i.scope_kind, &i.scope_id, &i.user_id) else {
+                    continue;
+                };
+                let (kind, scope, user) = (i.scope_kind.as_str(), i.scope_id.as_str(), i.user_id.as_str());
+                match settle(&i, member) {
+                    Settlement::Added => {
+                        db.exec(
+                            "UPDATE memberships SET origin = 'added', state = 'present', intent = NULL, updated_at = ?4, run_id = ?5
+                             WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
+                            vals![kind, scope, user, at.as_str(), run_id],
+                        )?;
+                    }
+                    Settlement::Removed => {
+                        db.exec(
+                            "UPDATE memberships SET state = 'removed', intent = NULL, updated_at = ?4, run_id = ?5
+                             WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
+                            vals![kind, scope, user, at.as_str(), run_id],
+                        )?;
+                    }
+                    Settlement::Forget => {
+                        db.exec(
+                            "DELETE FROM memberships WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
+                            vals![kind, scope, user],
+                        )?;
+                    }
+                    Settlement::Unchanged => {
+                        db.exec(
+                            "UPDATE memberships SET intent = NULL WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
+                            vals![kind, scope, user],
+                        )?;
+                    }
                 }
-                Settlement::Removed => {
-                    tx.execute(
-                        "UPDATE memberships SET state = 'removed', intent = NULL, updated_at = ?4, run_id = ?5
-                         WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
-                        params![kind, scope, user, at, run_id],
-                    )?;
-                }
-                Settlement::Forget => {
-                    tx.execute(
-                        "DELETE FROM memberships WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
-                        params![kind, scope, user],
-                    )?;
-                }
-                Settlement::Unchanged => {
-                    tx.execute(
-                        "UPDATE memberships SET intent = NULL WHERE scope_kind = ?1 AND scope_id = ?2 AND user_id = ?3",
-                        params![kind, scope, user],
-                    )?;
-                }
+                settled += 1;
             }
-            settled += 1;
-        }
-        tx.commit()?;
-        Ok(settled)
+            Ok(settled)
+        })
     }
 
     /// Links kept in the ledger (made by `mattersync link` or the slash command).
     pub fn links(&self) -> Result<Vec<Link>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT group_name, target, mode, admins, readd FROM links ORDER BY group_name, target",
-        )?;
-        let rows = stmt.query_map([], five_strings)?;
         let mut out = Vec::new();
-        for row in rows {
-            let (group, target, mode, admins, readd) = row?;
-            let corrupt = |what: &'static str, value: &str| LedgerError::Corrupt {
-                what,
-                value: value.to_string(),
-            };
+        for r in self.db.query(
+            "SELECT group_name, target, mode, admins, readd FROM links ORDER BY group_name, target",
+            &[],
+        )? {
+            let (target, mode, admins, readd) = (r.text(1)?, r.text(2)?, r.text(3)?, r.text(4)?);
             out.push(Link {
-                group,
+                group: r.text(0)?,
                 // By syntax only: a link recorded before Mattermost's name lengths were
                 // enforced still loads (and is reported, and can be unlinked).
                 target: Target::parse_recorded(&target)
@@ -666,17 +830,17 @@ impl Ledger {
 
     /// Who made (or last changed) a ledger link: `cli:…` or `slash:…`.
     pub fn link_made_by(&self, group: &str, target: &Target) -> Result<Option<String>> {
-        Ok(self
-            .conn
-            .query_row(
+        self.db
+            .one(
                 "SELECT created_by FROM links WHERE group_name = ?1 AND target = ?2",
-                params![group, target.to_string()],
-                |r| r.get(0),
-            )
-            .optional()?)
+                vals![group, target.to_string()],
+            )?
+            .map(|r| r.text(0))
+            .transpose()
     }
 
-    /// Adds or updates a link; returns whether anything changed.
+    /// Adds or updates a link; returns whether anything changed. A change is an audit event
+    /// by `by` (the actor: `cli:<user>`, `slash:<user>`).
     pub fn put_link(&self, link: &Link, by: &str) -> Result<bool> {
         let existing = self
             .links()?
@@ -687,13 +851,13 @@ impl Ledger {
         }) {
             return Ok(false);
         }
-        self.conn.execute(
+        self.write(
             "INSERT INTO links (group_name, target, mode, admins, readd, created_at, created_by)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (group_name, target) DO UPDATE SET mode = excluded.mode,
                admins = excluded.admins, readd = excluded.readd",
-            params![
-                link.group,
+            vals![
+                link.group.as_str(),
                 link.target.to_string(),
                 link.mode.to_string(),
                 link.admins.to_string(),
@@ -702,41 +866,37 @@ impl Ledger {
                 by
             ],
         )?;
+        self.note(
+            by,
+            "link",
+            &link.target.to_string(),
+            "ok",
+            &format!(
+                "{} -> {} (mode {}, admins {}, readd {})",
+                link.group, link.target, link.mode, link.admins, link.readd
+            ),
+        )?;
         Ok(true)
     }
 
     /// The stable ids every declared link resolved to, by (group name, target) as declared.
     pub fn identities(&self) -> Result<Vec<LinkIdentity>> {
-        let mut stmt = self.conn.prepare(
+        let mut out = Vec::new();
+        for r in self.db.query(
             "SELECT group_name, target, group_id, team_id, channel_id, group_seen, target_seen
              FROM link_identity ORDER BY group_name, target",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, Option<String>>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, Option<String>>(6)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (group, target, group_id, team_id, channel_id, group_seen, target_seen) = row?;
-            let target = Target::parse_recorded(&target).map_err(|_| LedgerError::Corrupt {
-                what: "link target",
-                value: target.clone(),
-            })?;
+            &[],
+        )? {
+            let target = r.text(1)?;
             out.push(LinkIdentity {
-                group,
-                target,
-                group_id,
-                team_id,
-                channel_id,
-                group_seen,
-                target_seen,
+                group: r.text(0)?,
+                target: Target::parse_recorded(&target)
+                    .map_err(|_| corrupt("link target", &target))?,
+                group_id: r.opt_text(2)?,
+                team_id: r.opt_text(3)?,
+                channel_id: r.opt_text(4)?,
+                group_seen: r.opt_text(5)?,
+                target_seen: r.opt_text(6)?,
             });
         }
         Ok(out)
@@ -746,7 +906,7 @@ impl Ledger {
     /// seen for its ids (after a rename). Ids once recorded are never replaced by this.
     pub fn put_identity(&self, id: &LinkIdentity) -> Result<()> {
         let at = now();
-        self.conn.execute(
+        self.write(
             "INSERT INTO link_identity (group_name, target, group_id, team_id, channel_id, group_seen, target_seen, first_seen, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
              ON CONFLICT (group_name, target) DO UPDATE SET
@@ -755,132 +915,263 @@ impl Ledger {
                channel_id = COALESCE(link_identity.channel_id, excluded.channel_id),
                group_seen = excluded.group_seen, target_seen = excluded.target_seen,
                updated_at = excluded.updated_at",
-            params![
-                id.group,
+            vals![
+                id.group.as_str(),
                 id.target.to_string(),
-                id.group_id,
-                id.team_id,
-                id.channel_id,
-                id.group_seen,
-                id.target_seen,
+                id.group_id.as_deref(),
+                id.team_id.as_deref(),
+                id.channel_id.as_deref(),
+                id.group_seen.as_deref(),
+                id.target_seen.as_deref(),
                 at
             ],
         )?;
         Ok(())
     }
 
-    /// Removes a link; returns whether it existed.
+    /// Removes a link, as an audit event by `by`; returns whether it existed.
+    pub fn remove_link_by(&self, group: &str, target: &Target, by: &str) -> Result<bool> {
+        let removed = self.remove_link(group, target)?;
+        if removed {
+            self.note(
+                by,
+                "unlink",
+                &target.to_string(),
+                "ok",
+                &format!("{group} -> {target}"),
+            )?;
+        }
+        Ok(removed)
+    }
+
+    /// Removes a link; returns whether it existed. (No audit event: [`Ledger::remove_link_by`]
+    /// names who did it.)
     pub fn remove_link(&self, group: &str, target: &Target) -> Result<bool> {
-        let n = self.conn.execute(
-            "DELETE FROM links WHERE group_name = ?1 AND target = ?2",
-            params![group, target.to_string()],
-        )?;
-        // A link made again later resolves its names afresh.
-        self.conn.execute(
-            "DELETE FROM link_identity WHERE group_name = ?1 AND target = ?2",
-            params![group, target.to_string()],
-        )?;
-        Ok(n > 0)
+        self.tx(|db| {
+            let n = db.exec(
+                "DELETE FROM links WHERE group_name = ?1 AND target = ?2",
+                vals![group, target.to_string()],
+            )?;
+            // A link made again later resolves its names afresh.
+            db.exec(
+                "DELETE FROM link_identity WHERE group_name = ?1 AND target = ?2",
+                vals![group, target.to_string()],
+            )?;
+            Ok(n > 0)
+        })
     }
 
     pub fn cursor(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT value FROM cursors WHERE name = ?1",
-                params![name],
-                |r| r.get(0),
-            )
-            .optional()?)
+        self.db
+            .one("SELECT value FROM cursors WHERE name = ?1", vals![name])?
+            .map(|r| r.blob(0))
+            .transpose()
     }
 
     pub fn set_cursor(&self, name: &str, value: Option<&[u8]>) -> Result<()> {
         match value {
-            Some(v) => self.conn.execute(
+            Some(v) => self.write(
                 "INSERT INTO cursors (name, value, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                params![name, v, now()],
+                vals![name, v, now()],
             )?,
-            None => self
-                .conn
-                .execute("DELETE FROM cursors WHERE name = ?1", params![name])?,
+            None => self.write("DELETE FROM cursors WHERE name = ?1", vals![name])?,
         };
         Ok(())
     }
 
     /// The most recent runs, newest first.
     pub fn runs(&self, limit: usize) -> Result<Vec<Run>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, kind, started_at, finished_at, fingerprint, outcome, actions_ok, actions_failed, api_calls, detail
-             FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?1",
-        )?;
-        let rows = stmt.query_map(params![limit as i64], |r| {
-            Ok(Run {
-                id: r.get(0)?,
-                kind: r.get(1)?,
-                started_at: r.get(2)?,
-                finished_at: r.get(3)?,
-                fingerprint: r.get(4)?,
-                outcome: r.get(5)?,
-                actions_ok: r.get(6)?,
-                actions_failed: r.get(7)?,
-                api_calls: r.get(8)?,
-                detail: r.get(9)?,
-            })
-        })?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        let mut out = Vec::new();
+        for r in self.db.query(
+            "SELECT id, kind, started_at, finished_at, fingerprint, outcome, actions_ok, actions_failed, api_calls, detail, actor
+             FROM runs ORDER BY started_at DESC, id DESC LIMIT ?1",
+            vals![limit as i64],
+        )? {
+            out.push(Run {
+                id: r.text(0)?,
+                kind: r.text(1)?,
+                started_at: r.text(2)?,
+                finished_at: r.opt_text(3)?,
+                fingerprint: r.opt_text(4)?,
+                outcome: r.opt_text(5)?,
+                actions_ok: r.int(6)?,
+                actions_failed: r.int(7)?,
+                api_calls: r.int(8)?,
+                detail: r.opt_text(9)?,
+                actor: r.opt_text(10)?,
+            });
+        }
+        Ok(out)
     }
 
     /// The audit trail, newest first.
     pub fn events(&self, q: &AuditQuery) -> Result<Vec<Event>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, run_id, at, action, scope, user_id, username, groups, outcome, detail FROM events
-             WHERE (?1 IS NULL OR username = ?1 OR user_id = ?1)
-               AND (?2 IS NULL OR scope = ?2)
-               AND (?3 IS NULL OR run_id = ?3)
-               AND (?4 = 0 OR outcome = 'failed')
-             ORDER BY id DESC LIMIT ?5",
-        )?;
         let limit = if q.limit == 0 { 100 } else { q.limit } as i64;
-        let rows = stmt.query_map(
-            params![q.user, q.scope, q.run, q.failed_only as i64, limit],
-            |r| {
-                Ok(Event {
-                    id: r.get(0)?,
-                    run_id: r.get(1)?,
-                    at: r.get(2)?,
-                    action: r.get(3)?,
-                    scope: r.get(4)?,
-                    user_id: r.get(5)?,
-                    username: r.get(6)?,
-                    groups: groups_from(&r.get::<_, String>(7)?),
-                    outcome: r.get(8)?,
-                    detail: r.get(9)?,
-                })
-            },
-        )?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        let mut out = Vec::new();
+        for r in self.db.query(
+            "SELECT e.id, e.run_id, e.at, e.action, e.scope, e.user_id, e.username, e.groups, e.outcome, e.detail,
+                    COALESCE((SELECT actor FROM runs WHERE runs.id = e.run_id), '-')
+             FROM events e
+             WHERE (CAST(?1 AS TEXT) IS NULL OR e.username = ?1 OR e.user_id = ?1)
+               AND (CAST(?2 AS TEXT) IS NULL OR e.scope = ?2)
+               AND (CAST(?3 AS TEXT) IS NULL OR e.run_id = ?3)
+               AND (CAST(?4 AS BIGINT) = 0 OR e.outcome = 'failed')
+             ORDER BY e.id DESC LIMIT ?5",
+            vals![q.user.as_deref(), q.scope.as_deref(), q.run.as_deref(), q.failed_only as i64, limit],
+        )? {
+            out.push(Event {
+                id: r.int(0)?,
+                run_id: r.text(1)?,
+                at: r.text(2)?,
+                action: r.text(3)?,
+                scope: r.text(4)?,
+                user_id: r.text(5)?,
+                username: r.text(6)?,
+                groups: groups_from(&r.text(7)?),
+                outcome: r.text(8)?,
+                detail: r.opt_text(9)?,
+                actor: r.text(10)?,
+            });
+        }
+        Ok(out)
     }
 
     /// Every membership the ledger knows for a user.
     pub fn memberships_of(&self, user_id: &str) -> Result<Vec<Membership>> {
-        let mut stmt = self.conn.prepare(
+        let mut out = Vec::new();
+        for r in self.db.query(
             "SELECT scope_kind, scope_id, user_id, origin, state, groups, updated_at, run_id
              FROM memberships WHERE user_id = ?1 ORDER BY scope_kind, scope_id",
-        )?;
-        let rows = stmt.query_map(params![user_id], |r| {
-            Ok(Membership {
-                scope_kind: r.get(0)?,
-                scope_id: r.get(1)?,
-                user_id: r.get(2)?,
-                origin: r.get(3)?,
-                state: r.get(4)?,
-                groups: groups_from(&r.get::<_, String>(5)?),
-                updated_at: r.get(6)?,
-                run_id: r.get(7)?,
-            })
+            vals![user_id],
+        )? {
+            out.push(Membership {
+                scope_kind: r.text(0)?,
+                scope_id: r.text(1)?,
+                user_id: r.text(2)?,
+                origin: r.text(3)?,
+                state: r.text(4)?,
+                groups: groups_from(&r.text(5)?),
+                updated_at: r.text(6)?,
+                run_id: r.text(7)?,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Every table, parents before children.
+const TABLES: &[&str] = &[
+    "runs",
+    "events",
+    "memberships",
+    "admin_grants",
+    "links",
+    "cursors",
+    "link_identity",
+];
+
+/// What a copy moved, table by table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CopyReport {
+    pub tables: Vec<(String, u64)>,
+}
+
+impl Ledger {
+    fn columns(&self, table: &str) -> Result<Vec<String>> {
+        let rows = match self.engine() {
+            Engine::Sqlite => self
+                .db
+                .query(&format!("SELECT name FROM pragma_table_info('{table}')"), &[])?,
+            Engine::Postgres => self.db.query(
+                "SELECT column_name::text FROM information_schema.columns WHERE table_name = ?1 AND table_schema = current_schema() ORDER BY ordinal_position",
+                vals![table],
+            )?,
+        };
+        rows.iter().map(|r| r.text(0)).collect()
+    }
+
+    fn count(&self, table: &str) -> Result<i64> {
+        self.db
+            .one(&format!("SELECT COUNT(*) FROM {table}"), &[])?
+            .map(|r| r.int(0))
+            .transpose()
+            .map(|n| n.unwrap_or(0))
+    }
+
+    /// Copies this whole ledger into `target`, which must be empty and at the same schema
+    /// version, in one transaction; then checks that the copy holds the same rows and
+    /// reads back the same facts, intents, links, identities and cursors. The source is
+    /// only read.
+    pub fn copy_into(&self, target: &Ledger) -> Result<CopyReport> {
+        let (from, to) = (self.schema_version()?, target.schema_version()?);
+        if from != to {
+            return Err(LedgerError::Copy(format!(
+                "the source is at schema {from} and the target at {to}; open both with this mattersync first"
+            )));
+        }
+        for t in TABLES {
+            let n = target.count(t)?;
+            if n > 0 {
+                return Err(LedgerError::Copy(format!(
+                    "the target is not empty ({t} has {n} rows); mattersync copies only into an empty ledger"
+                )));
+            }
+        }
+        let mut report = CopyReport { tables: Vec::new() };
+        target.tx(|db| {
+            for t in TABLES {
+                let cols = self.columns(t)?;
+                let theirs = target.columns(t)?;
+                if cols != theirs {
+                    return Err(LedgerError::Copy(format!(
+                        "table {t} has columns {cols:?} here and {theirs:?} there"
+                    )));
+                }
+                let list = cols.join(", ");
+                let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
+                let insert = format!("INSERT INTO {t} ({list}) VALUES ({})", marks.join(", "));
+                let rows = self.db.query(&format!("SELECT {list} FROM {t}"), &[])?;
+                for r in &rows {
+                    db.exec(&insert, &r.0)?;
+                }
+                report.tables.push((t.to_string(), rows.len() as u64));
+            }
+            if db.engine() == Engine::Postgres {
+                // The audit trail's ids were copied as they were: the next one follows them.
+                db.batch(
+                    "SELECT setval(pg_get_serial_sequence('events', 'id'), COALESCE((SELECT MAX(id) FROM events), 0) + 1, false)",
+                )?;
+            }
+            Ok(())
         })?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        // Read back through the ledger's own queries.
+        for t in TABLES {
+            if self.count(t)? != target.count(t)? {
+                return Err(LedgerError::Copy(format!(
+                    "table {t} differs after the copy"
+                )));
+            }
+        }
+        let same = self.facts()? == target.facts()?
+            && self.intents()? == target.intents()?
+            && self.links()? == target.links()?
+            && self.identities()? == target.identities()?
+            && self.runs(usize::MAX >> 1)? == target.runs(usize::MAX >> 1)?;
+        if !same {
+            return Err(LedgerError::Copy(
+                "the copy does not read back as the source".to_string(),
+            ));
+        }
+        for r in self.db.query("SELECT name, value FROM cursors", &[])? {
+            let name = r.text(0)?;
+            if target.cursor(&name)? != Some(r.blob(1)?) {
+                return Err(LedgerError::Copy(format!(
+                    "cursor {name} differs after the copy"
+                )));
+            }
+        }
+        Ok(report)
     }
 }
 

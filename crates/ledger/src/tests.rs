@@ -1,5 +1,6 @@
 use super::*;
 use mattersync_core::{Mode, PlanMember, UserRef};
+use rusqlite::params;
 
 fn member(id: &str) -> PlanMember {
     PlanMember {
@@ -23,10 +24,8 @@ fn ok(id: &str) -> UserOutcome {
     }
 }
 
-#[test]
-fn adds_become_owned_and_failures_are_audited_but_not_owned() {
-    let mut l = Ledger::open_in_memory().expect("ledger");
-    let run = l.begin_run("apply", Some("fp")).expect("run");
+fn adds_become_owned_and_failures_are_audited_but_not_owned(mut l: Ledger) {
+    let run = l.begin_run("apply", Some("fp"), "test").expect("run");
     let add = Action::AddChannelMembers {
         channel_id: "c1".into(),
         channel: "rl/infra".into(),
@@ -62,10 +61,8 @@ fn adds_become_owned_and_failures_are_audited_but_not_owned() {
     assert_eq!(failed[0].groups, ["mm_rl_infra"]);
 }
 
-#[test]
-fn removal_departure_and_preexisting_change_state_not_origin() {
-    let mut l = Ledger::open_in_memory().expect("ledger");
-    let run = l.begin_run("apply", None).expect("run");
+fn removal_departure_and_preexisting_change_state_not_origin(mut l: Ledger) {
+    let run = l.begin_run("apply", None, "test").expect("run");
     l.record(
         &run,
         &Action::AddChannelMembers {
@@ -121,10 +118,8 @@ fn removal_departure_and_preexisting_change_state_not_origin() {
     );
 }
 
-#[test]
-fn admin_grants_are_kept_and_taken_back() {
-    let mut l = Ledger::open_in_memory().expect("ledger");
-    let run = l.begin_run("apply", None).expect("run");
+fn admin_grants_are_kept_and_taken_back(mut l: Ledger) {
+    let run = l.begin_run("apply", None, "test").expect("run");
     let set = |admin| Action::SetChannelAdmin {
         channel_id: "c1".into(),
         channel: "rl/infra".into(),
@@ -138,9 +133,7 @@ fn admin_grants_are_kept_and_taken_back() {
     assert!(!l.facts().expect("facts").channel_admins.contains_key("c1"));
 }
 
-#[test]
-fn links_round_trip_and_report_change() {
-    let l = Ledger::open_in_memory().expect("ledger");
+fn links_round_trip_and_report_change(l: Ledger) {
     let link = Link {
         group: "mm_rl_infra".into(),
         target: "rocky-linux/infra".parse().expect("target"),
@@ -166,7 +159,7 @@ fn cursors_and_runs_persist_across_reopen() {
     {
         let l = Ledger::open(&path).expect("open");
         l.set_cursor("syncrepl", Some(b"cookie-1")).expect("cursor");
-        let run = l.begin_run("apply", Some("abc")).expect("run");
+        let run = l.begin_run("apply", Some("abc"), "test").expect("run");
         l.finish_run(
             &run,
             &RunEnd {
@@ -218,6 +211,20 @@ fn the_run_lock_is_exclusive_and_released_on_drop() {
     let msg = err.to_string();
     assert!(msg.contains(&std::process::id().to_string()), "{msg}");
     assert!(msg.contains("runs never overlap"), "{msg}");
+    // The holder's command and start time, to the second.
+    assert!(msg.contains(", `") && msg.contains(", since 20"), "{msg}");
+    assert!(msg.contains("wait for it to finish"), "{msg}");
+    match &err {
+        crate::LockError::Held { holder, .. } => {
+            assert!(!holder.is_service());
+            let started = holder.started.as_deref().expect("started");
+            assert!(
+                started.ends_with('Z') && !started.contains('.'),
+                "{started}"
+            );
+        }
+        e => panic!("{e}"),
+    }
     drop(first);
     RunLock::acquire(&path).expect("lock after release");
 }
@@ -230,14 +237,12 @@ fn add_action(ids: &[&str]) -> Action {
     }
 }
 
-#[test]
-fn an_intended_add_is_not_a_fact_until_it_is_recorded_or_resolved() {
-    let mut l = Ledger::open_in_memory().expect("ledger");
-    let run = l.begin_run("apply", None).expect("run");
+fn an_intended_add_is_not_a_fact_until_it_is_recorded_or_resolved(mut l: Ledger) {
+    let run = l.begin_run("apply", None, "test").expect("run");
     l.intend(&run, &add_action(&["a", "b"])).expect("intend");
     assert!(l.facts().expect("facts").channels.is_empty());
     // A run killed here: the next run sees a member in Mattermost, b not.
-    let next = l.begin_run("apply", None).expect("run");
+    let next = l.begin_run("apply", None, "test").expect("run");
     let n = l
         .resolve_intents(&next, |kind, scope, user| {
             (kind == mattersync_core::ScopeKind::Channel && scope == "c1").then_some(user == "a")
@@ -261,10 +266,10 @@ fn an_intended_add_is_not_a_fact_until_it_is_recorded_or_resolved() {
     );
 }
 
-#[test]
-fn an_intended_removal_that_happened_becomes_a_removal_and_failures_are_settled_next_run() {
-    let mut l = Ledger::open_in_memory().expect("ledger");
-    let run = l.begin_run("apply", None).expect("run");
+fn an_intended_removal_that_happened_becomes_a_removal_and_failures_are_settled_next_run(
+    mut l: Ledger,
+) {
+    let run = l.begin_run("apply", None, "test").expect("run");
     l.record(&run, &add_action(&["a", "b"]), &[ok("a"), ok("b")])
         .expect("add");
     l.intend(&run, &remove("a")).expect("intend a");
@@ -313,10 +318,8 @@ fn failed(id: &str, why: &str) -> UserOutcome {
     }
 }
 
-#[test]
-fn a_failed_write_whose_answer_was_lost_is_settled_from_what_mattermost_shows() {
-    let mut l = Ledger::open_in_memory().expect("ledger");
-    let run = l.begin_run("apply", None).expect("run");
+fn a_failed_write_whose_answer_was_lost_is_settled_from_what_mattermost_shows(mut l: Ledger) {
+    let run = l.begin_run("apply", None, "test").expect("run");
     l.record(&run, &add_action(&["b"]), &[ok("b")])
         .expect("add b");
     // The add of c and the removal of b reached Mattermost, but their answers were lost.
@@ -326,7 +329,7 @@ fn a_failed_write_whose_answer_was_lost_is_settled_from_what_mattermost_shows() 
     l.intend(&run, &remove("b")).expect("intend b");
     l.record(&run, &remove("b"), &[failed("b", "connection reset")])
         .expect("record b");
-    let next = l.begin_run("apply", None).expect("run");
+    let next = l.begin_run("apply", None, "test").expect("run");
     let n = l
         .resolve_intents(&next, |_, _, user| Some(user == "c"))
         .expect("resolve");
@@ -347,13 +350,11 @@ fn a_failed_write_whose_answer_was_lost_is_settled_from_what_mattermost_shows() 
     );
 }
 
-#[test]
-fn a_plan_made_without_settling_still_keeps_ownership() {
+fn a_plan_made_without_settling_still_keeps_ownership(mut l: Ledger) {
     // A caller that plans without resolve_intents sees c in the channel with no record and
     // b gone while the ledger says present: the planner asks to record c as pre-existing and
     // b as departed. The unsettled intents say otherwise, and win.
-    let mut l = Ledger::open_in_memory().expect("ledger");
-    let run = l.begin_run("apply", None).expect("run");
+    let run = l.begin_run("apply", None, "test").expect("run");
     l.record(&run, &add_action(&["b"]), &[ok("b")])
         .expect("add b");
     l.intend(&run, &add_action(&["c"])).expect("intend c");
@@ -416,12 +417,12 @@ fn a_read_only_ledger_creates_nothing_writes_nothing_and_needs_the_current_schem
     assert!(!path.exists());
     drop(ro);
     let rw = Ledger::open(&path).expect("create");
-    let run = rw.begin_run("apply", None).expect("run");
+    let run = rw.begin_run("apply", None, "test").expect("run");
     drop(rw);
     let ro = Ledger::open_read_only(&path).expect("open");
     assert_eq!(ro.runs(10).expect("runs").len(), 1);
     assert!(
-        ro.begin_run("apply", None).is_err(),
+        ro.begin_run("apply", None, "test").is_err(),
         "SQLite refuses the write"
     );
     assert!(ro.finish_run(&run, &RunEnd::default()).is_err());
@@ -567,7 +568,9 @@ fn a_schema_2_ledger_is_upgraded_and_keeps_every_record() {
     // The new table starts empty: ids are learned on the next run that holds the lock.
     assert!(l.identities().expect("identities").is_empty());
     // And the upgraded ledger takes new records as before.
-    let run = l.begin_run("apply", None).expect("run after the upgrade");
+    let run = l
+        .begin_run("apply", None, "test")
+        .expect("run after the upgrade");
     assert!(!run.is_empty());
     drop(l);
     let again = Ledger::open(&path).expect("reopen");
@@ -576,4 +579,380 @@ fn a_schema_2_ledger_is_upgraded_and_keeps_every_record() {
         MIGRATIONS.len() as i64
     );
     assert_eq!(again.facts().expect("facts"), facts);
+}
+
+fn every_event_names_its_actor_and_notes_need_no_user(mut l: Ledger) {
+    let run = l
+        .begin_run("apply", None, "approval:cli:neil")
+        .expect("run");
+    let add = Action::AddChannelMembers {
+        channel_id: "c1".into(),
+        channel: "rl/infra".into(),
+        users: vec![member("a")],
+    };
+    l.record(&run, &add, &[ok("a")]).expect("record");
+    l.note(
+        "approval:api",
+        "approve",
+        "rl/infra",
+        "refused",
+        "fingerprint 0123 is not what is held now",
+    )
+    .expect("note");
+    let events = l.events(&AuditQuery::default()).expect("events");
+    let got: Vec<(&str, &str, &str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.actor.as_str(),
+                e.action.as_str(),
+                e.username.as_str(),
+                e.outcome.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("approval:api", "approve", "", "refused"),
+            ("approval:cli:neil", "add_channel_members", "n-a", "ok"),
+        ]
+    );
+    let runs = l.runs(10).expect("runs");
+    assert_eq!(runs[0].kind, "approve");
+    assert_eq!(runs[0].outcome.as_deref(), Some("refused"));
+    assert_eq!(runs[1].actor.as_deref(), Some("approval:cli:neil"));
+    assert_eq!(l.schema_version().expect("version"), 5);
+}
+
+/// A fresh PostgreSQL ledger, in a schema of its own, on the test server
+/// (`MATTERSYNC_LEDGER_PG_URL`, started by `scripts/test.sh`).
+pub(crate) fn pg_target() -> PgTarget {
+    let url = std::env::var("MATTERSYNC_LEDGER_PG_URL").expect(
+        "MATTERSYNC_LEDGER_PG_URL is not set: scripts/test.sh starts the ledger's PostgreSQL",
+    );
+    let password = std::env::var("MATTERSYNC_LEDGER_PG_PASSWORD_FILE")
+        .ok()
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .map(|p| p.trim().to_string());
+    let mut target = PgTarget::new(&url);
+    target.password = password;
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let admin = Db::Postgres(
+        target
+            .connect()
+            .expect("connect to the ledger's PostgreSQL"),
+    );
+    admin
+        .batch(&format!("CREATE SCHEMA {schema}"))
+        .expect("create a schema");
+    target.schema = Some(schema);
+    target
+}
+
+fn pg_ledger() -> Ledger {
+    Ledger::open_postgres(&pg_target()).expect("open a PostgreSQL ledger")
+}
+
+/// Each named test body runs on a fresh SQLite ledger and on a fresh PostgreSQL one: one
+/// behaviour, both engines.
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => { $(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(super::Ledger::open_in_memory().expect("ledger"))
+            }
+            #[test]
+            #[ignore = "needs the real servers (scripts/test.sh runs it)"]
+            fn postgres() {
+                super::$name(super::pg_ledger())
+            }
+        }
+    )* };
+}
+
+on_both_engines!(
+    every_event_names_its_actor_and_notes_need_no_user,
+    adds_become_owned_and_failures_are_audited_but_not_owned,
+    removal_departure_and_preexisting_change_state_not_origin,
+    admin_grants_are_kept_and_taken_back,
+    links_round_trip_and_report_change,
+    an_intended_add_is_not_a_fact_until_it_is_recorded_or_resolved,
+    an_intended_removal_that_happened_becomes_a_removal_and_failures_are_settled_next_run,
+    a_failed_write_whose_answer_was_lost_is_settled_from_what_mattermost_shows,
+    a_plan_made_without_settling_still_keeps_ownership,
+);
+
+#[test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+fn postgres_keeps_runs_and_cursors_across_connections_and_refuses_a_newer_schema() {
+    let target = pg_target();
+    {
+        let l = Ledger::open_postgres(&target).expect("open");
+        assert_eq!(l.engine(), Engine::Postgres);
+        l.set_cursor("syncrepl", Some(b"\x00cookie\xff"))
+            .expect("cursor");
+        let run = l.begin_run("apply", Some("abc"), "test").expect("run");
+        l.finish_run(
+            &run,
+            &RunEnd {
+                outcome: "ok".into(),
+                actions_ok: 3,
+                ..Default::default()
+            },
+        )
+        .expect("finish");
+    }
+    let l = Ledger::open_postgres(&target).expect("reopen");
+    assert_eq!(
+        l.cursor("syncrepl").expect("cursor"),
+        Some(b"\x00cookie\xff".to_vec())
+    );
+    let runs = l.runs(10).expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        (runs[0].outcome.as_deref(), runs[0].actions_ok),
+        (Some("ok"), 3)
+    );
+    assert_eq!(
+        l.schema_version().expect("version"),
+        MIGRATIONS.len() as i64
+    );
+    // Read-only: reads, and the session refuses writes.
+    let ro = Ledger::open_postgres_read_only(&target).expect("read only");
+    assert_eq!(ro.runs(10).expect("runs").len(), 1);
+    let e = ro
+        .begin_run("apply", None, "test")
+        .expect_err("read-only session");
+    assert!(e.to_string().contains("25006"), "{e}");
+    // A schema from a newer mattersync is refused.
+    l.db.exec("UPDATE mattersync_schema SET version = 99", &[])
+        .expect("bump");
+    let e = Ledger::open_postgres(&target).err().expect("too new");
+    assert!(matches!(e, LedgerError::TooNew { found: 99, .. }), "{e}");
+}
+
+#[test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+fn postgres_instances_starting_together_migrate_once() {
+    let target = pg_target();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let t = target.clone();
+            std::thread::spawn(move || Ledger::open_postgres(&t).map(|l| l.schema_version()))
+        })
+        .collect();
+    for h in handles {
+        let v = h.join().expect("thread").expect("open").expect("version");
+        assert_eq!(v, MIGRATIONS.len() as i64);
+    }
+}
+
+#[test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+fn postgres_tls_is_verified_by_default_and_never_falls_back_to_plaintext() {
+    let plain = pg_target();
+    let url = std::env::var("MATTERSYNC_LEDGER_PG_TLS_URL").expect("TLS url");
+    let ca = std::env::var("MATTERSYNC_LEDGER_PG_CA_FILE").expect("CA file");
+    let tls = |ca_file: Option<&str>| PgTarget {
+        url: url.clone(),
+        ca_file: ca_file.map(std::path::PathBuf::from),
+        ..plain.clone()
+    };
+    // With the test CA: verified, works.
+    let l = Ledger::open_postgres(&tls(Some(&ca))).expect("TLS with the CA");
+    assert_eq!(
+        l.schema_version().expect("version"),
+        MIGRATIONS.len() as i64
+    );
+    let ssl: String =
+        l.db.one(
+            "SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .expect("pg_stat_ssl")
+        .expect("row")
+        .text(0)
+        .expect("text");
+    assert_eq!(ssl, "true");
+    // Without it the test CA is not trusted: refused, not downgraded.
+    let e = Ledger::open_postgres(&tls(None)).err().expect("untrusted");
+    assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    // A password in the URL is refused (it belongs in a file).
+    let e = Ledger::open_postgres(&PgTarget::new("postgres://u:secret@127.0.0.1/db"))
+        .err()
+        .expect("password in url");
+    assert!(e.to_string().contains("password_file"), "{e}");
+    assert!(!e.to_string().contains("secret"), "{e}");
+}
+
+#[test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+fn a_deposed_leader_cannot_write_and_a_takeover_raises_the_epoch() {
+    let target = pg_target();
+    let mut a = Ledger::open_postgres(&target).expect("a");
+    let mut b = Ledger::open_postgres(&target).expect("b");
+    let lead_a = Leadership::try_take(&target, "host-a/1")
+        .expect("take")
+        .expect("a leads");
+    assert!(lead_a.alive());
+    assert!(
+        Leadership::try_take(&target, "host-b/2")
+            .expect("try")
+            .is_none(),
+        "one leader at a time"
+    );
+    a.set_fence(lead_a.fence());
+    let run = a
+        .begin_run("serve", None, "test")
+        .expect("a writes while it leads");
+    a.intend(&run, &add_action(&["x"])).expect("intent");
+    assert_eq!(
+        leader(&target)
+            .expect("leader")
+            .map(|r| (r.epoch, r.holder)),
+        Some((lead_a.epoch, "host-a/1".to_string()))
+    );
+    // A's lock session ends (killed, cut): B takes over with a higher epoch.
+    let epoch_a = lead_a.epoch;
+    drop(lead_a);
+    let lead_b = (0..50)
+        .find_map(|_| {
+            let got = Leadership::try_take(&target, "host-b/2").expect("try");
+            if got.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            got
+        })
+        .expect("b takes over once a's session is gone");
+    assert!(lead_b.epoch > epoch_a);
+    b.set_fence(lead_b.fence());
+    // A still has its ledger connection, but every write is refused, intents first (so no
+    // Mattermost write can follow them).
+    let e = a.intend(&run, &add_action(&["y"])).expect_err("fenced");
+    assert!(
+        matches!(&e, LedgerError::Fenced { mine, current, holder } if *mine == epoch_a && *current == lead_b.epoch && holder == "host-b/2"),
+        "{e}"
+    );
+    assert!(a
+        .put_link(
+            &Link {
+                group: "mm_rl_x".into(),
+                target: "rocky-linux/x".parse().expect("target"),
+                mode: Mode::Sync,
+                admins: mattersync_core::Admins::None,
+                readd: mattersync_core::Readd::Never,
+                source: mattersync_core::LinkSource::Ledger,
+            },
+            "cli:a"
+        )
+        .is_err());
+    // B settles what A left and writes.
+    assert_eq!(
+        b.intents().expect("intents").len(),
+        1,
+        "a's intent is there to settle"
+    );
+    b.resolve_intents(&run, |_, _, _| Some(true))
+        .expect("settle");
+    assert!(b.intents().expect("intents").is_empty());
+    let f = b.facts().expect("facts");
+    assert_eq!(f.channels["c1"]["x"].origin, Origin::Added);
+}
+
+#[test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+fn a_sqlite_ledger_copies_into_an_empty_postgres_one_whole_and_only_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut src = Ledger::open(&dir.path().join("ledger.db")).expect("sqlite");
+    let run = src.begin_run("apply", Some("fp"), "test").expect("run");
+    src.record(&run, &add_action(&["a", "b"]), &[ok("a"), ok("b")])
+        .expect("adds");
+    src.intend(&run, &remove("b")).expect("intent");
+    src.record(
+        &run,
+        &Action::SetChannelAdmin {
+            channel_id: "c1".into(),
+            channel: "rl/infra".into(),
+            user: user("a"),
+            groups: vec!["mm_rl_infra".into()],
+            admin: true,
+        },
+        &[ok("a")],
+    )
+    .expect("grant");
+    src.put_link(
+        &Link {
+            group: "mm_rl_infra".into(),
+            target: "rocky-linux/infra".parse().expect("target"),
+            mode: Mode::Exclusive,
+            admins: mattersync_core::Admins::Managers,
+            readd: mattersync_core::Readd::Always,
+            source: mattersync_core::LinkSource::Ledger,
+        },
+        "cli:alice",
+    )
+    .expect("link");
+    src.put_identity(&LinkIdentity {
+        group: "mm_rl_infra".into(),
+        target: "rocky-linux/infra".parse().expect("target"),
+        group_id: Some("g-1".into()),
+        team_id: Some("t-1".into()),
+        channel_id: Some("c1".into()),
+        group_seen: Some("mm_rl_infra".into()),
+        target_seen: Some("rocky-linux/infra".into()),
+    })
+    .expect("identity");
+    src.set_cursor("syncrepl", Some(&[0, 1, 2, 255]))
+        .expect("cursor");
+    src.finish_run(
+        &run,
+        &RunEnd {
+            outcome: "ok".into(),
+            actions_ok: 3,
+            ..Default::default()
+        },
+    )
+    .expect("finish");
+
+    let dst = pg_ledger();
+    let report = src.copy_into(&dst).expect("copy");
+    let counts: Vec<(&str, u64)> = report
+        .tables
+        .iter()
+        .map(|(t, n)| (t.as_str(), *n))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            // The apply, and the link's own audit note.
+            ("runs", 2),
+            ("events", 4),
+            ("memberships", 2),
+            ("admin_grants", 1),
+            ("links", 1),
+            ("cursors", 1),
+            ("link_identity", 1)
+        ]
+    );
+    assert_eq!(dst.facts().expect("facts"), src.facts().expect("facts"));
+    assert_eq!(dst.intents().expect("intents").len(), 1);
+    assert_eq!(
+        dst.link_made_by("mm_rl_infra", &"rocky-linux/infra".parse().expect("t"))
+            .expect("by"),
+        Some("cli:alice".into())
+    );
+    // The audit trail goes on after the copied ids.
+    let events_before = dst.events(&AuditQuery::default()).expect("events");
+    let mut dst = dst;
+    let run2 = dst.begin_run("apply", None, "test").expect("run");
+    dst.record(&run2, &add_action(&["c"]), &[ok("c")])
+        .expect("add c");
+    let events = dst.events(&AuditQuery::default()).expect("events");
+    assert!(events[0].id > events_before.iter().map(|e| e.id).max().expect("ids"));
+    // A second copy into a ledger that holds anything is refused, and changes nothing.
+    let e = src.copy_into(&dst).expect_err("not empty");
+    assert!(e.to_string().contains("not empty"), "{e}");
+    assert_eq!(dst.runs(10).expect("runs").len(), 3);
 }

@@ -14,6 +14,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// One HTTP attempt as an observer sees it (for metrics): the method, the status (`None`
+/// when no answer came: timeout, refused or reset connection) and how long it took.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    pub method: &'a str,
+    pub status: Option<u16>,
+    pub elapsed: Duration,
+}
+
+/// Called after every attempt (see [`Client::set_observer`]).
+pub type Observer = Box<dyn Fn(&Attempt<'_>) + Send + Sync>;
+
 /// A Mattermost REST API v4 client. Cheap to clone (clones share the connection pool and
 /// the call counters).
 #[derive(Clone)]
@@ -30,6 +42,7 @@ pub(crate) struct Inner {
     backoff_max: Duration,
     max_rate_limit_wait: Duration,
     counters: Counters,
+    observer: std::sync::OnceLock<Observer>,
     /// Cleared when the server turns out not to accept `{"user_ids": [...]}` on
     /// `POST /channels/{id}/members` (servers before the batch form).
     pub(crate) channel_batch: AtomicBool,
@@ -165,6 +178,7 @@ impl Client {
                 backoff_max: cfg.backoff_max,
                 max_rate_limit_wait: cfg.max_rate_limit_wait,
                 counters: Counters::default(),
+                observer: std::sync::OnceLock::new(),
                 channel_batch: AtomicBool::new(true),
             }),
         })
@@ -173,6 +187,12 @@ impl Client {
     /// The API base URL (`…/api/v4`).
     pub fn base_url(&self) -> &str {
         &self.inner.base
+    }
+
+    /// Calls `observer` after every HTTP attempt of this client and its clones, from then
+    /// on (set once; `false` when one was set already).
+    pub fn set_observer(&self, observer: Observer) -> bool {
+        self.inner.observer.set(observer).is_ok()
     }
 
     /// Calls made so far by this client and its clones.
@@ -269,7 +289,15 @@ impl Client {
                 }
                 Err(e) => Err(e),
             };
-            let elapsed_ms = started.elapsed().as_millis() as u64;
+            let elapsed = started.elapsed();
+            let elapsed_ms = elapsed.as_millis() as u64;
+            if let Some(observe) = self.inner.observer.get() {
+                observe(&Attempt {
+                    method: method.as_str(),
+                    status: result.as_ref().ok().map(|(s, _, _)| s.as_u16()),
+                    elapsed,
+                });
+            }
             let retries_left = attempt <= max;
             match result {
                 Ok((status, headers, body)) => {

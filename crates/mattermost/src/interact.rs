@@ -65,6 +65,33 @@ struct CommandUpdate<'a> {
     command: &'a SlashCommandIn<'a>,
 }
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_and_trigger_users() {
+        assert!(super::is_id("abcdefghijklmnopqrstuvwxyz"));
+        for bad in [
+            "me",
+            "",
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+            "abcdefghijklmnopqrstuvwxy/",
+            "abcdefghijklmnopqrstuvwxyz0",
+        ] {
+            assert!(!super::is_id(bad), "{bad}");
+        }
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let user = "u1u2u3u4u5u6u7u8u9u0abcdef";
+        assert_eq!(
+            super::trigger_user(&b64(&format!("cl1:{user}:1764633600000:c2lnbmF0dXJl"))),
+            Some(user.to_string())
+        );
+        assert_eq!(super::trigger_user(&b64("cl1:me:1:sig")), None);
+        assert_eq!(super::trigger_user(&b64(&format!("cl1:{user}"))), None);
+        assert_eq!(super::trigger_user("not base64!"), None);
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct UserWire {
     id: String,
@@ -100,8 +127,29 @@ fn found<T>(r: Result<T, MmError>) -> Result<Option<T>, MmError> {
     }
 }
 
-fn is_id(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+/// Whether `s` has the shape of a Mattermost id: 26 characters of a-z and 0-9 (so not
+/// `me`, which the API reads as "the token's own account", nor a path).
+pub fn is_id(s: &str) -> bool {
+    s.len() == 26
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// The user id a Mattermost trigger id was made for: a trigger id is the base64 of
+/// `<client trigger id>:<user id>:<millis>:<signature>`, signed by the server, which checks
+/// the signature when a dialog is opened with it. `None` when it is not of that shape.
+pub fn trigger_user(trigger_id: &str) -> Option<String> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(trigger_id.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let mut parts = text.splitn(4, ':');
+    let _client = parts.next()?;
+    let user = parts.next()?;
+    let millis = parts.next()?;
+    let _signature = parts.next()?;
+    (is_id(user) && millis.bytes().all(|b| b.is_ascii_digit())).then(|| user.to_string())
 }
 
 impl Client {

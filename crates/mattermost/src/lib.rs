@@ -12,6 +12,7 @@
 //! connections are retried with capped exponential backoff and jitter (`max_retries`);
 //! other 4xx are not retried. Every attempt is counted ([`Client::stats`]).
 
+mod access;
 mod client;
 mod config;
 mod error;
@@ -21,10 +22,11 @@ mod stats;
 mod wire;
 mod write;
 
-pub use client::Client;
+pub use access::ServerLimits;
+pub use client::{Attempt, Client, Observer};
 pub use config::{ClientConfig, Secret};
 pub use error::{ApiError, MmError};
-pub use interact::{Caller, Membership, SlashCommand, SlashCommandIn};
+pub use interact::{is_id, trigger_user, Caller, Membership, SlashCommand, SlashCommandIn};
 pub use read::{Channel, ServerVersion, Team, PER_PAGE, USER_BATCH};
 pub use stats::ApiStats;
 pub use write::{Outcome, UserOutcome, CHANNEL_BATCH, TEAM_BATCH};

@@ -183,6 +183,46 @@ pub(crate) struct Bot {
 }
 
 #[derive(Debug, Serialize)]
+pub(crate) struct UserAuthIn<'a> {
+    pub auth_service: &'a str,
+    pub auth_data: &'a str,
+}
+
+#[derive(Debug, Serialize)]
 pub(crate) struct UserActiveIn {
     pub active: bool,
+}
+
+/// `model.TeamMember` / `model.ChannelMember`, only the role fields.
+#[derive(Debug, Deserialize)]
+pub(crate) struct MemberRoles {
+    #[serde(default)]
+    pub roles: String,
+    #[serde(default)]
+    pub scheme_guest: bool,
+    #[serde(default)]
+    pub scheme_user: bool,
+    #[serde(default)]
+    pub scheme_admin: bool,
+    #[serde(default)]
+    pub delete_at: i64,
+}
+
+/// `model.Role`, only its name and permissions.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Role {
+    pub name: String,
+    #[serde(default)]
+    pub permissions: Vec<String>,
+}
+
+/// `model.ServerLimits` (`GET /limits/server`).
+#[derive(Debug, Deserialize)]
+pub(crate) struct ServerLimits {
+    #[serde(rename = "maxUsersLimit", default)]
+    pub max_users: i64,
+    #[serde(rename = "maxUsersHardLimit", default)]
+    pub max_users_hard: i64,
+    #[serde(rename = "activeUserCount", default)]
+    pub active_users: i64,
 }

@@ -605,6 +605,28 @@ impl Client {
         Ok(())
     }
 
+    /// `PUT /users/{id}/auth`: the account signs in with `auth_service` as `auth_data` (what
+    /// an SSO sign-in would have set; for tests and migrations).
+    pub async fn set_user_auth(
+        &self,
+        user_id: &str,
+        auth_service: &str,
+        auth_data: &str,
+    ) -> Result<(), MmError> {
+        let path = format!("/users/{}/auth", seg(user_id));
+        self.send(
+            Method::PUT,
+            &path,
+            &wire::UserAuthIn {
+                auth_service,
+                auth_data,
+            },
+            Retry::Idempotent,
+        )
+        .await?;
+        Ok(())
+    }
+
     /// `POST /bots` (needs `EnableBotAccountCreation`), returned as its user account.
     pub async fn create_bot(&self, username: &str, display_name: &str) -> Result<MmUser, MmError> {
         let body = wire::BotIn {

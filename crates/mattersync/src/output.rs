@@ -19,13 +19,19 @@ pub fn load_plan(path: &Path) -> Result<Plan> {
     Plan::from_saved_json(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-pub fn plan_json(plan: &Plan, issues: &[LinkIssue], calls: &ApiStats) -> serde_json::Value {
+pub fn plan_json(
+    plan: &Plan,
+    hold: Option<&mattersync_engine::HoldSummary>,
+    issues: &[LinkIssue],
+    calls: &ApiStats,
+) -> serde_json::Value {
     serde_json::json!({
         "changed": plan.has_changes(),
         "summary": plan.summary(),
         "plan": plan,
         "held_fingerprint": (!plan.guard_trips.is_empty())
             .then(|| mattersync_engine::held_fingerprint(plan)),
+        "hold": hold,
         "link_issues": issues,
         "broken_links": issues.iter().filter(|i| i.broken()).count(),
         "api_calls": calls,
@@ -198,6 +204,64 @@ pub fn note_text(n: &Note) -> String {
 
 /// An explanation in words. The ledger adds, for each membership it records, the groups
 /// that caused it and the run that made it.
+/// The explanation as data: who on each side, the groups, one entry per link (with what the
+/// ledger records), the next run's actions and the notes; `text` is the same in words.
+pub fn explain_json(
+    who: &str,
+    why: &Explanation,
+    ledger: &Ledger,
+    text: &[String],
+) -> Result<serde_json::Value> {
+    let records = match &why.account {
+        Some((id, _)) => ledger.memberships_of(id)?,
+        None => Vec::new(),
+    };
+    let links: Vec<serde_json::Value> = why
+        .links
+        .iter()
+        .map(|v| {
+            let l = &v.link;
+            let detail = records
+                .iter()
+                .find(|r| Some(&r.scope_id) == v.scope_id.as_ref());
+            serde_json::json!({
+                "group": l.group,
+                "target": l.target.to_string(),
+                "kind": match l.target {
+                    mattersync_core::Target::Team { .. } => "team",
+                    mattersync_core::Target::Channel { .. } => "channel",
+                },
+                "mode": l.mode,
+                "admins": l.admins,
+                "readd": l.readd,
+                "source": mattersync_engine::source_name(l.source),
+                "in_group": v.in_group,
+                "member": v.member,
+                "scope_id": v.scope_id,
+                "ledger": v.record.map(|r| serde_json::json!({
+                    "origin": r.origin,
+                    "state": r.state,
+                    "groups": detail.map(|d| d.groups.clone()),
+                    "run_id": detail.map(|d| d.run_id.clone()),
+                    "updated_at": detail.map(|d| d.updated_at.clone()),
+                })),
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "user": who,
+        "uid": why.uid,
+        "disabled": why.disabled,
+        "account": why.account.as_ref().map(|(id, username)| serde_json::json!({"id": id, "username": username})),
+        "pending": why.uid.is_some() && why.account.is_none(),
+        "groups": why.groups,
+        "links": links,
+        "next_actions": why.actions,
+        "notes": why.notes,
+        "text": text,
+    }))
+}
+
 pub fn explain_text(who: &str, why: &Explanation, ledger: &Ledger) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let disabled = if why.disabled {

@@ -75,9 +75,12 @@ pub async fn run(cfg: &config::Config, json: bool, args: SlashCommandArgs) -> Re
     }
     let failed = results.iter().filter(|r| r.error.is_some()).count();
     if json {
-        println!(
-            "{}",
-            serde_json::json!({"url": url, "teams": results, "failed": failed})
+        let changed = results
+            .iter()
+            .any(|r| matches!(r.result, "created" | "updated" | "rotated" | "written"));
+        crate::report::data(
+            "slash",
+            serde_json::json!({"url": url, "teams": results, "failed": failed, "changed": changed}),
         );
     } else {
         for r in &results {

@@ -113,8 +113,7 @@ async fn real_hostile_group_names_with_metacharacters_and_lookalikes_match_and_a
     // Only the real group links, by the config file and by convention.
     let links = run(&cfg, &["links", "--json"]);
     assert_eq!(links.code, 0, "{links:?}");
-    let groups: Vec<String> = links
-        .json()
+    let groups: Vec<String> = links.json()["links"]
         .as_array()
         .expect("links")
         .iter()
@@ -363,6 +362,7 @@ rl = "rocky-linux"
 [mattermost]
 url = "https://127.0.0.1:1"
 token_file = "TOKEN"
+match = { by = "username" }
 
 [ledger]
 path = "LEDGER"

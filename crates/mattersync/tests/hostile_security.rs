@@ -291,3 +291,155 @@ async fn real_security_a_least_privilege_account_syncs_and_a_lesser_one_fails_cl
     );
     assert!(without(sb.members(&public).await).contains_key(&alice.uid));
 }
+
+/// The status of the checklist item `id` in `check --json`.
+fn item<'a>(v: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    v["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["id"] == id)
+        .unwrap_or_else(|| panic!("no item {id} in {v:#}"))
+}
+
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_security_check_names_the_permission_a_least_privilege_token_lacks() {
+    let sb = Sandbox::new("security_check_permissions").await;
+    let alice = sb.user("alice", true, false).await;
+    let g = sb.create_group("infra", &[&alice], &[], &[&alice]).await;
+    let public = sb.channel("infra", false).await;
+    let private = sb.channel("secret", true).await;
+    let a = &sb.area;
+    let cfg = sb.config(&format!(
+        "[[link]]\ngroup = \"{g}\"\nchannel = \"{a}/infra\"\nadmins = \"managers\"\n\n[[link]]\ngroup = \"{g}\"\nchannel = \"{a}/secret\"\n\n[[link]]\ngroup = \"{g}\"\nteam = \"{a}\"\n"
+    ));
+    let (infra, secret, team) = (
+        format!("link.{g}->{a}/infra"),
+        format!("link.{g}->{a}/secret"),
+        format!("link.{g}->{a}"),
+    );
+    // Enough: team admin, member of both channels.
+    let syncer = Account::new(&sb, "syncer").await;
+    sb.add_by_hand(&public, &syncer.id).await;
+    sb.mm
+        .add_channel_members(&private, std::slice::from_ref(&syncer.id))
+        .await
+        .expect("private channel");
+    syncer.team_admin(&sb.team_id);
+    let out = run_env(
+        &cfg,
+        &["check", "--json"],
+        &[("MATTERSYNC_MATTERMOST_TOKEN", syncer.token.as_str())],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let v = out.json();
+    for id in [&infra, &secret, &team] {
+        assert_eq!(item(&v, id)["status"], "ok", "{id}: {v:#}");
+    }
+    assert!(
+        item(&v, "mattermost.account")["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains(&sb.uid("syncer"))),
+        "{v:#}"
+    );
+    // One permission less: a team member, not team admin, in the public channel only.
+    let lesser = Account::new(&sb, "lesser").await;
+    sb.add_by_hand(&public, &lesser.id).await;
+    let out = run_env(
+        &cfg,
+        &["check", "--json"],
+        &[("MATTERSYNC_MATTERMOST_TOKEN", lesser.token.as_str())],
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    let v = out.json();
+    let summary = |id: &str| {
+        let i = item(&v, id);
+        assert_eq!(i["status"], "fail", "{id}: {v:#}");
+        i["summary"].as_str().expect("summary").to_string()
+    };
+    assert!(summary(&team).contains("remove_user_from_team"), "{v:#}");
+    assert!(summary(&infra).contains("manage_channel_roles"), "{v:#}");
+    assert!(summary(&secret).contains("not a member"), "{v:#}");
+    // Every other item still ran.
+    assert_eq!(item(&v, "directory.read")["status"], "ok", "{v:#}");
+    assert_eq!(item(&v, "ledger")["status"], "ok", "{v:#}");
+    // The text form: one row per item, ✗ where it fails, the failures named on stderr.
+    let out = run_env(
+        &cfg,
+        &["check"],
+        &[("MATTERSYNC_MATTERMOST_TOKEN", lesser.token.as_str())],
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with('✗') && l.contains(&team)),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("3 check(s) failed"), "{out:?}");
+    // Matching by auth_data with a token that is not a system admin's: Mattermost shows it
+    // auth_data of nobody, so check fails that item.
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    std::fs::write(
+        &cfg,
+        text.replace("match = { by = \"username\" }", "auth_service = \"gitlab\""),
+    )
+    .expect("config");
+    let out = run_env(
+        &cfg,
+        &["check", "--json"],
+        &[("MATTERSYNC_MATTERMOST_TOKEN", syncer.token.as_str())],
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    let v = out.json();
+    assert_eq!(item(&v, "mattermost.auth_data")["status"], "fail", "{v:#}");
+    assert_eq!(item(&v, "matching")["status"], "ok", "{v:#}");
+}
+
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_security_check_refuses_what_serve_would_refuse_and_runs_every_item() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new("security_check_serve").await;
+    let token = sb.dir.path().join("api.token");
+    std::fs::write(&token, "t0ken\n").expect("token");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let cfg = sb.config(&format!(
+        "[serve]\nfull_reconcile = \"0s\"\napi_token_file = \"{}\"\n",
+        token.display()
+    ));
+    let out = run(&cfg, &["check", "--json"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let v = out.json();
+    let serve = item(&v, "serve");
+    assert_eq!(serve["status"], "fail", "{v:#}");
+    assert!(
+        serve["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("api_token_file") && s.contains("chmod 600")),
+        "{v:#}"
+    );
+    assert_eq!(item(&v, "secret.serve.api_token_file")["status"], "fail");
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let v = run(&cfg, &["check", "--json"]).json();
+    let serve = item(&v, "serve");
+    assert!(
+        serve["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("full_reconcile") && s.contains("at least 1s")),
+        "{v:#}"
+    );
+    // The rest ran: both sides were reached and their TLS modes are named.
+    assert_eq!(item(&v, "directory.read")["status"], "ok", "{v:#}");
+    assert!(item(&v, "directory.tls")["summary"]
+        .as_str()
+        .is_some_and(|s| s.contains("LDAPS") && s.contains("CA file")));
+    assert_eq!(item(&v, "mattermost.version")["status"], "ok", "{v:#}");
+    assert_eq!(item(&v, "mattermost.tls")["status"], "warn", "{v:#}");
+    assert_eq!(
+        item(&v, "directory.syncrepl_permitted")["status"],
+        "ok",
+        "{v:#}"
+    );
+}

@@ -295,7 +295,7 @@ async fn real_faults_mm_a_429_storm_longer_than_the_retries_fails_clearly_then_r
         .await;
     let events = audit.json();
     assert!(
-        events
+        events["events"]
             .as_array()
             .is_some_and(|e| e.iter().any(|e| e["outcome"] == "failed")),
         "{events}"

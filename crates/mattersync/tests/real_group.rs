@@ -968,7 +968,7 @@ async fn real_servers_link_create_channel_makes_the_channel_once_and_records_the
         "{v}"
     );
     let links = ok(&run(&cfg, &["--json", "links"]));
-    let mine: Vec<&Value> = links
+    let mine: Vec<&Value> = links["links"]
         .as_array()
         .expect("links")
         .iter()

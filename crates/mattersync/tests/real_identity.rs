@@ -87,7 +87,7 @@ async fn real_servers_a_group_renamed_in_the_directory_keeps_its_link_and_its_re
     assert_eq!(names(&sb.members(&ch).await), vec![alice.uid.clone()]);
     let audit = run(&cfg, &["audit", "--json", "--user", &bob.uid]);
     let events = audit.json();
-    let events = events.as_array().expect("events");
+    let events = events["events"].as_array().expect("events");
     assert!(
         events.iter().any(|e| e["action"] == "remove_channel_member"
             && e["outcome"] == "ok"

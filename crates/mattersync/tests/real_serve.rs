@@ -300,13 +300,14 @@ async fn real_serve_a_tripped_guard_changes_nothing_until_allowed() {
         m.get("mattersync_guard_trips_total") >= 1.0
     })
     .await;
-    // Nobody was removed, and the service says why it is not ready.
+    // Nobody was removed; the service stays ready (a hold is not an outage) and shows
+    // what it holds.
     assert_eq!(members(&sb, &ch).await.len(), 2);
     let (status, body) = svc.get("/readyz").await;
-    assert_eq!(status, 503, "{body}");
-    assert!(body.contains("guard_tripped"), "{body}");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(svc.metrics().await.get("mattersync_held_changes"), 1.0);
     let (_, page) = svc.get("/").await;
-    assert!(page.contains("A removal guard stopped a sync"), "{page}");
+    assert!(page.contains("A guard holds 1 change(s)"), "{page}");
 
     // An admin who knows the directory really changed lets it through.
     let (status, body) = svc
@@ -510,7 +511,7 @@ async fn real_serve_a_held_plan_is_parked_not_replanned() {
         .count();
     assert_eq!(holds, 1, "the held plan is recorded once");
     let (status, body) = svc.get("/readyz").await;
-    assert_eq!(status, 503, "still held and said so: {body}");
+    assert_eq!(status, 200, "held, and ready all the same: {body}");
 
     // An approval of some other plan changes nothing.
     let (status, body) = svc
@@ -640,6 +641,9 @@ async fn real_serve_guards_count_over_a_window_of_cycles() {
     })
     .await;
     assert_eq!(members(&sb, &ch).await.len(), 2, "the third one stays");
-    let (_, body) = svc.get("/readyz").await;
+    let (status, body) = svc
+        .request(reqwest::Method::GET, "/holds", Some(API_TOKEN))
+        .await;
+    assert_eq!(status, 200, "{body}");
     assert!(body.contains("within the last 600 s"), "{body}");
 }

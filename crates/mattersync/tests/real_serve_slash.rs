@@ -434,6 +434,7 @@ async fn real_serve_slash_permission_model_row_by_row() {
     a.add_by_hand(&ch, &carol.id).await;
     let erin = Person::new(&a, &mm, "erin").await;
     erin.join_team(&a.team_id).await;
+    a.add_by_hand(&ch, &erin.id).await;
     mm.call(
         &a.servers.mm_token(),
         reqwest::Method::PUT,
@@ -491,10 +492,22 @@ async fn real_serve_slash_permission_model_row_by_row() {
 
     // A system admin may do both; then the link is privileged and the channel admin can
     // neither change nor remove it.
-    let s = say(admin.clone(), format!("link {other}")).await;
-    assert!(s.contains(&format!("Linked **{other}**")), "{s}");
-    let s = say(admin.clone(), format!("link {g} mode=exclusive")).await;
-    assert!(s.contains(&format!("Linked **{g}**")), "{s}");
+    // Typed, either is asked again in a confirmation form that only the person the
+    // trigger belongs to sees; confirmed, it is done.
+    let me = a.mm.me().await.expect("me");
+    a.add_by_hand(&ch, &me.id).await;
+    let mut admin_ws = Socket::connect(&mm.url, &admin).await;
+    for (words, head) in [
+        (format!("link {other}"), format!("Linked **{other}**")),
+        (format!("link {g} readd=always"), format!("Linked **{g}**")),
+    ] {
+        let unconfirmed = links();
+        let post = confirmed(&mm, &mut admin_ws, &admin, &a.team_id, &ch, &words, || {
+            assert_eq!(links(), unconfirmed, "nothing before the confirmation")
+        })
+        .await;
+        assert!(post.contains(&head), "{post}");
+    }
     let before = links();
     assert_eq!(before.len(), 2, "{before:?}");
     let s = say(dave.token.clone(), format!("link {g} mode=add")).await;
@@ -505,14 +518,60 @@ async fn real_serve_slash_permission_model_row_by_row() {
     // The plain link of the other area's group, the channel admin may unlink.
     let s = say(dave.token.clone(), format!("unlink {other}")).await;
     assert!(s.contains(&format!("Unlinked **{other}**")), "{s}");
-    let s = say(admin.clone(), format!("unlink {g}")).await;
-    assert!(s.contains(&format!("Unlinked **{g}**")), "{s}");
+    let post = confirmed(
+        &mm,
+        &mut admin_ws,
+        &admin,
+        &a.team_id,
+        &ch,
+        &format!("unlink {g}"),
+        || (),
+    )
+    .await;
+    assert!(post.contains(&format!("Unlinked **{g}**")), "{post}");
     assert!(links().is_empty(), "{:?}", links());
     // Nobody was removed by any of it (Dave, Carol and Alice are still there).
     let members = a.members(&ch).await;
     for u in [&dave.username, &carol.username, &alice.uid] {
         assert!(members.contains_key(u), "{u}: {members:?}");
     }
+}
+
+/// Types a command that asks for confirmation, checks `before` while the form is open,
+/// confirms it; the answer posted.
+async fn confirmed(
+    mm: &Mm,
+    ws: &mut Socket,
+    token: &str,
+    team: &str,
+    ch: &str,
+    words: &str,
+    before: impl FnOnce(),
+) -> String {
+    let answer = mm.type_command(token, team, ch, words).await;
+    assert!(
+        answer["text"].as_str().unwrap_or_default().is_empty(),
+        "{answer}"
+    );
+    let (url, dialog) = ws.dialog().await;
+    assert_eq!(dialog["callback_id"], "mattersync-confirm", "{dialog}");
+    before();
+    let (status, body) = mm
+        .try_call(
+            token,
+            reqwest::Method::POST,
+            "/actions/dialogs/submit",
+            json!({"url": url, "callback_id": "mattersync-confirm", "state": dialog["state"],
+                   "team_id": team, "channel_id": ch, "submission": {}, "cancelled": false}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("error"), "{body}");
+    let posted = ws.event("ephemeral_message").await;
+    posted["data"]["post"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// A person's client: the Mattermost websocket, where `open_dialog` events arrive.
@@ -800,4 +859,215 @@ async fn real_serve_slash_follows_a_renamed_channel_by_id() {
     );
     assert!(answer.contains(&format!("Unlinked **{g}**")), "{answer}");
     assert!(ledger.links().expect("links").is_empty());
+}
+
+/// The red-team findings against the first per-team version, each now refused.
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_serve_slash_a_team_token_cannot_borrow_anyone_elses_rights() {
+    use base64::Engine;
+    let a = Sandbox::new("slash_borrow").await;
+    let alice = a.user("alice", true, false).await;
+    let pend = a.user("pend", false, false).await;
+    let outsider = a.user("outsider", true, false).await;
+    let g = a.create_group("infra", &[&alice, &pend], &[], &[]).await;
+    // The outsider is in a group of the area that is linked nowhere.
+    a.create_group("elsewhere", &[&outsider], &[], &[]).await;
+    let ch = a.channel("infra", false).await;
+    let cfg = a.config(&serve_section(a.dir.path(), &slash_lines(a.dir.path())));
+    let svc = Service::start(&cfg, &[], "serve.log").await;
+    svc.wait_ready().await;
+    let (code, out, err) = install(&cfg, &format!("{}/slash", svc.base), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let mm = Mm::new(&a);
+    let admin_token = a.servers.mm_token();
+    let admin = a.mm.me().await.expect("me");
+    let ledger = Ledger::open(&a.dir.path().join("ledger.db")).expect("ledger");
+
+    // Erin, a team admin, can read the team's command token (Mattermost's default).
+    let erin = Person::new(&a, &mm, "erin").await;
+    erin.join_team(&a.team_id).await;
+    a.add_by_hand(&ch, &erin.id).await;
+    mm.call(
+        &admin_token,
+        reqwest::Method::PUT,
+        &format!("/teams/{}/members/{}/schemeRoles", a.team_id, erin.id),
+        json!({"scheme_admin": true, "scheme_user": true}),
+    )
+    .await;
+    let commands = mm
+        .call(
+            &erin.token,
+            reqwest::Method::GET,
+            &format!("/commands?team_id={}&custom_only=true", a.team_id),
+            json!(null),
+        )
+        .await;
+    let token = commands[0]["token"]
+        .as_str()
+        .expect("erin reads the token")
+        .to_string();
+
+    // With it she claims to be the system admin, for options only a system admin may use:
+    // a typed privileged command needs the confirmation form, which a request without a
+    // trigger, or with a trigger made for someone else, cannot get.
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let privileged = format!("link {g} mode=exclusive");
+    for (trigger, needle) in [
+        (String::new(), "needs a confirmation form"),
+        (
+            b64(&format!("c1:{}:1764633600000:c2ln", erin.id)),
+            "belongs to someone else",
+        ),
+        (
+            b64(&format!("c1:{}:1764633600000:c2ln", admin.id)),
+            "could not open the confirmation",
+        ),
+    ] {
+        let (status, answer) = forged(
+            &svc,
+            &[
+                ("token", &token),
+                ("team_id", &a.team_id),
+                ("channel_id", &ch),
+                ("user_id", &admin.id),
+                ("trigger_id", &trigger),
+                ("text", &privileged),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert!(
+            answer.contains(needle) && answer.contains("Nothing was changed"),
+            "{needle}: {answer}"
+        );
+    }
+    // `me` is not an id (the API would read it as mattersync's own account).
+    let (_, answer) = forged(
+        &svc,
+        &[
+            ("token", &token),
+            ("team_id", &a.team_id),
+            ("channel_id", &ch),
+            ("user_id", "me"),
+            ("text", &privileged),
+        ],
+    )
+    .await;
+    assert!(answer.contains("does not know this user"), "{answer}");
+    // Nor may she name someone who is not in the channel (Mattermost never would).
+    let erins = mm
+        .call(
+            &erin.token,
+            reqwest::Method::POST,
+            "/channels",
+            json!({"team_id": a.team_id, "name": "erins", "display_name": "Erin's", "type": "O"}),
+        )
+        .await["id"]
+        .as_str()
+        .expect("channel")
+        .to_string();
+    let (_, answer) = forged(
+        &svc,
+        &[
+            ("token", &token),
+            ("team_id", &a.team_id),
+            ("channel_id", &erins),
+            ("user_id", &admin.id),
+            ("text", &format!("link {g}")),
+        ],
+    )
+    .await;
+    assert!(answer.contains("not a member of this channel"), "{answer}");
+    assert!(ledger.links().expect("links").is_empty());
+    // She may ask about people this channel concerns, not about anyone.
+    let s = text(
+        &mm.type_command(
+            &erin.token,
+            &a.team_id,
+            &ch,
+            &format!("explain @{}", outsider.uid),
+        )
+        .await,
+    );
+    assert!(
+        s.contains("neither in a group linked here nor in this team"),
+        "{s}"
+    );
+
+    // A channel's links stay with its id: a new channel that takes the old name gets none.
+    let s = text(
+        &mm.type_command(&admin_token, &a.team_id, &ch, &format!("link {g}"))
+            .await,
+    );
+    assert!(s.contains(&format!("Linked **{g}**")), "{s}");
+    assert!(
+        s.contains(&pend.uid),
+        "admins see who has no account yet: {s}"
+    );
+    let arrived = wait_until(PROPAGATION, || async {
+        a.members(&ch).await.contains_key(&alice.uid)
+    })
+    .await;
+    assert!(arrived, "{}", svc.logs());
+    a.rename_channel(&ch, "infra-ops").await;
+    let carol = Person::new(&a, &mm, "carol").await;
+    carol.join_team(&a.team_id).await;
+    let squat = mm
+        .call(
+            &carol.token,
+            reqwest::Method::POST,
+            "/channels",
+            json!({"team_id": a.team_id, "name": "infra", "display_name": "Infra", "type": "O"}),
+        )
+        .await["id"]
+        .as_str()
+        .expect("channel")
+        .to_string();
+    let s = text(
+        &mm.type_command(&carol.token, &a.team_id, &squat, "status")
+            .await,
+    );
+    assert!(s.contains("No group is linked"), "{s}");
+    let s = text(
+        &mm.type_command(&carol.token, &a.team_id, &squat, &format!("unlink {g}"))
+            .await,
+    );
+    assert!(s.contains("not linked to this channel"), "{s}");
+    assert_eq!(ledger.links().expect("links").len(), 1);
+    // Nor can she change it by linking the group again under the name.
+    let s = text(
+        &mm.type_command(
+            &carol.token,
+            &a.team_id,
+            &squat,
+            &format!("link {g} mode=add"),
+        )
+        .await,
+    );
+    assert!(
+        s.contains("renamed since") && s.contains("Nothing was changed"),
+        "{s}"
+    );
+    let links = ledger.links().expect("links");
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert_eq!(links[0].mode, mattersync_core::Mode::Sync);
+    // Linking it in a channel of her own, she learns how many have no account, not who.
+    let hers = mm
+        .call(
+            &carol.token,
+            reqwest::Method::POST,
+            "/channels",
+            json!({"team_id": a.team_id, "name": "carols", "display_name": "Carol's", "type": "O"}),
+        )
+        .await["id"]
+        .as_str()
+        .expect("channel")
+        .to_string();
+    let s = text(
+        &mm.type_command(&carol.token, &a.team_id, &hers, &format!("link {g}"))
+            .await,
+    );
+    assert!(s.contains("1 without a Mattermost account yet"), "{s}");
+    assert!(!s.contains(&pend.uid), "{s}");
 }

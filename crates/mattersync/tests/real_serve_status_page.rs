@@ -157,3 +157,70 @@ async fn real_serve_status_page_shows_links_changes_pending_users_and_runs_in_ch
     );
     eprintln!("status page screenshot: {}", shot.display());
 }
+
+/// A hold as an admin first sees it: the page stays "ready", says at the top that a guard
+/// holds changes, and its Held section names the cause, the channel, the users, the
+/// fingerprint and the exact commands that approve it.
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_serve_status_page_shows_a_hold_and_how_to_approve_it_in_chromium() {
+    let sb = Sandbox::new("serve_status_page_hold").await;
+    let browser = chromium();
+    let mut users = Vec::new();
+    for n in ["ann", "ben", "cat", "dan"] {
+        users.push(sb.user(n, true, false).await);
+    }
+    let refs: Vec<&_> = users.iter().collect();
+    let g = sb.create_group("board", &refs, &[], &[]).await;
+    let _ch = sb.channel("board", false).await;
+    let cfg = sb.config(&format!(
+        "[[link]]\ngroup = \"{g}\"\nchannel = \"{}/board\"\n\n[guards]\nmax_removals = 1\nmax_removal_ratio = 1.0\n\n{}",
+        sb.area,
+        serve_section(sb.dir.path(), "")
+    ));
+    let svc = Service::start(&cfg, &[], "serve.log").await;
+    svc.wait_ready().await;
+    sb.remove_members(&g, &[&users[0], &users[1]]).await;
+    svc.wait_metrics("the hold", |m| m.get("mattersync_held_changes") == 2.0)
+        .await;
+
+    let url = format!("{}/", svc.base);
+    let profile = tempfile::tempdir().expect("profile");
+    let dom = browse(&browser, profile.path(), &["--dump-dom"], &url);
+    let dom = String::from_utf8_lossy(&dom.stdout).into_owned();
+    assert!(
+        dom.contains("<title>mattersync — ready</title>"),
+        "a hold is not an outage:\n{dom}"
+    );
+    let start = dom.find("id=\"holds\"").expect("a Held section");
+    let held = &dom[start..];
+    let held = &held[..held.find("</section>").unwrap_or(held.len())];
+    for want in [
+        "2 change(s) wait for an approval",
+        &format!("directory group <b>{g}</b>"),
+        &format!("{}/board", sb.area),
+        &users[0].uid,
+        &users[1].uid,
+        "mattersync approve ",
+        "/approve/",
+    ] {
+        assert!(
+            held.contains(want),
+            "the Held section lacks {want}:\n{held}"
+        );
+    }
+    assert!(!held.contains(&users[2].uid), "only who is held");
+
+    let shot = screenshots().join("status-page-held.png");
+    let _ = std::fs::remove_file(&shot);
+    let profile = tempfile::tempdir().expect("profile");
+    browse(
+        &browser,
+        profile.path(),
+        &[&format!("--screenshot={}", shot.display())],
+        &url,
+    );
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    eprintln!("held status page screenshot: {}", shot.display());
+}

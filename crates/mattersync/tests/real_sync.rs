@@ -84,7 +84,7 @@ async fn real_servers_sync_removes_a_user_who_left_the_group_but_add_keeps_them(
     // The audit trail says who removed bob and why.
     let audit = run(&cfg, &["audit", "--json", "--user", &bob.uid]);
     let events = audit.json();
-    let events = events.as_array().expect("events");
+    let events = events["events"].as_array().expect("events");
     assert!(
         events.iter().any(|e| e["action"] == "remove_channel_member"
             && e["outcome"] == "ok"
@@ -460,7 +460,7 @@ async fn real_servers_plan_and_explain_never_write_the_ledger_while_a_write_is_i
             groups: vec![g.clone()],
         }],
     };
-    let run_id = writer.begin_run("apply", None).expect("run");
+    let run_id = writer.begin_run("apply", None, "test").expect("run");
     writer.intend(&run_id, &add).expect("intend");
     let files =
         || ["", "-wal"].map(|s| std::fs::read(format!("{}{s}", ledger_path.display())).ok());

@@ -435,6 +435,47 @@ impl Sandbox {
         .await
     }
 
+    /// Removes several members in one modification (one directory change).
+    pub async fn remove_members(&self, cn: &str, users: &[&TestUser]) {
+        self.modify_group(
+            cn,
+            Mod::Delete(
+                "member".to_string(),
+                users.iter().map(|u| self.user_dn(&u.uid)).collect(),
+            ),
+        )
+        .await
+    }
+
+    /// Adds several members in one modification (one directory change).
+    pub async fn add_members(&self, cn: &str, users: &[&TestUser]) {
+        self.modify_group(
+            cn,
+            Mod::Add(
+                "member".to_string(),
+                users.iter().map(|u| self.user_dn(&u.uid)).collect(),
+            ),
+        )
+        .await
+    }
+
+    /// Makes the group `inner` a member of the group `cn` (a nested group).
+    pub async fn nest(&self, cn: &str, inner: &str) {
+        self.modify_group(
+            cn,
+            Mod::Add("member".to_string(), [self.group_dn(inner)].into()),
+        )
+        .await
+    }
+
+    pub async fn unnest(&self, cn: &str, inner: &str) {
+        self.modify_group(
+            cn,
+            Mod::Delete("member".to_string(), [self.group_dn(inner)].into()),
+        )
+        .await
+    }
+
     pub async fn remove_member(&self, cn: &str, user: &TestUser) {
         self.modify_group(
             cn,
@@ -587,6 +628,9 @@ timeout_secs = 10
 [mattermost]
 url = "{mm}"
 token_file = "{token}"
+# The sandbox's accounts are made with a password, not by an auth service: match by
+# username, asked for explicitly (the default, auth_data, needs an auth_service).
+match = {{ by = "username" }}
 
 [ledger]
 path = "{ledger}"

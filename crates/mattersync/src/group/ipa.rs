@@ -322,8 +322,8 @@ pub fn report_failure(
         format!("the group {cn} is partly updated")
     };
     if json {
-        println!(
-            "{}",
+        crate::report::data(
+            "group",
             json!({
                 "changed": true,
                 "result": "incomplete",
@@ -332,7 +332,7 @@ pub fn report_failure(
                 "done": outcome.done,
                 "failed": f,
                 "not_done": outcome.not_done,
-            })
+            }),
         );
     } else {
         for d in &outcome.done {

@@ -54,6 +54,21 @@ pub enum GroupCommand {
     RemoveManager(MemberArgs),
 }
 
+impl GroupCommand {
+    /// The name in the JSON envelope (`command`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            GroupCommand::Create(_) => "group create",
+            GroupCommand::Show { .. } => "group show",
+            GroupCommand::List => "group list",
+            GroupCommand::AddMember(_) => "group add-member",
+            GroupCommand::RemoveMember(_) => "group remove-member",
+            GroupCommand::AddManager(_) => "group add-manager",
+            GroupCommand::RemoveManager(_) => "group remove-manager",
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct CreateArgs {
     /// mm_<area>_<name>, with an area from [areas].
@@ -249,7 +264,7 @@ fn pending_key(cn: &str) -> String {
 }
 
 fn pending(cfg: &Config, cn: &str) -> Result<Option<Spec>> {
-    let ledger = mattersync_ledger::Ledger::open(&cfg.ledger.path)
+    let ledger = mattersync_engine::open_ledger(cfg, None)
         .context("opening the ledger (it remembers interrupted group creates)")?;
     Ok(ledger
         .cursor(&pending_key(cn))?
@@ -257,7 +272,7 @@ fn pending(cfg: &Config, cn: &str) -> Result<Option<Spec>> {
 }
 
 fn set_pending(cfg: &Config, cn: &str, spec: Option<&Spec>) -> Result<()> {
-    let ledger = mattersync_ledger::Ledger::open(&cfg.ledger.path)
+    let ledger = mattersync_engine::open_ledger(cfg, None)
         .context("opening the ledger (it remembers interrupted group creates)")?;
     let bytes = spec.map(serde_json::to_vec).transpose()?;
     ledger.set_cursor(&pending_key(cn), bytes.as_deref())?;
@@ -370,10 +385,10 @@ async fn create(cfg: &Config, json: bool, a: CreateArgs) -> Result<u8> {
             .collect(),
     };
     for w in &warnings {
-        eprintln!("warning: {w}");
+        crate::report::warning("group", w.as_str());
     }
     let Some(entry) = existing else {
-        return create_new(cfg, json, &mut ctx, &spec, &manager_dns, &warnings).await;
+        return create_new(cfg, json, &mut ctx, &spec, &manager_dns).await;
     };
     let have = ctx.bases.settings(&entry);
     let changes = diff(&spec, &have);
@@ -390,7 +405,6 @@ async fn create(cfg: &Config, json: bool, a: CreateArgs) -> Result<u8> {
             "group": spec.cn,
             "backend": backend,
             "changes": changes,
-            "warnings": warnings,
         })
     };
     match decision {
@@ -399,7 +413,7 @@ async fn create(cfg: &Config, json: bool, a: CreateArgs) -> Result<u8> {
                 set_pending(cfg, &spec.cn, None)?;
             }
             if json {
-                println!("{}", report("unchanged", false));
+                crate::report::data("group", report("unchanged", false));
             } else {
                 println!(
                     "unchanged: {} exists as asked ({})",
@@ -411,7 +425,7 @@ async fn create(cfg: &Config, json: bool, a: CreateArgs) -> Result<u8> {
         }
         Decision::Drift => {
             if json {
-                println!("{}", report("drift", false));
+                crate::report::data("group", report("drift", false));
             } else {
                 println!("{} exists with other settings:", spec.cn);
                 for c in &changes {
@@ -451,7 +465,7 @@ async fn create(cfg: &Config, json: bool, a: CreateArgs) -> Result<u8> {
                 }
             }
             if json {
-                println!("{}", report(result, true));
+                crate::report::data("group", report(result, true));
             } else {
                 println!("{result} {}:", spec.cn);
                 for c in &changes {
@@ -504,7 +518,6 @@ async fn create_new(
     ctx: &mut Ctx,
     spec: &Spec,
     manager_dns: &BTreeMap<(Kind, String), Dn>,
-    warnings: &[String],
 ) -> Result<u8> {
     match &ctx.writer {
         Writer::Ldap(ids) => {
@@ -545,19 +558,18 @@ async fn create_new(
         .chain(spec.manager_groups.iter().map(|g| format!("group {g}")))
         .collect();
     if json {
-        println!(
-            "{}",
+        crate::report::data(
+            "group",
             json!({
-                "changed": true,
-                "result": "created",
-                "group": spec.cn,
-                "backend": ctx.writer.name(),
-                "description": spec.description,
-                "fas": spec.fas,
-                "posix": spec.posix,
-                "managers": managers,
-                "warnings": warnings,
-            })
+            "changed": true,
+            "result": "created",
+            "group": spec.cn,
+            "backend": ctx.writer.name(),
+            "description": spec.description,
+            "fas": spec.fas,
+            "posix": spec.posix,
+            "managers": managers,
+            }),
         );
     } else {
         println!(
@@ -742,8 +754,8 @@ async fn members(cfg: &Config, json: bool, op: MemberOp, a: MemberArgs) -> Resul
     }
     let changed = !done.is_empty();
     if json {
-        println!(
-            "{}",
+        crate::report::data(
+            "group",
             json!({
                 "changed": changed,
                 "group": a.group,
@@ -751,7 +763,7 @@ async fn members(cfg: &Config, json: bool, op: MemberOp, a: MemberArgs) -> Resul
                 "done": done,
                 "unchanged": unchanged_names,
                 "failed": failed,
-            })
+            }),
         );
     } else {
         if !done.is_empty() {

@@ -13,12 +13,12 @@ use std::collections::BTreeSet;
 /// Links made with `link` (the ledger), or none with a warning if the ledger cannot be read
 /// here (e.g. on an admin host without one).
 fn ledger_links(cfg: &Config) -> Vec<Link> {
-    match mattersync_ledger::Ledger::open(&cfg.ledger.path).and_then(|l| l.links()) {
+    match mattersync_engine::open_ledger(cfg, None).and_then(|l| Ok(l.links()?)) {
         Ok(l) => l,
         Err(e) => {
             eprintln!(
-                "warning: cannot read the ledger {} ({e}); links made with `mattersync link` are not shown",
-                cfg.ledger.path.display()
+                "warning: cannot read the ledger {} ({e:#}); links made with `mattersync link` are not shown",
+                mattersync_engine::ledger_name(cfg)
             );
             Vec::new()
         }
@@ -72,7 +72,7 @@ pub async fn show(cfg: &Config, json: bool, cn: &str) -> Result<u8> {
         .iter()
         .filter(|w| w.contains(&format!("link {}->", entry.cn)))
     {
-        eprintln!("warning: {w}");
+        crate::report::warning("group", w.as_str());
     }
     let links: Vec<&Link> = links.iter().filter(|l| l.group == entry.cn).collect();
     let g = sub.groups.get(&entry.cn).cloned().unwrap_or_default();
@@ -102,9 +102,9 @@ pub async fn show(cfg: &Config, json: bool, cn: &str) -> Result<u8> {
     let disabled_members: Vec<String> = all_users.iter().filter(|u| disabled(u)).cloned().collect();
     let settings = bases.settings(&entry);
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
+        crate::report::data(
+            "group",
+            json!({
                 "group": entry.cn,
                 "dn": entry.dn.to_string(),
                 "id": entry.id,
@@ -126,7 +126,7 @@ pub async fn show(cfg: &Config, json: bool, cn: &str) -> Result<u8> {
                     "disabled": disabled_members,
                 },
                 "links": links.iter().map(|l| link_json(l)).collect::<Vec<_>>(),
-            }))?
+            }),
         );
         return Ok(crate::exit::OK);
     }
@@ -248,7 +248,7 @@ pub async fn list(cfg: &Config, json: bool) -> Result<u8> {
         }));
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::report::data("groups", serde_json::to_value(&rows)?);
         return Ok(crate::exit::OK);
     }
     println!(

@@ -21,10 +21,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hmac::{Hmac, Mac};
 use mattersync_core::{Admins, Mode, Readd};
+use mattersync_mattermost::{is_id, trigger_user};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::warn;
 
@@ -39,6 +40,8 @@ pub enum Form {
     Link,
     Unlink,
     Explain,
+    /// A typed command with privileged options, asked again (the command is in the state).
+    Confirm,
 }
 
 impl Form {
@@ -47,6 +50,7 @@ impl Form {
             Form::Link => "link",
             Form::Unlink => "unlink",
             Form::Explain => "explain",
+            Form::Confirm => "confirm",
         }
     }
 
@@ -55,6 +59,7 @@ impl Form {
             "link" => Some(Form::Link),
             "unlink" => Some(Form::Unlink),
             "explain" => Some(Form::Explain),
+            "confirm" => Some(Form::Confirm),
             _ => None,
         }
     }
@@ -69,6 +74,8 @@ pub struct Sealed {
     pub user_id: String,
     /// Seconds since the epoch.
     pub expires: u64,
+    /// The typed command a confirmation runs (empty for the other forms).
+    pub text: String,
 }
 
 fn now() -> u64 {
@@ -87,12 +94,13 @@ fn mac(key: &str, payload: &str) -> Option<Hmac<sha2::Sha256>> {
 impl Sealed {
     fn payload(&self) -> String {
         format!(
-            "v1.{}.{}.{}.{}.{}",
+            "v1.{}.{}.{}.{}.{}.{}",
             self.form.name(),
             self.team_id,
             self.channel_id,
             self.user_id,
-            self.expires
+            self.expires,
+            hex::encode(self.text.as_bytes())
         )
     }
 
@@ -111,10 +119,10 @@ impl Sealed {
         let sig = hex::decode(sig).ok()?;
         mac(key, payload)?.verify_slice(&sig).ok()?;
         let parts: Vec<&str> = payload.split('.').collect();
-        let [v, form, team_id, channel_id, user_id, expires] = parts.as_slice() else {
+        let [v, form, team_id, channel_id, user_id, expires, text] = parts.as_slice() else {
             return None;
         };
-        if *v != "v1" {
+        if *v != "v1" || ![team_id, channel_id, user_id].iter().all(|i| is_id(i)) {
             return None;
         }
         Some(Sealed {
@@ -123,12 +131,88 @@ impl Sealed {
             channel_id: channel_id.to_string(),
             user_id: user_id.to_string(),
             expires: expires.parse().ok()?,
+            text: String::from_utf8(hex::decode(text).ok()?).ok()?,
         })
     }
 }
 
 fn option(text: &str, value: &str) -> Value {
     json!({"text": text, "value": value})
+}
+
+/// Forms submitted already, until they expire: a form is taken once.
+static USED: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+
+/// Whether a form's state was submitted (and done) before.
+fn used(state: &str) -> bool {
+    let mut used = match USED.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    let now = now();
+    used.retain(|_, exp| *exp >= now);
+    used.contains_key(state)
+}
+
+/// Marks a form done: it is not taken again. (A refused submission leaves it open, as
+/// Mattermost does: the person corrects it and submits again.)
+fn mark_used(state: &str, expires: u64) {
+    let mut used = match USED.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    used.insert(state.to_string(), expires);
+}
+
+/// `Some(refusal)` unless the trigger id was made for the caller: Mattermost shows a dialog
+/// to the user its trigger id names (and checks the trigger's signature), so a form is only
+/// ever opened for the person the request names.
+fn not_for_caller(ctx: &Ctx, trigger_id: &str) -> Option<Answer> {
+    if trigger_user(trigger_id).as_deref() == Some(ctx.caller.id.as_str()) {
+        return None;
+    }
+    warn!(
+        user_id = %ctx.caller.id,
+        "a form was asked for one person with another person's trigger; refused"
+    );
+    Some(Answer::Refused(
+        "Nothing was changed: the request's trigger belongs to someone else.".to_string(),
+    ))
+}
+
+/// Asks a typed privileged command again, in a form only its author sees; the command
+/// itself travels in the signed state.
+pub async fn open_confirm(
+    shared: &Arc<Shared>,
+    ctx: &Ctx,
+    typed: &str,
+    what: &str,
+    token: &str,
+    trigger_id: &str,
+    url: &str,
+) -> Result<Option<Answer>> {
+    if let Some(refusal) = not_for_caller(ctx, trigger_id) {
+        return Ok(Some(refusal));
+    }
+    let sealed = Sealed {
+        form: Form::Confirm,
+        team_id: ctx.team.id.clone(),
+        channel_id: ctx.channel.id.clone(),
+        user_id: ctx.caller.id.clone(),
+        expires: now() + FORM_LIFETIME.as_secs(),
+        text: typed.to_string(),
+    };
+    let dialog = json!({
+        "callback_id": "mattersync-confirm",
+        "title": "Confirm",
+        "introduction_text": what,
+        "elements": [],
+        "submit_label": "Confirm",
+        "notify_on_cancel": false,
+        "state": sealed.seal(token),
+    });
+    shared.mm.open_dialog(trigger_id, url, &dialog).await?;
+    Ok(None)
 }
 
 /// Opens the form for `ctx`'s caller: only what the permission model lets them choose.
@@ -142,9 +226,17 @@ pub async fn open_form(
     trigger_id: &str,
     url: &str,
 ) -> Result<Option<Answer>> {
+    if let Some(refusal) = not_for_caller(ctx, trigger_id) {
+        return Ok(Some(refusal));
+    }
     let privileged = ctx.roles.privileged(&shared.cfg.serve.slash_privileged);
     let cfg = &shared.cfg;
     let (title, elements) = match form {
+        Form::Confirm => {
+            return Ok(Some(Answer::Refused(
+                "Nothing was changed: nothing to confirm.".to_string(),
+            )))
+        }
         Form::Link => {
             let ask = Ask::Link {
                 in_area: true,
@@ -235,12 +327,13 @@ pub async fn open_form(
         channel_id: ctx.channel.id.clone(),
         user_id: ctx.caller.id.clone(),
         expires: now() + FORM_LIFETIME.as_secs(),
+        text: String::new(),
     };
     let dialog = json!({
         "callback_id": format!("mattersync-{}", form.name()),
         "title": title,
         "elements": elements,
-        "submit_label": match form { Form::Link => "Link", Form::Unlink => "Unlink", Form::Explain => "Explain" },
+        "submit_label": match form { Form::Link => "Link", Form::Unlink => "Unlink", Form::Explain | Form::Confirm => "Explain" },
         "notify_on_cancel": false,
         "state": sealed.seal(token),
     });
@@ -300,6 +393,7 @@ fn command(form: Form, s: &Submission) -> Result<Command, (&'static str, String)
         Form::Explain => Command::Explain {
             user: need("user")?.trim_start_matches('@').to_string(),
         },
+        Form::Confirm => return Err(("", "nothing to confirm".to_string())),
     })
 }
 
@@ -337,15 +431,24 @@ pub async fn submit(State(shared): State<Arc<Shared>>, Json(s): Json<Submission>
         shared.metrics.slash_command(sealed.form.name(), "refused");
         warn!(
             user_id = %Clean(&s.user_id),
-            form_user_id = %sealed.user_id,
+            form_user_id = %Clean(&sealed.user_id),
             "dialog submitted by someone other than the person it was opened for, or elsewhere; refused"
         );
         return error(
             "This form was opened for someone else or another channel. Nothing was changed.",
         );
     }
-    let command = match command(sealed.form, &s) {
+    if used(&s.state) {
+        shared.metrics.slash_command(sealed.form.name(), "refused");
+        return error("This form was submitted already; type the command again.");
+    }
+    let parsed = match sealed.form {
+        Form::Confirm => slash::parse(&sealed.text).map_err(|e| ("", e)),
+        form => command(form, &s),
+    };
+    let command = match parsed {
         Ok(c) => c,
+        Err(("", why)) => return error(&super::escape::md(&why)),
         Err((name, why)) => {
             return Json(json!({"errors": {name: super::escape::md(&why)}})).into_response()
         }
@@ -370,9 +473,10 @@ pub async fn submit(State(shared): State<Arc<Shared>>, Json(s): Json<Submission>
             return error(&format!("Nothing was changed: {}", slash::short_error(&e)));
         }
     };
-    match slash::answer_text(&shared, &ctx, &command, "dialog").await {
-        Answer::Refused(text) => error(&text),
+    match slash::answer_text(&shared, &ctx, &command, slash::Via::Form).await {
+        Answer::Refused(text) | Answer::Confirm(text) => error(&text),
         Answer::Done(text) => {
+            mark_used(&s.state, sealed.expires);
             if let Err(e) = shared
                 .mm
                 .post_ephemeral(&ctx.caller.id, &ctx.channel.id, &text)
@@ -389,13 +493,18 @@ pub async fn submit(State(shared): State<Arc<Shared>>, Json(s): Json<Submission>
 mod tests {
     use super::*;
 
+    const TEAM: &str = "team1team1team1team1team1t";
+    const CHANNEL: &str = "chan1chan1chan1chan1chan1c";
+    const USER: &str = "user1user1user1user1user1u";
+
     fn sealed() -> Sealed {
         Sealed {
-            form: Form::Link,
-            team_id: "team1".into(),
-            channel_id: "chan1".into(),
-            user_id: "user1".into(),
+            form: Form::Confirm,
+            team_id: TEAM.into(),
+            channel_id: CHANNEL.into(),
+            user_id: USER.into(),
             expires: 1_900_000_000,
+            text: "link mm_rl_infra mode=exclusive".into(),
         }
     }
 
@@ -405,18 +514,27 @@ mod tests {
         assert_eq!(Sealed::open("token-a", &s), Some(sealed()));
         assert_eq!(Sealed::open("token-b", &s), None);
         // Any field changed: the signature no longer matches.
+        let text_hex = hex::encode("link mm_rl_infra mode=exclusive");
+        let other_hex = hex::encode("link mm_rl_infra mode=add");
         for (from, to) in [
             ("user1", "user2"),
             ("chan1", "chan2"),
-            (".link.", ".unlink."),
+            (".confirm.", ".link."),
             ("1900000000", "1999999999"),
+            (text_hex.as_str(), other_hex.as_str()),
         ] {
             let forged = s.replacen(from, to, 1);
             assert_ne!(forged, s);
             assert_eq!(Sealed::open("token-a", &forged), None, "{forged}");
         }
         assert_eq!(Sealed::open("token-a", ""), None);
-        assert_eq!(Sealed::open("token-a", "v1.link.t.c.u.1.zz"), None);
+        assert_eq!(Sealed::open("token-a", "v1.link.t.c.u.1..zz"), None);
+        // Ids that are not ids never come out, even signed.
+        let odd = Sealed {
+            user_id: "me".into(),
+            ..sealed()
+        };
+        assert_eq!(Sealed::open("token-a", &odd.seal("token-a")), None);
     }
 
     #[test]

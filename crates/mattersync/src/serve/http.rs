@@ -9,6 +9,8 @@
 //! | GET | `/` | — | the status page |
 //! | POST | `/sync` | bearer | a full reconcile now (`?allow_mass_removal=true` past a tripped guard, `?wait=false` to return at once) |
 //! | GET | `/plan` | bearer | what a full reconcile would change (`?format=text` for people) |
+//! | GET | `/holds` | bearer | what a guard holds: summary, age, how to approve (`?offset=&limit=` pages the changes) |
+//! | POST | `/approve/{fingerprint}` | bearer | apply exactly that held set; 409 with the new summary if what is held changed |
 //! | POST | `/slash` | slash token | the Mattermost slash command |
 //! | POST | `/slash/dialog` | signed state | a submitted slash-command form |
 
@@ -49,6 +51,8 @@ pub fn router(shared: Arc<Shared>, dispatch: tracing::Dispatch) -> Router {
         .route("/metrics", get(metrics))
         .route("/sync", post(sync))
         .route("/plan", get(plan))
+        .route("/holds", get(holds))
+        .route("/approve/{fingerprint}", post(approve))
         .route("/slash", post(slash::handle))
         .route("/slash/dialog", post(super::dialog::submit))
         .layer(axum::middleware::from_fn_with_state(
@@ -286,8 +290,15 @@ async fn sync(
         (None, true) => mattersync_engine::Approval::Any,
         (None, false) => mattersync_engine::Approval::None,
     };
+    let actor = match approval {
+        mattersync_engine::Approval::None => "api".to_string(),
+        mattersync_engine::Approval::Any
+        | mattersync_engine::Approval::Exactly(_)
+        | mattersync_engine::Approval::Within(_) => approver(&headers),
+    };
     let req = Request::Full {
         approval,
+        actor,
         reply: Some(tx),
     };
     if shared.requests.send(req).await.is_err() {
@@ -314,6 +325,155 @@ async fn sync(
         )
             .into_response(),
     }
+}
+
+/// The header an approver names themselves in (`mattersync approve` sends `cli:<user>`).
+/// Taken as said by whoever holds the API token: it names, it does not authenticate.
+pub const APPROVER_HEADER: &str = "x-mattersync-approver";
+
+/// `approval:<who>`: the name the request gives in [`APPROVER_HEADER`], else `approval:api`.
+fn approver(headers: &HeaderMap) -> String {
+    engine::actor::approval(headers.get(APPROVER_HEADER).and_then(|v| v.to_str().ok()))
+}
+
+#[derive(Deserialize)]
+struct HoldsQuery {
+    #[serde(default)]
+    offset: usize,
+    #[serde(default = "default_page")]
+    limit: usize,
+}
+
+fn default_page() -> usize {
+    engine::hold::DEFAULT_PAGE
+}
+
+/// What a guard holds now, with one page of its changes.
+async fn holds(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<HoldsQuery>,
+) -> Response {
+    if let Err(r) = authorize(&shared, &headers) {
+        return r;
+    }
+    let hold = shared.read_status(|s| s.hold.clone());
+    let holds: Vec<serde_json::Value> = hold
+        .iter()
+        .map(|h| hold_json(&shared, h, q.offset, q.limit))
+        .collect();
+    Json(json!({"held_changes": hold.as_ref().map_or(0, |h| h.summary.held_changes()), "holds": holds}))
+        .into_response()
+}
+
+fn hold_json(
+    shared: &Shared,
+    h: &super::state::Hold,
+    offset: usize,
+    limit: usize,
+) -> serde_json::Value {
+    json!({
+        "fingerprint": h.summary.fingerprint,
+        "since": h.since,
+        "age_seconds": h.age_secs(),
+        "changed_at": h.changed_at,
+        "full_reconcile": h.full,
+        "directory_changes": h.directory_changes,
+        "summary": h.summary.page(offset, limit),
+        "approve": h.how_to_approve(&shared.settings.listen),
+    })
+}
+
+#[derive(Deserialize)]
+struct ApproveQuery {
+    #[serde(default = "yes")]
+    wait: bool,
+}
+
+/// Applies exactly the held set with this fingerprint: the worker plans the held scopes
+/// again and applies them only if they are still that set. 409 with the new summary when
+/// what is held changed, or when nothing is held.
+async fn approve(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    axum::extract::Path(fingerprint): axum::extract::Path<String>,
+    Query(q): Query<ApproveQuery>,
+) -> Response {
+    if let Err(r) = authorize(&shared, &headers) {
+        return r;
+    }
+    let fingerprint = fingerprint.trim().to_ascii_lowercase();
+    if fingerprint.len() != 64 || !fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(
+                json!({"error": "a held-plan fingerprint is 64 hex digits (GET /holds shows it)"}),
+            ),
+        )
+            .into_response();
+    }
+    let (tx, rx) = oneshot::channel();
+    let req = Request::Approve {
+        fingerprint: fingerprint.clone(),
+        actor: approver(&headers),
+        reply: Some(tx),
+    };
+    if shared.requests.send(req).await.is_err() {
+        return stopping();
+    }
+    if !q.wait {
+        return (StatusCode::ACCEPTED, Json(json!({"queued": true}))).into_response();
+    }
+    let report = match tokio::time::timeout(SYNC_WAIT, rx).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => return stopping(),
+        Err(_) => {
+            return (
+                StatusCode::ACCEPTED,
+                Json(json!({"queued": true, "detail": "still running; see GET /holds and the status page"})),
+            )
+                .into_response()
+        }
+    };
+    let hold = shared.read_status(|s| s.hold.clone());
+    let (status, body) = match report.outcome {
+        Outcome::Ok | Outcome::Partial if report.approved => (
+            if report.outcome == Outcome::Ok {
+                StatusCode::OK
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            },
+            json!({"approved": true, "fingerprint": fingerprint, "run": report}),
+        ),
+        Outcome::GuardTripped => (
+            StatusCode::CONFLICT,
+            json!({
+                "approved": false,
+                "error": "what is held now is not the set approved: review the new summary and approve its fingerprint",
+                "approved_fingerprint": fingerprint,
+                "fingerprint": hold.as_ref().map(|h| h.summary.fingerprint.clone()),
+                "hold": hold.as_ref().map(|h| hold_json(&shared, h, 0, engine::hold::DEFAULT_PAGE)),
+                "run": report,
+            }),
+        ),
+        Outcome::Ok | Outcome::NoChanges => (
+            StatusCode::CONFLICT,
+            json!({"approved": false, "error": "nothing is held now (the directory changed it back, or what the held scopes need now is within the guards and was applied as usual); nothing was applied under this approval", "run": report}),
+        ),
+        Outcome::DirectoryError | Outcome::MattermostError => (
+            StatusCode::BAD_GATEWAY,
+            json!({"approved": false, "error": "the held scopes could not be read; the approval is kept and tried again until serve.approval_ttl", "run": report}),
+        ),
+        Outcome::Stopped => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"approved": false, "run": report}),
+        ),
+        Outcome::Partial | Outcome::Error => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"approved": false, "run": report}),
+        ),
+    };
+    (status, Json(body)).into_response()
 }
 
 fn stopping() -> Response {
@@ -361,6 +521,9 @@ async fn plan(
     let calls = shared.mm.stats().since(&before);
     if q.format.as_deref() == Some("text") {
         let mut text = output::plan_text(&plan);
+        if let Some(h) = engine::HoldSummary::of(&plan, &state.policy.links) {
+            text.push_str(&h.text(50));
+        }
         text.push_str(&output::link_issues_text(&state.link_issues));
         for w in &state.warnings {
             text.push_str(&format!("warning: {w}\n"));
@@ -369,7 +532,14 @@ async fn plan(
         text.push('\n');
         return ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response();
     }
-    Json(output::plan_json(&plan, &state.link_issues, &calls)).into_response()
+    let hold = engine::HoldSummary::of(&plan, &state.policy.links);
+    Json(output::plan_json(
+        &plan,
+        hold.as_ref(),
+        &state.link_issues,
+        &calls,
+    ))
+    .into_response()
 }
 
 async fn status_page(State(shared): State<Arc<Shared>>) -> Response {
@@ -436,7 +606,7 @@ mod tests {
         let mut text = format!(
             "[directory]\nuri = \"ldap://127.0.0.1:9\"\nbase_dn = \"dc=example,dc=org\"\n\
              [areas]\nrl = \"rocky-linux\"\nresf = \"resf\"\n\
-             [mattermost]\nurl = \"http://127.0.0.1:9\"\ntoken_file = \"{}\"\n",
+             [mattermost]\nurl = \"http://127.0.0.1:9\"\ntoken_file = \"{}\"\nmatch = {{ by = \"username\" }}\n",
             mm_token.display()
         );
         if let Some(t) = slash_token {
@@ -458,6 +628,7 @@ mod tests {
                 listen: "127.0.0.1:0".into(),
                 full_reconcile: Duration::from_secs(900),
                 guard_window: Duration::from_secs(600),
+                approval_ttl: Duration::from_secs(3600),
                 changes: ChangeSource::Auto,
                 debounce: Duration::from_millis(100),
                 poll_interval: Duration::from_secs(5),
@@ -473,6 +644,7 @@ mod tests {
                 .expect("client"),
             ldap: mattersync_directory::LdapConfig::new("ldap://127.0.0.1:9", "dc=example,dc=org"),
             ledger: tokio::sync::Mutex::new(Ledger::open_in_memory().expect("ledger")),
+            told_ready: Default::default(),
             cfg,
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -564,6 +736,37 @@ mod tests {
             .await
             .expect("get");
         assert_eq!(r.status(), 401);
+        for (method, path) in [
+            (reqwest::Method::GET, "/holds"),
+            (
+                reqwest::Method::POST,
+                &format!("/approve/{}", "ab".repeat(32))[..],
+            ),
+        ] {
+            let r = http
+                .request(method, format!("{}{path}", s.base))
+                .bearer_auth("wrong")
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(r.status(), 401, "{path}");
+        }
+        let r = http
+            .get(format!("{}/holds", s.base))
+            .bearer_auth("s3cret-api")
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), 200);
+        let body: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(body, serde_json::json!({"held_changes": 0, "holds": []}));
+        let r = http
+            .post(format!("{}/approve/not-a-fingerprint", s.base))
+            .bearer_auth("s3cret-api")
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 400, "refused before the worker is asked");
 
         // The worker's side of POST /sync: answer the first request the HTTP side sent.
         let worker = async {
@@ -571,6 +774,7 @@ mod tests {
                 if let Request::Full {
                     approval,
                     reply: Some(reply),
+                    ..
                 } = req
                 {
                     let allow_mass_removal = approval == mattersync_engine::Approval::Any;
@@ -592,6 +796,8 @@ mod tests {
                         run_id: None,
                         guard_trips: Vec::new(),
                         error: None,
+                        approved: false,
+                        hold: None,
                     });
                     return allow_mass_removal;
                 }

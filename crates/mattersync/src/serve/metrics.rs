@@ -3,7 +3,8 @@
 //! Names (all prefixed `mattersync_`):
 //! - `runs_total{kind,outcome}`: sync cycles. `kind`: `full` (startup, periodic, after a
 //!   full directory refresh), `changes` (a directory change), `targets` (a slash command),
-//!   `manual` (`POST /sync`). `outcome`: `ok`, `no_changes`, `partial`, `guard_tripped`,
+//!   `manual` (`POST /sync`), `approve` (`POST /approve/<fingerprint>`, and the retries of
+//!   an approval a failed cycle kept). `outcome`: `ok`, `no_changes`, `partial`, `guard_tripped`,
 //!   `directory_error`, `mattermost_error`, `error`, `stopped`.
 //! - `run_duration_seconds{kind}`, `phase_duration_seconds{phase}` (`directory`,
 //!   `mattermost`, `apply`): histograms.
@@ -11,9 +12,14 @@
 //!   applied it (histogram).
 //! - `actions_total{action,outcome}`: per-user changes by action type, `ok`/`failed`.
 //! - `mattermost_api_calls_total{method}`, `mattermost_api_retries_total`,
-//!   `mattermost_api_rate_limited_total`: every HTTP attempt to Mattermost.
+//!   `mattermost_api_rate_limited_total`: every HTTP attempt to Mattermost;
+//!   `mattermost_api_responses_total{method,status}` (`2xx`, `3xx`, `4xx`, `5xx`, `none`:
+//!   no answer) and `mattermost_api_latency_seconds{method}` (histogram), per attempt.
+//! - `build_info{version,commit}` (always 1), `links`, `owned_memberships`: gauges.
 //! - `pending_users`, `last_success_timestamp_seconds`, `ready`, `directory_connected`:
 //!   gauges.
+//! - `held_changes`: per-user changes a guard holds now (gauge; 0 when nothing is held).
+//! - `leader`: 1 while this instance syncs, 0 on a standby of a shared ledger.
 //! - `guard_trips_total`, `directory_notifications_total{source}`,
 //!   `directory_sessions_total{refresh}` (`full`/`incremental`),
 //!   `directory_session_errors_total`, `directory_cookie_refused_total`,
@@ -57,6 +63,18 @@ pub struct MethodLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResponseLabels {
+    pub method: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+    pub commit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabel {
     pub source: String,
 }
@@ -74,6 +92,11 @@ pub struct CommandLabels {
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
+fn api_histogram() -> Histogram {
+    // 1 ms .. ~33 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
 fn seconds_histogram() -> Histogram {
     // 5 ms .. ~82 s.
     Histogram::new(exponential_buckets(0.005, 2.0, 15))
@@ -89,11 +112,20 @@ pub struct Metrics {
     api_calls: Family<MethodLabel, Counter>,
     api_retries: Counter,
     api_rate_limited: Counter,
+    api_responses: Family<ResponseLabels, Counter>,
+    api_latency: HistogramFamily<MethodLabel>,
+    build_info: Family<BuildLabels, Gauge>,
+    pub links: Gauge,
+    pub owned_memberships: Gauge,
     pub pending_users: Gauge,
     pub last_success: Gauge<f64, AtomicU64>,
     pub ready: Gauge,
     pub directory_connected: Gauge,
     pub guard_trips: Counter,
+    /// Per-user changes a guard holds now (0 when nothing is held).
+    pub held_changes: Gauge,
+    /// 1 while this instance does the work (alone, or the leader of a shared ledger).
+    pub leader: Gauge,
     pub directory_reads: Counter,
     pub broken_links: Gauge,
     pub notifications: Family<SourceLabel, Counter>,
@@ -116,11 +148,18 @@ impl Metrics {
             api_calls: Family::default(),
             api_retries: Counter::default(),
             api_rate_limited: Counter::default(),
+            api_responses: Family::default(),
+            api_latency: Family::new_with_constructor(api_histogram),
+            build_info: Family::default(),
+            links: Gauge::default(),
+            owned_memberships: Gauge::default(),
             pending_users: Gauge::default(),
             last_success: Gauge::default(),
             ready: Gauge::default(),
             directory_connected: Gauge::default(),
             guard_trips: Counter::default(),
+            held_changes: Gauge::default(),
+            leader: Gauge::default(),
             directory_reads: Counter::default(),
             broken_links: Gauge::default(),
             notifications: Family::default(),
@@ -169,6 +208,37 @@ impl Metrics {
             m.api_rate_limited.clone(),
         );
         registry.register(
+            "mattermost_api_responses",
+            "Mattermost API attempts by method and status class (none: no answer)",
+            m.api_responses.clone(),
+        );
+        registry.register(
+            "mattermost_api_latency_seconds",
+            "Duration of Mattermost API attempts, by method",
+            m.api_latency.clone(),
+        );
+        registry.register(
+            "build_info",
+            "The running build: its version and commit (always 1)",
+            m.build_info.clone(),
+        );
+        m.build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                commit: env!("MATTERSYNC_COMMIT").to_string(),
+            })
+            .set(1);
+        registry.register(
+            "links",
+            "Links planned by the last cycle (file, ledger, convention)",
+            m.links.clone(),
+        );
+        registry.register(
+            "owned_memberships",
+            "Team and channel memberships the ledger says mattersync added and holds, as of the last cycle's read",
+            m.owned_memberships.clone(),
+        );
+        registry.register(
             "pending_users",
             "Directory members of linked groups without a Mattermost account",
             m.pending_users.clone(),
@@ -188,6 +258,16 @@ impl Metrics {
             "guard_trips",
             "Distinct plans not applied because a removal guard tripped (a held plan counts once)",
             m.guard_trips.clone(),
+        );
+        registry.register(
+            "held_changes",
+            "Per-user changes a guard holds now, waiting for an approval or a revert (memberships either way and admin roles; 0 when nothing is held)",
+            m.held_changes.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this instance syncs (the only one, or the leader of a shared PostgreSQL ledger); 0 on a standby",
+            m.leader.clone(),
         );
         registry.register(
             "broken_links",
@@ -251,6 +331,25 @@ impl Metrics {
                 outcome: outcome.to_string(),
             })
             .inc_by(n);
+    }
+
+    /// One Mattermost API attempt (the client's observer).
+    pub fn api_attempt(&self, a: &mattersync_mattermost::Attempt<'_>) {
+        let status = match a.status {
+            Some(s) => format!("{}xx", s / 100),
+            None => "none".to_string(),
+        };
+        self.api_responses
+            .get_or_create(&ResponseLabels {
+                method: a.method.to_string(),
+                status,
+            })
+            .inc();
+        self.api_latency
+            .get_or_create(&MethodLabel {
+                method: a.method.to_string(),
+            })
+            .observe(a.elapsed.as_secs_f64());
     }
 
     pub fn notification(&self, source: &str) {
@@ -348,5 +447,43 @@ mod tests {
         assert!(text
             .lines()
             .any(|l| l == "mattersync_mattermost_api_calls_total{method=\"GET\"} 6"));
+    }
+
+    #[test]
+    fn build_info_responses_by_status_class_and_latency() {
+        let m = Metrics::new();
+        for (method, status, ms) in [
+            ("GET", Some(200), 3),
+            ("GET", Some(404), 2),
+            ("POST", Some(503), 40),
+            ("GET", None, 900),
+        ] {
+            m.api_attempt(&mattersync_mattermost::Attempt {
+                method,
+                status,
+                elapsed: std::time::Duration::from_millis(ms),
+            });
+        }
+        m.links.set(3);
+        m.owned_memberships.set(12);
+        let text = m.render(ApiStats::default());
+        let build = format!(
+            "mattersync_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            env!("MATTERSYNC_COMMIT")
+        );
+        for line in [
+            build.as_str(),
+            "mattersync_mattermost_api_responses_total{method=\"GET\",status=\"2xx\"} 1",
+            "mattersync_mattermost_api_responses_total{method=\"GET\",status=\"4xx\"} 1",
+            "mattersync_mattermost_api_responses_total{method=\"POST\",status=\"5xx\"} 1",
+            "mattersync_mattermost_api_responses_total{method=\"GET\",status=\"none\"} 1",
+            "mattersync_mattermost_api_latency_seconds_count{method=\"GET\"} 3",
+            "mattersync_mattermost_api_latency_seconds_bucket{le=\"0.004\",method=\"GET\"} 2",
+            "mattersync_links 3",
+            "mattersync_owned_memberships 12",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
     }
 }

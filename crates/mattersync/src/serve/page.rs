@@ -1,7 +1,7 @@
 //! The status page: what an admin looks at first — is it working, what needs attention, what
 //! is linked, what changed, who is waiting for an account. Server-rendered HTML, no script.
 
-use super::state::{CycleReport, Shared};
+use super::state::{CycleReport, Hold, Shared};
 use mattersync_core::LinkSource;
 use mattersync_ledger::{Event, Run};
 use std::fmt::Write as _;
@@ -92,10 +92,32 @@ pub fn render(shared: &Shared, runs: &[Run], events: &[Event]) -> String {
              <span class=\"meta\">directory changes: <b>{}</b> — {}</span>\
              <span class=\"meta\">last successful sync: <b>{}</b></span>\
              <span class=\"meta\">full reconcile every {} · up since {}</span></header><main>",
-            if why.is_empty() {
-                "<span id=\"ready\" class=\"badge good\">ready</span>".to_string()
-            } else {
-                "<span id=\"ready\" class=\"badge bad\">not ready</span>".to_string()
+            match &st.role {
+                super::state::Role::Standby {
+                    leader,
+                    epoch,
+                    since,
+                } => format!(
+                    "<span id=\"ready\" class=\"badge\">standby</span>\
+                     <span class=\"meta\" id=\"role\">standby, leader is <b>{}</b> (epoch {epoch}) since {}</span>",
+                    esc(leader),
+                    esc(&when(since))
+                ),
+                role => format!(
+                    "{}{}",
+                    if why.is_empty() {
+                        "<span id=\"ready\" class=\"badge good\">ready</span>"
+                    } else {
+                        "<span id=\"ready\" class=\"badge bad\">not ready</span>"
+                    },
+                    match role {
+                        super::state::Role::Leader { epoch, since } => format!(
+                            "<span class=\"meta\" id=\"role\">leader (epoch {epoch}) since {}</span>",
+                            esc(&when(since))
+                        ),
+                        _ => String::new(),
+                    }
+                ),
             },
             esc(&st.source.mode),
             esc(&st.source.detail),
@@ -115,14 +137,14 @@ pub fn render(shared: &Shared, runs: &[Run], events: &[Event]) -> String {
             for w in &why {
                 let _ = write!(s, "<li>Not ready: {}</li>", esc(w));
             }
-            if let Some((at, trips)) = &st.guard_trips {
+            if let Some(h) = &st.hold {
                 let _ = write!(
                     s,
-                    "<li><b>A removal guard stopped a sync</b> (or an addition guard) at {}: {}. Nothing was changed. \
-                     If the directory really changed this much, run a sync that allows it: \
-                     <code>curl -X POST -H 'Authorization: Bearer …' '/sync?allow_mass_removal=true'</code></li>",
-                    esc(&when(at)),
-                    esc(&trips.join("; "))
+                    "<li><b>A guard holds {} change(s)</b> ({} additions, {} removals) since {}: nothing of it was changed. See <a href=\"#holds\">Held</a> below.</li>",
+                    h.summary.held_changes(),
+                    h.summary.additions,
+                    h.summary.removals,
+                    esc(&when(&h.since))
                 );
             }
             for i in &st.link_issues {
@@ -150,6 +172,10 @@ pub fn render(shared: &Shared, runs: &[Run], events: &[Event]) -> String {
                 s.push_str("</table>");
             }
             s.push_str("</section>");
+        }
+
+        if let Some(h) = &st.hold {
+            hold_section(s, h, &shared.settings.listen);
         }
 
         // Links.
@@ -241,12 +267,13 @@ pub fn render(shared: &Shared, runs: &[Run], events: &[Event]) -> String {
     if events.is_empty() {
         s.push_str("<p class=\"muted\">Nothing changed yet.</p>");
     } else {
-        s.push_str("<table><tr><th>when</th><th>action</th><th>where</th><th>user</th><th>because of</th><th>outcome</th></tr>");
+        s.push_str("<table><tr><th>when</th><th>by</th><th>action</th><th>where</th><th>user</th><th>because of</th><th>outcome</th></tr>");
         for e in events {
             let _ = write!(
                 s,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
+                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
                 esc(&when(&e.at)),
+                esc(&e.actor),
                 esc(&e.action.replace('_', " ")),
                 esc(&e.scope),
                 esc(&e.username),
@@ -267,13 +294,14 @@ pub fn render(shared: &Shared, runs: &[Run], events: &[Event]) -> String {
     if runs.is_empty() {
         s.push_str("<p class=\"muted\">None yet.</p>");
     } else {
-        s.push_str("<table><tr><th>started</th><th>kind</th><th>outcome</th><th class=\"num\">ok</th><th class=\"num\">failed</th><th class=\"num\">API calls</th><th>run</th></tr>");
+        s.push_str("<table><tr><th>started</th><th>kind</th><th>by</th><th>outcome</th><th class=\"num\">ok</th><th class=\"num\">failed</th><th class=\"num\">API calls</th><th>run</th></tr>");
         for r in runs {
             let _ = write!(
                 s,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td><code>{}</code></td></tr>",
+                "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td><code>{}</code></td></tr>",
                 esc(&when(&r.started_at)),
                 esc(&r.kind),
+                esc(r.actor.as_deref().unwrap_or("-")),
                 badge(r.outcome.as_deref().unwrap_or("running")),
                 r.actions_ok,
                 r.actions_failed,
@@ -285,15 +313,118 @@ pub fn render(shared: &Shared, runs: &[Run], events: &[Event]) -> String {
     }
     s.push_str(
         "</section><p class=\"muted\">Also: <a href=\"/metrics\">/metrics</a> · \
-         <a href=\"/readyz\">/readyz</a> · <code>POST /sync</code> and <code>GET /plan</code> \
-         with the API token. This page refreshes every 30 s.</p></main></body></html>",
+         <a href=\"/readyz\">/readyz</a> · <code>POST /sync</code>, <code>GET /plan</code>, \
+         <code>GET /holds</code> and <code>POST /approve/&lt;fingerprint&gt;</code> with the API token. This page refreshes every 30 s.</p></main></body></html>",
     );
     std::mem::take(s)
 }
 
+/// How many held changes the page lists (GET /holds pages through all of them).
+const PAGE_CHANGES: usize = 50;
+
+/// `3725` → `1 h 2 min`.
+fn age(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s} s"),
+        s if s < 3600 => format!("{} min", s / 60),
+        s => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// A hold: why, since when, the cause, where and who, and the exact ways to approve it.
+fn hold_section(s: &mut String, h: &Hold, listen: &str) {
+    let sum = &h.summary;
+    let how = h.how_to_approve(listen);
+    let _ = write!(
+        s,
+        "<section class=\"attention\" id=\"holds\"><h2>Held: {} change(s) wait for an approval</h2>\
+         <p>Fingerprint <code id=\"hold-fingerprint\">{}</code> · held for {} (since {}; this set since {}) · \
+         {} additions, {} removals{} in {} team(s)/channel(s){}.</p><ul>",
+        sum.held_changes(),
+        esc(&sum.fingerprint),
+        age(h.age_secs()),
+        esc(&when(&h.since)),
+        esc(&when(&h.changed_at)),
+        sum.additions,
+        sum.removals,
+        if sum.role_changes > 0 {
+            format!(", {} admin role changes", sum.role_changes)
+        } else {
+            String::new()
+        },
+        sum.scopes.len(),
+        if h.full { ", planned by a full reconcile" } else { "" }
+    );
+    for w in &sum.why {
+        let _ = write!(s, "<li>Guard: {}</li>", esc(w));
+    }
+    for c in &sum.causes {
+        let _ = write!(
+            s,
+            "<li>Cause: directory group <b>{}</b> — {} addition(s), {} removal(s)</li>",
+            esc(&c.group),
+            c.additions,
+            c.removals
+        );
+    }
+    if !h.directory_changes.is_empty() {
+        let _ = write!(
+            s,
+            "<li>Directory changes that led here: {}</li>",
+            esc(&h.directory_changes.join(", "))
+        );
+    }
+    s.push_str("</ul><table><tr><th>team/channel</th><th>kind</th><th class=\"num\">additions</th><th class=\"num\">removals</th><th class=\"num\">roles</th><th>groups</th></tr>");
+    for sc in &sum.scopes {
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            esc(&sc.scope),
+            esc(&sc.kind),
+            sc.additions,
+            sc.removals,
+            sc.role_changes,
+            esc(&sc.groups.join(", "))
+        );
+    }
+    s.push_str("</table><h2>Who</h2><table><tr><th>change</th><th>team/channel</th><th>user</th><th>groups</th></tr>");
+    for c in sum.changes.iter().take(PAGE_CHANGES) {
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&c.change.replace('_', " ")),
+            esc(&c.scope),
+            c.with_team
+                .as_ref()
+                .map(|t| format!(" <span class=\"muted\">(with the team {})</span>", esc(t)))
+                .unwrap_or_default(),
+            esc(&c.username),
+            esc(&c.groups.join(", "))
+        );
+    }
+    s.push_str("</table>");
+    if sum.changes_total > PAGE_CHANGES {
+        let _ = write!(
+            s,
+            "<p class=\"muted\">And {} more: <code>GET /holds?offset={PAGE_CHANGES}</code> lists them.</p>",
+            sum.changes_total - PAGE_CHANGES
+        );
+    }
+    let _ = write!(
+        s,
+        "<h2>How to approve</h2><p>If the directory really changed this much, apply exactly this set (nothing else, and only while it is still what is held):</p>\
+         <p>CLI: <code>{}</code><br>HTTP: <code>{}</code></p>\
+         <p class=\"muted\">If the directory changes back, the hold clears by itself and nothing is applied. \
+         An approval of a set that is no longer held is refused with the new summary.</p></section>",
+        esc(how["cli"].as_str().unwrap_or_default()),
+        esc(how["http"].as_str().unwrap_or_default())
+    );
+}
+
 fn cycle_row(s: &mut String, c: &CycleReport) {
     let mut detail = String::new();
-    if !c.guard_trips.is_empty() {
+    // A held cycle's error already says which guards tripped.
+    if !c.guard_trips.is_empty() && c.error.is_none() {
         detail.push_str(&c.guard_trips.join("; "));
     }
     if let Some(e) = &c.error {

@@ -280,7 +280,7 @@ pub async fn handle(
                 shared.metrics.slash_command("form", "ok");
                 Json(serde_json::json!({})).into_response()
             }
-            Ok(Some(Answer::Refused(t))) => {
+            Ok(Some(Answer::Refused(t) | Answer::Confirm(t))) => {
                 shared.metrics.slash_command("form", "refused");
                 ephemeral(t)
             }
@@ -292,9 +292,43 @@ pub async fn handle(
             }
         };
     }
-    ephemeral(match answer_text(&shared, &ctx, &command, "slash").await {
-        Answer::Done(t) | Answer::Refused(t) => t,
-    })
+    match answer_text(&shared, &ctx, &command, Via::Typed).await {
+        Answer::Done(t) | Answer::Refused(t) => ephemeral(t),
+        Answer::Confirm(what) => {
+            if req.trigger_id.is_empty() {
+                return ephemeral("Nothing was changed: this needs a confirmation form, and the request has no trigger id.");
+            }
+            let url = dialog_url(&shared, &headers);
+            match dialog::open_confirm(
+                &shared,
+                &ctx,
+                &req.text,
+                &what,
+                &req.token,
+                &req.trigger_id,
+                &url,
+            )
+            .await
+            {
+                Ok(None) => {
+                    shared.metrics.slash_command(command.name(), "confirm");
+                    Json(serde_json::json!({})).into_response()
+                }
+                Ok(Some(Answer::Refused(t) | Answer::Done(t) | Answer::Confirm(t))) => {
+                    shared.metrics.slash_command(command.name(), "refused");
+                    ephemeral(t)
+                }
+                Err(e) => {
+                    shared.metrics.slash_command(command.name(), "error");
+                    warn!(error = %Clean(&format!("{e:#}")), "slash command: cannot open the confirmation");
+                    ephemeral(format!(
+                        "Nothing was changed: could not open the confirmation ({})",
+                        short_error(&e)
+                    ))
+                }
+            }
+        }
+    }
 }
 
 /// Where Mattermost posts a dialog's submission: `serve.slash_command_url` + `/dialog`, or
@@ -321,18 +355,19 @@ pub(super) async fn answer_text(
     shared: &Arc<Shared>,
     ctx: &Ctx,
     command: &Command,
-    via: &str,
+    via: Via,
 ) -> Answer {
     info!(
         user = %Clean(&ctx.caller.username),
         channel = %ctx.target,
         command = command.name(),
-        via,
+        via = via.name(),
         "slash command"
     );
-    let (outcome, text) = match run(shared, ctx, command).await {
+    let (outcome, text) = match run(shared, ctx, command, via).await {
         Ok(Answer::Done(t)) => ("ok", t),
         Ok(Answer::Refused(t)) => ("refused", t),
+        Ok(Answer::Confirm(t)) => return Answer::Confirm(t),
         Err(e) => {
             warn!(
                 user = %Clean(&ctx.caller.username),
@@ -353,6 +388,26 @@ pub(super) async fn answer_text(
 pub(super) enum Answer {
     Done(String),
     Refused(String),
+    /// Typed with options only a privileged role may use: asked again in a form, which
+    /// Mattermost shows only to the person its trigger was made for (a request with another
+    /// person's id and the team's token cannot get past it).
+    Confirm(String),
+}
+
+/// How a command came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Via {
+    Typed,
+    Form,
+}
+
+impl Via {
+    fn name(self) -> &'static str {
+        match self {
+            Via::Typed => "slash",
+            Via::Form => "dialog",
+        }
+    }
 }
 
 /// Where a command was typed and by whom, as Mattermost knows it: all looked up by id.
@@ -425,8 +480,22 @@ impl Ctx {
             }
             None => return Ok(Err("Mattermost does not know this user.".to_string())),
         };
-        let in_team = mm.team_membership(&team.id, &caller.id).await?;
-        let in_channel = mm.channel_membership(&channel.id, &caller.id).await?;
+        // Mattermost runs a command only for a member of the channel it is typed in (so of
+        // the team): a request for anyone else did not come from Mattermost.
+        let Some(in_team) = mm.team_membership(&team.id, &caller.id).await? else {
+            return Ok(Err(format!(
+                "{} is not a member of team {}.",
+                code(&caller.username),
+                code(team_name)
+            )));
+        };
+        let Some(in_channel) = mm.channel_membership(&channel.id, &caller.id).await? else {
+            return Ok(Err(format!(
+                "{} is not a member of this channel.",
+                code(&caller.username)
+            )));
+        };
+        let (in_team, in_channel) = (Some(in_team), Some(in_channel));
         let roles = Roles {
             system_admin: caller.system_admin,
             team_admin: in_team.is_some_and(|m| m.admin),
@@ -447,9 +516,7 @@ impl Ctx {
     }
 }
 
-fn is_id(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric())
-}
+use mattersync_mattermost::is_id;
 
 /// `Some(refusal)` when the permission model says no.
 pub(super) fn refused(shared: &Shared, ctx: &Ctx, ask: Ask) -> Option<String> {
@@ -460,13 +527,18 @@ pub(super) fn refused(shared: &Shared, ctx: &Ctx, ask: Ask) -> Option<String> {
 
 /// Whether a declared link points at this channel: by its name now, or by the channel id
 /// recorded for it (a link declared under the channel's old name, before a rename).
+///
+/// Once a channel id is recorded for a link, only that id counts: a new channel that takes
+/// a renamed channel's old name does not get its links.
 fn is_here(l: &Link, ids: &[mattersync_core::LinkIdentity], ctx: &Ctx) -> bool {
-    l.target == ctx.target
-        || ids.iter().any(|i| {
-            i.group == l.group
-                && i.target == l.target
-                && i.channel_id.as_deref() == Some(ctx.channel.id.as_str())
-        })
+    let recorded = ids
+        .iter()
+        .find(|i| i.group == l.group && i.target == l.target)
+        .and_then(|i| i.channel_id.as_deref());
+    match recorded {
+        Some(id) => id == ctx.channel.id,
+        None => l.target == ctx.target,
+    }
 }
 
 /// The ledger's links (slash or `mattersync link`) to this channel, as declared.
@@ -489,7 +561,7 @@ fn ledger_link(ledger: &mattersync_ledger::Ledger, group: &str, ctx: &Ctx) -> Re
         .find(|l| l.group == group))
 }
 
-async fn run(shared: &Arc<Shared>, ctx: &Ctx, command: &Command) -> Result<Answer> {
+async fn run(shared: &Arc<Shared>, ctx: &Ctx, command: &Command, via: Via) -> Result<Answer> {
     let target = ctx.target.clone();
     match command {
         Command::Help | Command::Form(_) => Ok(Answer::Done(USAGE.to_string())),
@@ -544,11 +616,40 @@ async fn run(shared: &Arc<Shared>, ctx: &Ctx, command: &Command) -> Result<Answe
             ) {
                 return Ok(Answer::Refused(format!("Not linked: {why}")));
             }
+            if via == Via::Typed && (privileged || !in_area) {
+                return Ok(Answer::Confirm(format!(
+                    "Link **{}** to this channel with mode {}, admins {}, readd {}{}?",
+                    md(group),
+                    code(&link.mode.to_string()),
+                    code(&link.admins.to_string()),
+                    code(&link.readd.to_string()),
+                    if in_area {
+                        ""
+                    } else {
+                        " (a group of another team's area)"
+                    }
+                )));
+            }
             // A link declared under the channel's old name stays declared so (its recorded
             // ids follow the rename): change that one rather than add a second.
             let mut link = link;
             if let Some(e) = &existing {
                 link.target = e.target.clone();
+            } else if shared
+                .ledger
+                .lock()
+                .await
+                .links()?
+                .iter()
+                .any(|l| l.group == *group && l.target == target)
+            {
+                // Declared by this channel's name, but for the channel that had the name
+                // before (renamed since): not this channel's to change.
+                return Ok(Answer::Refused(format!(
+                    "Not linked: **{}** is linked by the name {} to another channel, which has been renamed since. Nothing was changed; an admin can change it with `mattersync link`.",
+                    md(group),
+                    code(&target.to_string())
+                )));
             }
             let dir = directory(shared).await?;
             if !dir.groups.contains_key(group) {
@@ -570,10 +671,24 @@ async fn run(shared: &Arc<Shared>, ctx: &Ctx, command: &Command) -> Result<Answe
                     code(&f.readd.to_string())
                 )));
             }
-            let changed = shared.ledger.lock().await.put_link(&link, &ctx.actor())?;
+            let changed = {
+                // Checked against the link as it was; written only if it still is.
+                let ledger = shared.ledger.lock().await;
+                if ledger_link(&ledger, group, ctx)? != existing {
+                    return Ok(Answer::Refused(
+                        "Not linked: the link changed while this was checked. Nothing was changed; try again.".to_string(),
+                    ));
+                }
+                ledger.put_link(&link, &ctx.actor())?
+            };
             let head = link_head(&link, changed);
             let preview = match preview(shared, dir, &target).await {
-                Ok(p) => what_happens(&p, &target, Some(group)),
+                Ok(p) => what_happens(
+                    &p,
+                    &target,
+                    Some(group),
+                    ctx.roles.system_admin || ctx.roles.team_admin,
+                ),
                 Err(e) => {
                     warn!(error = %Clean(&format!("{e:#}")), "slash command: no preview");
                     format!(
@@ -601,8 +716,26 @@ async fn run(shared: &Arc<Shared>, ctx: &Ctx, command: &Command) -> Result<Answe
             if let Some(why) = refused(shared, ctx, Ask::Unlink { privileged }) {
                 return Ok(Answer::Refused(format!("Not unlinked: {why}")));
             }
-            let declared = existing.as_ref().map_or(&target, |e| &e.target);
-            let removed = shared.ledger.lock().await.remove_link(group, declared)?;
+            if via == Via::Typed && privileged {
+                return Ok(Answer::Confirm(format!(
+                    "Unlink **{}** from this channel (a link with options that remove people or grant roles)?",
+                    md(group)
+                )));
+            }
+            let removed = match &existing {
+                // Only a link of this channel (by id once one is recorded); a link declared
+                // by this name for a channel since renamed is not this channel's.
+                None => false,
+                Some(e) => {
+                    let ledger = shared.ledger.lock().await;
+                    if ledger_link(&ledger, group, ctx)?.as_ref() != Some(e) {
+                        return Ok(Answer::Refused(
+                            "Not unlinked: the link changed while this was checked. Nothing was changed; try again.".to_string(),
+                        ));
+                    }
+                    ledger.remove_link_by(group, &e.target, &ctx.actor())?
+                }
+            };
             if !removed {
                 let cfg = &shared.cfg;
                 let in_file = cfg
@@ -633,7 +766,7 @@ async fn run(shared: &Arc<Shared>, ctx: &Ctx, command: &Command) -> Result<Answe
             let dir = directory(shared).await?;
             let preview = match preview(shared, dir, &target).await {
                 Ok(p) if p.links.is_empty() => "No group is linked here any more: mattersync leaves the channel's members as they are.".to_string(),
-                Ok(p) => what_happens(&p, &target, None),
+                Ok(p) => what_happens(&p, &target, None, ctx.roles.system_admin || ctx.roles.team_admin),
                 Err(e) => {
                     warn!(error = %Clean(&format!("{e:#}")), "slash command: no preview");
                     format!(
@@ -695,17 +828,30 @@ async fn run(shared: &Arc<Shared>, ctx: &Ctx, command: &Command) -> Result<Answe
                     c.started_at, c.kind, c.outcome, c.actions
                 ));
             }
-            if let Some((at, trips)) = guard {
-                out.push(format!(
+            // Service-wide matters (other channels' groups, raw errors) are for admins; the
+            // rest see that there is one.
+            let admin = ctx.roles.system_admin || ctx.roles.team_admin;
+            match guard {
+                Some((at, trips)) if admin => out.push(format!(
                     "⚠ A guard stopped a sync at {at}: {}. Nothing was changed.",
                     md(&trips.join("; "))
-                ));
+                )),
+                Some(_) => out.push(
+                    "⚠ A guard is holding a sync until an admin reviews it; nothing was changed."
+                        .to_string(),
+                ),
+                None => {}
             }
-            if !why.is_empty() {
+            if !why.is_empty() && admin {
                 out.push(format!(
                     "The service is not ready: {}.",
                     md(&why.join("; "))
                 ));
+            } else if !why.is_empty() {
+                out.push(
+                    "The service is not ready; its admins can see why on its status page."
+                        .to_string(),
+                );
             }
             Ok(Answer::Done(out.join("\n")))
         }
@@ -720,6 +866,31 @@ async fn run(shared: &Arc<Shared>, ctx: &Ctx, command: &Command) -> Result<Answe
                 Ok(w) => w,
                 Err(e) => return Ok(Answer::Refused(md(&e.to_string()))),
             };
+            let account = why.account.as_ref().map(|(id, _)| id.as_str());
+            if is_self && account != Some(ctx.caller.id.as_str()) {
+                // The name is the caller's, but the directory user it names is matched to
+                // another account (or none): that person's groups are not the caller's.
+                return Ok(Answer::Refused(
+                    "mattersync does not match your account to a directory user of that name, so it has nothing of yours to explain.".to_string(),
+                ));
+            }
+            if !is_self {
+                // Admins ask about people this channel concerns: in a group linked here, or
+                // in this team.
+                let in_linked_group = why.links.iter().any(|l| l.in_group);
+                let in_team = match account {
+                    Some(id) => shared.mm.team_membership(&ctx.team.id, id).await?.is_some(),
+                    None => false,
+                };
+                // System admins too: over a team's token the command vouches for no more
+                // than the team (`mattersync explain` on the server shows anyone).
+                if !in_linked_group && !in_team {
+                    return Ok(Answer::Refused(format!(
+                        "{} is neither in a group linked here nor in this team; ask about people this channel concerns.",
+                        code(user)
+                    )));
+                }
+            }
             let ledger = shared.ledger.lock().await;
             let lines = output::explain_text(user, &why, &ledger)?;
             // Plain text for a terminal: every line shown as it is.
@@ -803,7 +974,9 @@ fn names(mut v: Vec<String>) -> String {
 }
 
 /// What the plan will do in this channel, in words.
-fn what_happens(p: &Preview, target: &Target, group: Option<&str>) -> String {
+/// `admin`: the directory uids of people without an account are shown (to others, only how
+/// many: a uid with no account yet is a name someone could register).
+fn what_happens(p: &Preview, target: &Target, group: Option<&str>, admin: bool) -> String {
     let path = target.to_string();
     let (mut adds, mut removals, mut promote, mut demote) = (vec![], vec![], vec![], vec![]);
     for a in &p.plan.actions {
@@ -863,11 +1036,16 @@ fn what_happens(p: &Preview, target: &Target, group: Option<&str>) -> String {
     if !demote.is_empty() {
         out.push(format!("No longer channel admin: {}.", names(demote)));
     }
-    if !pending.is_empty() {
+    if !pending.is_empty() && admin {
         out.push(format!(
             "{} without a Mattermost account yet, added when the account appears: {}.",
             pending.len(),
             pending.iter().map(|u| md(u)).collect::<Vec<_>>().join(", ")
+        ));
+    } else if !pending.is_empty() {
+        out.push(format!(
+            "{} without a Mattermost account yet, added when the account appears.",
+            pending.len()
         ));
     }
     if !not_readded.is_empty() {

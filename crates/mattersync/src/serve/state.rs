@@ -38,6 +38,8 @@ pub struct Settings {
     pub full_reconcile: Duration,
     /// The guards count applied changes over this window too (zero: per cycle only).
     pub guard_window: Duration,
+    /// An approval the service could not apply yet lapses after this long.
+    pub approval_ttl: Duration,
     pub changes: ChangeSource,
     pub debounce: Duration,
     pub poll_interval: Duration,
@@ -73,8 +75,55 @@ pub enum Request {
     Full {
         /// Past a guard: anything held, or exactly the held plan reviewed.
         approval: mattersync_engine::Approval,
+        /// Who asked (the audit trail's actor for an approval).
+        actor: String,
         reply: Option<oneshot::Sender<CycleReport>>,
     },
+    /// `POST /approve/<fingerprint>`: apply exactly the held set with this fingerprint (a
+    /// cycle over the held scopes), answered when it ends.
+    Approve {
+        fingerprint: String,
+        actor: String,
+        reply: Option<oneshot::Sender<CycleReport>>,
+    },
+}
+
+/// What a guard holds now, as the status page and `GET /holds` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hold {
+    /// When the service first held these scopes (RFC 3339), and as Unix seconds.
+    pub since: String,
+    pub since_unix: u64,
+    /// When the held set last changed (a new fingerprint).
+    pub changed_at: String,
+    /// The held plan was a full reconcile (every link), not the scopes a change touched.
+    pub full: bool,
+    /// The groups whose directory changes led the service to plan the held scopes (empty
+    /// for a full reconcile).
+    pub directory_changes: Vec<String>,
+    pub summary: mattersync_engine::HoldSummary,
+}
+
+impl Hold {
+    /// The exact ways to approve it: the CLI (which asks the running service) and HTTP.
+    pub fn how_to_approve(&self, listen: &str) -> serde_json::Value {
+        let fp = &self.summary.fingerprint;
+        serde_json::json!({
+            "cli": format!("mattersync approve {fp}"),
+            "http": format!("curl -X POST -H 'Authorization: Bearer <serve.api_token_file>' http://{listen}/approve/{fp}"),
+        })
+    }
+
+    pub fn age_secs(&self) -> u64 {
+        unix_now().saturating_sub(self.since_unix)
+    }
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 /// How a sync cycle ended.
@@ -153,6 +202,12 @@ pub struct CycleReport {
     pub guard_trips: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The cycle applied a held plan because an approval covered it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub approved: bool,
+    /// What a guard holds, when one did (its first page of changes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold: Option<mattersync_engine::HoldSummary>,
 }
 
 impl CycleReport {
@@ -199,8 +254,11 @@ pub struct Status {
     /// The last cycle, when it did not succeed.
     pub failed: Option<CycleReport>,
     pub errors: VecDeque<ErrorEntry>,
-    /// The guard trips of the last plan that had any, until a cycle succeeds.
+    /// The guard trips of the plan held now, in words, and since when (the slash command's
+    /// `status` shows them); `hold` has the whole summary.
     pub guard_trips: Option<(String, Vec<String>)>,
+    /// What a guard holds now, until it is approved or the directory changes it back.
+    pub hold: Option<Hold>,
     /// Directory uid → the linked groups that want them, without a Mattermost account.
     pub pending: BTreeMap<String, BTreeSet<String>>,
     /// The links as of the last directory read.
@@ -213,6 +271,23 @@ pub struct Status {
     pub last_success: Option<String>,
     /// A full reconcile has succeeded since the start.
     pub reconciled: bool,
+    /// Whether this instance does the work (see [`Role`]).
+    pub role: Role,
+}
+
+/// Which instance syncs a shared (PostgreSQL) ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// The only instance (a SQLite ledger and its file lock).
+    Alone,
+    /// Leads a shared ledger, with this epoch, since then.
+    Leader { epoch: i64, since: String },
+    /// Waits to take over; who leads, as the ledger says.
+    Standby {
+        leader: String,
+        epoch: i64,
+        since: String,
+    },
 }
 
 impl Status {
@@ -231,6 +306,7 @@ impl Status {
             failed: None,
             errors: VecDeque::new(),
             guard_trips: None,
+            hold: None,
             pending: BTreeMap::new(),
             links: Vec::new(),
             warnings: Vec::new(),
@@ -238,6 +314,7 @@ impl Status {
             directory_snapshot: None,
             last_success: None,
             reconciled: false,
+            role: Role::Alone,
         }
     }
 
@@ -253,6 +330,19 @@ impl Status {
     /// Why the service is not ready, or nothing when it is.
     pub fn not_ready(&self, source_active: bool) -> Vec<String> {
         let mut why = Vec::new();
+        if let Role::Standby {
+            leader,
+            epoch,
+            since,
+        } = &self.role
+        {
+            // A standby is healthy (`/healthz`), not ready: a load balancer sends the work
+            // to the leader.
+            why.push(format!(
+                "standby: the ledger's leader is {leader} (epoch {epoch}, since {since}); this instance takes over when it goes"
+            ));
+            return why;
+        }
         for i in self.link_issues.iter().filter(|i| i.broken()) {
             why.push(i.to_string());
         }
@@ -311,6 +401,8 @@ pub struct Shared {
     pub ldap: LdapConfig,
     /// The HTTP side's own ledger connection (the worker has another).
     pub ledger: tokio::sync::Mutex<Ledger>,
+    /// Whether systemd was told READY=1 (once, the first time the service is ready).
+    pub told_ready: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -340,6 +432,20 @@ impl Shared {
     pub fn readiness(&self) -> Vec<String> {
         let why = self.read_status(|s| s.not_ready(self.source_active()));
         self.metrics.ready.set(i64::from(why.is_empty()));
+        if why.is_empty()
+            && !self
+                .told_ready
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            // Type=notify: the first full reconcile is done and both sides answer. Without
+            // $NOTIFY_SOCKET (not under systemd) this does nothing.
+            if let Err(e) = sd_notify::notify(&[
+                sd_notify::NotifyState::Ready,
+                sd_notify::NotifyState::Status("ready: first full reconcile done"),
+            ]) {
+                tracing::warn!(error = %e, "cannot tell systemd that the service is ready");
+            }
+        }
         why
     }
 }

@@ -35,6 +35,9 @@ enum Kind {
     Changes,
     /// Targets a slash command asked for.
     Targets,
+    /// `POST /approve/<fingerprint>`: the held scopes again (every link when the held plan
+    /// was a full reconcile, or nothing is parked), with the approval.
+    Approve { full: bool },
 }
 
 impl Kind {
@@ -44,11 +47,15 @@ impl Kind {
             Kind::Manual => "manual",
             Kind::Changes => "changes",
             Kind::Targets => "targets",
+            Kind::Approve { .. } => "approve",
         }
     }
 
     fn is_full(self) -> bool {
-        matches!(self, Kind::Full | Kind::Manual)
+        matches!(
+            self,
+            Kind::Full | Kind::Manual | Kind::Approve { full: true }
+        )
     }
 }
 
@@ -62,6 +69,18 @@ struct Parked {
     targets: BTreeSet<Target>,
     /// The held plan, so that the same plan held again is logged and recorded only once.
     fingerprint: String,
+    /// The teams and channels the held changes are in (`team` or `team/channel`): a change
+    /// cycle that plans one of them re-plans a full hold (the change may be its revert).
+    scopes: BTreeSet<String>,
+}
+
+/// An approval the worker was given, by whom and when.
+#[derive(Debug, Clone)]
+struct Granted {
+    approval: engine::Approval,
+    /// `approval:<who>`.
+    actor: String,
+    at: Instant,
 }
 
 pub struct Worker {
@@ -83,7 +102,15 @@ pub struct Worker {
     asked_targets: BTreeSet<Target>,
     full_due: bool,
     waiters: Vec<oneshot::Sender<CycleReport>>,
-    approval: engine::Approval,
+    /// From `POST /sync` (`approve=` or `allow_mass_removal`): the next manual cycle only.
+    approval: Option<Granted>,
+    /// From `POST /approve/<fingerprint>`: exactly one held set, kept across cycles the
+    /// directory or Mattermost made fail until it is applied, refused (the held set
+    /// changed) or lapses (`serve.approval_ttl`).
+    approved: Option<Granted>,
+    approve_waiters: Vec<oneshot::Sender<CycleReport>>,
+    /// This instance, as the audit trail names it (`serve:<host>/<pid>`).
+    actor: String,
     /// (first change, when the coalesced burst is due).
     changes_due: Option<(Instant, Instant)>,
     latest_cookie: Option<Vec<u8>>,
@@ -114,6 +141,13 @@ struct Ended {
     repeat: bool,
     /// The cycle planned every scope of a partial hold.
     planned_parked: bool,
+    /// The cycle applied a plan a guard held, because an approval covered it.
+    approved: bool,
+    /// A guard held the plan: its fingerprint.
+    held: Option<String>,
+    /// An approved plan was applied and some of its changes failed: all of its changes, so
+    /// that the retries of what failed stay covered by the approval.
+    unfinished: Option<std::collections::BTreeSet<engine::Change>>,
 }
 
 impl Ended {
@@ -124,6 +158,9 @@ impl Ended {
             retry: false,
             repeat: false,
             planned_parked: false,
+            approved: false,
+            held: None,
+            unfinished: None,
         }
     }
 
@@ -134,6 +171,9 @@ impl Ended {
             retry: true,
             repeat: false,
             planned_parked: false,
+            approved: false,
+            held: None,
+            unfinished: None,
         }
     }
 }
@@ -168,7 +208,10 @@ impl Worker {
             asked_targets: BTreeSet::new(),
             full_due: true,
             waiters: Vec::new(),
-            approval: engine::Approval::None,
+            approval: None,
+            approved: None,
+            approve_waiters: Vec::new(),
+            actor: engine::actor::serve(),
             changes_due: None,
             latest_cookie: saved_cookie.clone(),
             saved_cookie,
@@ -255,15 +298,41 @@ impl Worker {
                 self.save_cookie(None);
             }
             Request::Targets { targets } => self.asked_targets.extend(targets),
-            Request::Full { approval, reply } => {
+            Request::Full {
+                approval,
+                actor,
+                reply,
+            } => {
                 // The broadest approval asked for since the last manual cycle stands.
-                if approval == engine::Approval::Any || self.approval == engine::Approval::None {
-                    self.approval = approval;
+                let now = self
+                    .approval
+                    .as_ref()
+                    .map_or(engine::Approval::None, |g| g.approval.clone());
+                if approval != engine::Approval::None
+                    && (approval == engine::Approval::Any || now == engine::Approval::None)
+                {
+                    self.approval = Some(Granted {
+                        approval,
+                        actor,
+                        at: Instant::now(),
+                    });
                 }
                 self.waiters.extend(reply);
                 if self.waiters.is_empty() {
                     self.full_due = true;
                 }
+            }
+            Request::Approve {
+                fingerprint,
+                actor,
+                reply,
+            } => {
+                self.approved = Some(Granted {
+                    approval: engine::Approval::Exactly(fingerprint),
+                    actor,
+                    at: Instant::now(),
+                });
+                self.approve_waiters.extend(reply);
             }
         }
     }
@@ -281,12 +350,19 @@ impl Worker {
         if !self.waiters.is_empty() {
             return Some(Kind::Manual);
         }
+        if !self.approve_waiters.is_empty() {
+            return Some(Kind::Approve { full: false });
+        }
         if self.hold_until.is_some_and(|h| now < h) {
             return None;
         }
         let asked = !self.asked_targets.is_empty();
         if self.retry_at.is_some_and(|r| now < r) && !asked {
             return None;
+        }
+        if self.approved.is_some() {
+            // An approval a failed cycle could not apply: tried again after the backoff.
+            return Some(Kind::Approve { full: false });
         }
         if self.full_due || self.baseline.is_none() || now >= self.next_full {
             return Some(Kind::Full);
@@ -306,10 +382,16 @@ impl Worker {
             wake = wake.min(h);
         }
         if self.hold_until.is_none() {
-            if !self.waiters.is_empty() || !self.asked_targets.is_empty() {
+            if !self.waiters.is_empty()
+                || !self.asked_targets.is_empty()
+                || !self.approve_waiters.is_empty()
+            {
                 return now;
             }
             let retry = self.retry_at.unwrap_or(now);
+            if self.approved.is_some() {
+                wake = wake.min(retry);
+            }
             if self.full_due || self.baseline.is_none() {
                 wake = wake.min(retry);
             }
@@ -326,6 +408,30 @@ impl Worker {
     }
 
     async fn cycle(&mut self, kind: Kind) {
+        // An approval is good for `serve.approval_ttl`: past it, it lapses and the hold stays.
+        if let Some(g) = self
+            .approved
+            .take_if(|g| g.at.elapsed() > self.shared.settings.approval_ttl)
+        {
+            self.audit(
+                &g.actor,
+                "approve",
+                "lapsed",
+                format!(
+                    "{} not applied within serve.approval_ttl ({} s); the hold stays",
+                    exact(&g.approval),
+                    self.shared.settings.approval_ttl.as_secs()
+                ),
+            );
+        }
+        // An approval cycle plans what is held: the held scopes, or every link when the held
+        // plan was a full reconcile (or nothing is parked: then it finds nothing to approve).
+        let kind = match kind {
+            Kind::Approve { .. } => Kind::Approve {
+                full: self.parked.as_ref().is_none_or(|p| p.full),
+            },
+            k => k,
+        };
         let started = Instant::now();
         let mut report = CycleReport {
             kind: kind.name(),
@@ -341,27 +447,46 @@ impl Worker {
             run_id: None,
             guard_trips: Vec::new(),
             error: None,
+            approved: false,
+            hold: None,
         };
         let cookie = self.latest_cookie.clone();
         let first_change = self.changes_due.take().map(|(first, _)| first);
         let asked = std::mem::take(&mut self.asked_targets);
-        let waiters = if kind.is_full() {
+        let mut waiters = if matches!(kind, Kind::Full | Kind::Manual) {
             std::mem::take(&mut self.waiters)
         } else {
             Vec::new()
         };
-        let allow = if kind == Kind::Manual {
-            std::mem::take(&mut self.approval)
-        } else {
-            engine::Approval::None
+        if matches!(kind, Kind::Approve { .. }) {
+            waiters.append(&mut self.approve_waiters);
+        }
+        // The manual cycle takes the `POST /sync` approval; any cycle may use an approval of
+        // exactly one held set, which covers nothing else.
+        let granted = match (kind, self.approval.take()) {
+            (Kind::Manual, Some(g)) => Some(g),
+            (_, g) => {
+                self.approval = g;
+                self.approved.clone()
+            }
         };
+        let allow = granted
+            .as_ref()
+            .map_or(engine::Approval::None, |g| g.approval.clone());
         let api_before = self.shared.mm.stats();
         debug!(kind = kind.name(), "sync cycle starts");
 
-        let ended = self.cycle_inner(kind, &asked, allow, &mut report).await;
+        // The approver is the actor of what their approval lets through; anything else this
+        // instance applies is its own.
+        let approver = granted.as_ref().map(|g| g.actor.clone());
+        let ended = self
+            .cycle_inner(kind, &asked, allow, approver.as_deref(), &mut report)
+            .await;
+        self.settle_approval(kind, granted.as_ref(), &ended);
 
         report.outcome = ended.outcome;
         report.error = ended.error.clone();
+        report.approved = ended.approved;
         report.duration_ms = started.elapsed().as_millis() as u64;
         report.api_calls = self.shared.mm.stats().since(&api_before).calls;
         let m = &self.shared.metrics;
@@ -381,7 +506,23 @@ impl Worker {
             };
             if cleared {
                 info!("the plan a removal guard held is no longer held");
+                if !ended.approved {
+                    self.audit(
+                        &self.actor.clone(),
+                        "hold_cleared",
+                        "ok",
+                        format!(
+                            "{}: what was held is no longer planned (the directory changed it back); nothing was applied for it",
+                            self.parked.as_ref().map(|p| p.fingerprint.as_str()).unwrap_or("-")
+                        ),
+                    );
+                }
                 self.parked = None;
+                self.shared.metrics.held_changes.set(0);
+                self.shared.with_status(|s| {
+                    s.hold = None;
+                    s.guard_trips = None;
+                });
             }
         }
         let still_tripped = self.parked.is_some();
@@ -456,18 +597,26 @@ impl Worker {
             }
         }
         self.shared.with_status(|s| {
-            if !report.succeeded() {
-                s.failed = Some(report.clone());
-            } else if !still_tripped {
+            // A hold is not an outage: both sides answered and the plan was made; the hold
+            // is shown (status page, GET /holds, mattersync_held_changes), not unreadiness.
+            let held = report.outcome == Outcome::GuardTripped;
+            if held || report.succeeded() {
                 s.failed = None;
+            } else {
+                s.failed = Some(report.clone());
+            }
+            if !still_tripped {
                 s.guard_trips = None;
+                s.hold = None;
             }
             if report.succeeded() {
                 s.last_success = Some(now_rfc3339());
-                if kind.is_full() {
-                    s.reconciled = true;
-                }
-            } else if let Some(e) = &report.error {
+            }
+            if (report.succeeded() || held) && kind.is_full() {
+                s.reconciled = true;
+            }
+            // A hold is shown as one (the Held section), not as an error.
+            if let (false, false, Some(e)) = (report.succeeded(), held, &report.error) {
                 s.error(&format!("{} run", kind.name()), e.clone());
             }
             if (kind == Kind::Changes && report.outcome == Outcome::NoChanges && report.links == 0)
@@ -490,6 +639,7 @@ impl Worker {
         kind: Kind,
         asked: &BTreeSet<Target>,
         approval: engine::Approval,
+        approver: Option<&str>,
         report: &mut CycleReport,
     ) -> Ended {
         let shared = Arc::clone(&self.shared);
@@ -552,6 +702,7 @@ impl Worker {
         };
         let broken = link_issues.iter().filter(|i| i.broken()).count();
         metrics.broken_links.set(broken as i64);
+        metrics.links.set(links.len() as i64);
         if link_issues != self.last_issues {
             for i in &link_issues {
                 if i.broken() {
@@ -578,13 +729,24 @@ impl Worker {
             // A change to a scope a guard holds re-plans everything it holds (the change may
             // be the revert that clears it); a change elsewhere leaves the hold alone.
             if let Some(p) = self.parked.as_ref().filter(|p| !p.full) {
-                if !p.groups.is_disjoint(&groups) || !p.targets.is_disjoint(&targets) {
+                let approving = matches!(kind, Kind::Approve { .. });
+                if approving || !p.groups.is_disjoint(&groups) || !p.targets.is_disjoint(&targets) {
                     groups.extend(p.groups.iter().cloned());
                     targets.extend(p.targets.iter().cloned());
                     planned_parked = true;
                 }
             }
             let selected = scope::affected_links(&links, &groups, &targets);
+            // A change to a scope a full reconcile's hold is in: a full reconcile follows at
+            // once, to see whether it is still held (this cycle plans only what changed).
+            if let Some(p) = self.parked.as_ref().filter(|p| p.full) {
+                let touches = selected.iter().any(|l| {
+                    p.scopes.contains(&l.target.to_string()) || p.scopes.contains(l.target.team())
+                });
+                if touches {
+                    self.full_due = true;
+                }
+            }
             report.scope = describe_scope(&groups, &targets);
             (selected, groups, targets)
         };
@@ -666,6 +828,7 @@ impl Worker {
             s.pending.len()
         });
         metrics.pending_users.set(pending as i64);
+        metrics.owned_memberships.set(state.facts.owned() as i64);
 
         // 5. The one guard decision.
         match engine::verdict(&plan, &approval) {
@@ -675,25 +838,55 @@ impl Worker {
                 let held = engine::held_fingerprint(&plan);
                 let repeat = self.parked.as_ref().is_some_and(|p| p.fingerprint == held);
                 // Parked, not carried: nothing retries it on a timer.
+                let summary = engine::HoldSummary::of(&plan, &state.policy.links);
+                let scopes: BTreeSet<String> = summary
+                    .iter()
+                    .flat_map(|s| s.scopes.iter().map(|x| x.scope.clone()))
+                    .collect();
                 let parked = match self.parked.take() {
                     Some(mut p) if !kind.is_full() => {
                         p.groups.extend(groups.iter().cloned());
                         p.targets.extend(targets.iter().cloned());
+                        p.scopes.extend(scopes);
                         p.fingerprint = held;
                         p
                     }
-                    Some(p) if p.full && !kind.is_full() => p,
                     _ => Parked {
                         full: kind.is_full(),
                         groups: groups.clone(),
                         targets: targets.clone(),
                         fingerprint: held,
+                        scopes,
                     },
                 };
+                if let Some(summary) = summary {
+                    metrics.held_changes.set(summary.held_changes() as i64);
+                    report.hold = Some(summary.page(0, engine::hold::DEFAULT_PAGE));
+                    let full = parked.full;
+                    let changes: Vec<String> = parked.groups.iter().cloned().collect();
+                    shared.with_status(|s| {
+                        let (since, since_unix, changed_at) = match &s.hold {
+                            Some(h) if repeat => {
+                                (h.since.clone(), h.since_unix, h.changed_at.clone())
+                            }
+                            Some(h) => (h.since.clone(), h.since_unix, now_rfc3339()),
+                            None => (now_rfc3339(), super::state::unix_now(), now_rfc3339()),
+                        };
+                        s.hold = Some(super::state::Hold {
+                            since,
+                            since_unix,
+                            changed_at,
+                            full,
+                            directory_changes: changes,
+                            summary,
+                        });
+                    });
+                }
                 self.parked = Some(parked);
                 if !repeat {
                     metrics.guard_trips.inc();
-                    match engine::record_hold(&self.lock, &self.ledger, &plan, "serve") {
+                    match engine::record_hold(&self.lock, &self.ledger, &plan, "serve", &self.actor)
+                    {
                         Ok(id) => report.run_id = Some(id),
                         Err(e) => {
                             warn!(error = %format!("{e:#}"), "ledger: cannot record the guard trip")
@@ -701,16 +894,19 @@ impl Worker {
                     }
                     shared.with_status(|s| s.guard_trips = Some((now_rfc3339(), why.clone())));
                 }
+                let fp = engine::held_fingerprint(&plan);
                 return Ended {
                     outcome: Outcome::GuardTripped,
                     error: Some(format!(
-                        "guard tripped, nothing was changed: {}. If the directory really changed this much, apply exactly this plan: POST /sync?approve={}",
+                        "guard tripped, nothing was changed: {}. If the directory really changed this much, apply exactly this plan: POST /approve/{fp} (mattersync approve {fp})",
                         why.join("; "),
-                        engine::held_fingerprint(&plan)
                     )),
                     retry: false,
                     repeat,
                     planned_parked,
+                    approved: false,
+                    held: Some(fp),
+                    unfinished: None,
                 };
             }
             Verdict::NoChanges => {
@@ -723,6 +919,11 @@ impl Worker {
 
         // 6. Apply: one action at a time; a stop request ends it between two actions.
         let t = Instant::now();
+        let approved = !plan.guard_trips.is_empty();
+        let actor = match approver {
+            Some(a) if approved => a.to_string(),
+            _ => self.actor.clone(),
+        };
         let applied = engine::apply(
             &self.lock,
             &plan,
@@ -730,6 +931,7 @@ impl Worker {
             &shared.mm,
             &self.stop,
             "apply",
+            &actor,
         )
         .await;
         metrics.phase("apply", t.elapsed().as_secs_f64());
@@ -740,8 +942,14 @@ impl Worker {
                 return Ended::failed(Outcome::Error, &e);
             }
         };
-        self.applied
-            .push_back((Instant::now(), plan.removal_count(), plan.addition_count()));
+        if approved {
+            // What an admin reviewed and approved does not count against the window: the
+            // window starts again from here.
+            self.applied.clear();
+        } else {
+            self.applied
+                .push_back((Instant::now(), plan.removal_count(), plan.addition_count()));
+        }
         report.run_id = Some(applied.run_id.clone());
         report.users_ok = applied.users_ok;
         report.users_failed = applied.users_failed;
@@ -754,6 +962,9 @@ impl Worker {
                 retry: false,
                 repeat: false,
                 planned_parked: false,
+                approved,
+                held: None,
+                unfinished: None,
             };
         }
         if applied.users_failed > 0 {
@@ -764,11 +975,78 @@ impl Worker {
                 retry: true,
                 repeat: false,
                 planned_parked,
+                approved,
+                held: None,
+                unfinished: approved.then(|| engine::changes_of(&plan)),
             };
         }
         let mut e = Ended::ok(Outcome::Ok);
         e.planned_parked = planned_parked;
+        e.approved = approved;
         e
+    }
+
+    /// What became of the approval a cycle had: applied, refused (what is held is another
+    /// set now), found nothing held, or kept for the next try (the cycle failed before it
+    /// could decide). Each outcome is an audit event by the approver.
+    fn settle_approval(&mut self, kind: Kind, granted: Option<&Granted>, ended: &Ended) {
+        let Some(g) = granted else {
+            return;
+        };
+        let exactly = exact(&g.approval);
+        let (outcome, detail) = match (ended.outcome, &ended.held) {
+            (Outcome::Partial, _) if ended.approved => {
+                // Some changes failed: what is left of the approved set is retried under the
+                // same approval (and only it), until serve.approval_ttl.
+                if let Some(all) = &ended.unfinished {
+                    self.approved = Some(Granted {
+                        approval: engine::Approval::Within(all.clone()),
+                        actor: g.actor.clone(),
+                        at: g.at,
+                    });
+                }
+                self.audit(
+                    &g.actor,
+                    "approve",
+                    "approved",
+                    format!("{exactly}: applied, some changes failed; what is left of it is retried under this approval until serve.approval_ttl"),
+                );
+                return;
+            }
+            (Outcome::Ok | Outcome::Stopped, _) if ended.approved => {
+                ("approved", format!("{exactly}: applied"))
+            }
+            (Outcome::GuardTripped, Some(now)) => (
+                "refused",
+                format!("{exactly} is not what is held now ({now}); nothing was changed"),
+            ),
+            (Outcome::NoChanges | Outcome::Ok, _)
+                if matches!(kind, Kind::Approve { .. } | Kind::Manual) =>
+            {
+                (
+                    "nothing_held",
+                    format!("{exactly}: nothing is held now; nothing was applied for it"),
+                )
+            }
+            // The directory or Mattermost did not answer: the approval waits for the retry.
+            _ => return,
+        };
+        self.audit(&g.actor, "approve", outcome, detail);
+        let is_this = |x: &Option<Granted>| {
+            x.as_ref()
+                .is_some_and(|a| a.approval == g.approval && a.at == g.at)
+        };
+        if is_this(&self.approved) {
+            self.approved = None;
+        }
+    }
+
+    /// An audit event that changes no membership; a ledger that cannot take it is logged.
+    fn audit(&self, actor: &str, action: &str, outcome: &str, detail: String) {
+        info!(actor, action, outcome, detail = %detail, "audit");
+        if let Err(e) = self.ledger.note(actor, action, "-", outcome, &detail) {
+            warn!(error = %e, "ledger: cannot record an audit event");
+        }
     }
 
     /// Completes when the service is asked to stop.
@@ -821,6 +1099,18 @@ impl Worker {
             cursor_saved = self.saved_cookie.is_some(),
             "sync worker stopped"
         );
+    }
+}
+
+/// `fingerprint 0123…` or `whatever is held`, for audit lines.
+fn exact(a: &engine::Approval) -> String {
+    match a {
+        engine::Approval::Exactly(fp) => format!("fingerprint {fp}"),
+        engine::Approval::Any => "whatever is held (allow_mass_removal)".to_string(),
+        engine::Approval::Within(c) => {
+            format!("what is left of an approved set ({} changes)", c.len())
+        }
+        engine::Approval::None => "nothing".to_string(),
     }
 }
 

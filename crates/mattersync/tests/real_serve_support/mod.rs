@@ -50,6 +50,16 @@ impl Service {
     /// Starts `mattersync --config <config> serve <args>` and waits until it says where it
     /// listens and `/healthz` answers.
     pub async fn start(config: &Path, args: &[&str], log_name: &str) -> Service {
+        Self::start_env(config, args, log_name, &[]).await
+    }
+
+    /// As [`Service::start`], with extra environment variables.
+    pub async fn start_env(
+        config: &Path,
+        args: &[&str],
+        log_name: &str,
+        env: &[(&str, &str)],
+    ) -> Service {
         let dir = config.parent().unwrap_or(Path::new("."));
         let log = dir.join(log_name);
         let stderr = std::fs::File::create(&log).expect("log file");
@@ -60,6 +70,7 @@ impl Service {
             .args(args)
             .env_remove("MATTERSYNC_CONFIG")
             .env("MATTERSYNC_LOG", "info,mattersync=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
