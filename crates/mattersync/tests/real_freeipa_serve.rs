@@ -49,6 +49,8 @@ timeout_secs = 10
 [mattermost]
 url = "{mm}"
 token_file = "{token}"
+# Test accounts have passwords, not an auth service: match by username, explicitly.
+match = {{ by = "username" }}
 
 [ledger]
 path = "{ledger}"

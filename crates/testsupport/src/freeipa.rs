@@ -326,6 +326,8 @@ password_file = "{pw}"
 [mattermost]
 url = "{mm}"
 token_file = "{token}"
+# Test accounts have passwords, not an auth service: match by username, explicitly.
+match = {{ by = "username" }}
 
 [ledger]
 path = "{ledger}"
