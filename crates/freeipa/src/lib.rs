@@ -32,7 +32,7 @@
 //! `failed`, not as an error: [`MemberOutcome`] keeps them apart from "already a member".
 //!
 //! Proven against a live FreeIPA 4.12.4 (FreeIPA's own server framework, which
-//! `scripts/freeipa.sh` runs): `tests/live.rs` and the binary's `real_freeipa.rs`. The
+//! `scripts/freeipa.sh` runs): `crates/mattersync/tests/real_freeipa.rs`. The
 //! fixtures in `tests/fixtures/` hold answers recorded from that server. What the live
 //! server showed: answers carry `version` (the server's, "4.12.4") and, when the request
 //! names no API version, a `VersionMissing` (13001) message naming the server's (2.254);

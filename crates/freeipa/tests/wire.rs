@@ -3,7 +3,7 @@
 //! The requests were written from FreeIPA's API documentation; the answers are recorded from
 //! the live FreeIPA 4.12.4 test server (`scripts/freeipa/capture_fixtures.py`). A scripted
 //! stand-in (`mattersync_freeipa::fake`) replays them and records the requests; the live
-//! server itself is tested in `tests/live.rs` and the binary's `real_freeipa.rs`.
+//! server itself is tested by `crates/mattersync/tests/real_freeipa.rs`.
 
 // Test code: a failed unwrap, expect or panic is a failed test (helpers included).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
