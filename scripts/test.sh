@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, golden plans, and integration tests against a real
-# 389 Directory Server and a real Mattermost, which this script installs and starts.
+# 389 Directory Server, a real Mattermost and a live FreeIPA JSON-RPC server (FreeIPA's own
+# server framework), which this script installs and starts.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -15,8 +16,11 @@ build=$!
 mkdir -p .local
 scripts/servers.sh up
 # Back to the seed: tests add (and clean up) their own entries, but a run that was killed
-# may have left some behind in the shared directory.
+# may have left some behind in the shared directory (and in the FreeIPA test server's).
+scripts/freeipa.sh reset &
+ipa_reset=$!
 scripts/dirsrv.sh reset
+wait "$ipa_reset"
 # The directory instance that real_serve_restart.rs stops and starts (so that no other test
 # sees its outage), and the browser of real_serve_status_page.rs.
 DIRSRV_INSTANCE=mattersync-restart DIRSRV_PORT=3391 DIRSRV_SECURE_PORT=3638 scripts/dirsrv.sh up

@@ -28,7 +28,7 @@ pub enum IpaError {
     Config(String),
 
     /// The request could not be sent or its answer not received.
-    #[error("FreeIPA {what} at {url} failed: {source}{}", if *.maybe_done {
+    #[error("FreeIPA {what} at {url} failed: {}{}", causes(source), if *.maybe_done {
         "; the server may or may not have acted on it"
     } else { "" })]
     Transport {
@@ -71,6 +71,21 @@ pub enum IpaError {
         name: String,
         message: String,
     },
+}
+
+/// An error and its causes, outermost first, without repeats: reqwest's own message
+/// ("error sending request") says nothing of why (an unknown CA, a refused connection).
+fn causes(e: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut next = std::error::Error::source(e);
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = cause.source();
+    }
+    parts.join(": ")
 }
 
 impl IpaError {

@@ -1,7 +1,8 @@
 //! A scripted stand-in for a FreeIPA server, for tests (feature `fake`): plain HTTP on
 //! 127.0.0.1, answers requests in order from a script of canned answers and records every
-//! request it receives. No FreeIPA server can run on the machines the tests run on; the
-//! canned answers are written from FreeIPA's API documentation.
+//! request it receives: for the faults a live server does not produce on demand (malformed
+//! answers, scripted sequences). Canned answers in `tests/fixtures/` are recorded from the
+//! live FreeIPA test server (`scripts/freeipa.sh`).
 
 // Test support, never part of a product build (only the tests turn on `fake`): it may
 // unwrap, expect and panic like the tests that use it.

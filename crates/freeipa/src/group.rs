@@ -414,7 +414,7 @@ mod tests {
         let r = json!({
             "completed": 1,
             "failed": {"member": {
-                "user": [["alice", "This entry is already a member"], ["neil2", "no such entry"]],
+                "user": [["alice", "This entry is already a member"], ["neil2", "no matching entry found"]],
                 "group": [],
                 "service": []
             }},
@@ -430,7 +430,10 @@ mod tests {
             }]
         );
         assert_eq!(out.failed.len(), 1);
-        assert_eq!(out.failed[0].to_string(), "user neil2: no such entry");
+        assert_eq!(
+            out.failed[0].to_string(),
+            "user neil2: no matching entry found"
+        );
     }
 
     #[test]

@@ -31,8 +31,14 @@
 //! Member calls answer `{completed, failed, result}` and report per-member failures in
 //! `failed`, not as an error: [`MemberOutcome`] keeps them apart from "already a member".
 //!
-//! Not run against a live FreeIPA: the tests replay request/response fixtures written from
-//! that documentation (`tests/fixtures/`).
+//! Proven against a live FreeIPA 4.12.4 (FreeIPA's own server framework, which
+//! `scripts/freeipa.sh` runs): `crates/mattersync/tests/real_freeipa.rs`. The
+//! fixtures in `tests/fixtures/` hold answers recorded from that server. What the live
+//! server showed: answers carry `version` (the server's, "4.12.4") and, when the request
+//! names no API version, a `VersionMissing` (13001) message naming the server's (2.254);
+//! `group_mod` and the member calls answer without `objectclass`, `ipauniqueid` or
+//! `fasgroup` (only `group_show` says `"fasgroup": true`); an unknown member is
+//! `[name, "no matching entry found"]`.
 //!
 //! Invariant: the password is only in a [`Secret`], sent once per session in the login form
 //! body, and never appears in an error, a log line or `Debug` output.

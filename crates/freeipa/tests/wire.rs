@@ -1,7 +1,9 @@
-//! The JSON-RPC wire format, checked against request/response fixtures written from
-//! FreeIPA's API documentation (`tests/fixtures/*.json`: the request mattersync must send and
-//! the answer FreeIPA gives). No FreeIPA server runs here; a scripted stand-in
-//! (`mattersync_freeipa::fake`) replays the answers and records the requests.
+//! The JSON-RPC wire format, checked against request/response fixtures
+//! (`tests/fixtures/*.json`: the request mattersync must send and the answer FreeIPA gives).
+//! The requests were written from FreeIPA's API documentation; the answers are recorded from
+//! the live FreeIPA 4.12.4 test server (`scripts/freeipa/capture_fixtures.py`). A scripted
+//! stand-in (`mattersync_freeipa::fake`) replays them and records the requests; the live
+//! server itself is tested by `crates/mattersync/tests/real_freeipa.rs`.
 
 // Test code: a failed unwrap, expect or panic is a failed test (helpers included).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -296,7 +298,10 @@ async fn a_partial_manager_add_reports_the_failed_member_instead_of_succeeding()
     assert_sent(&fake, &fx);
     assert_eq!(out.completed, 2);
     assert_eq!(out.failed.len(), 1);
-    assert_eq!(out.failed[0].to_string(), "user neil2: no such entry");
+    assert_eq!(
+        out.failed[0].to_string(),
+        "user neil2: no matching entry found"
+    );
 }
 
 #[tokio::test]
@@ -337,7 +342,7 @@ async fn member_adds_sort_every_per_member_result() {
     assert_eq!(
         failed,
         [
-            "group infra_oncall: no such entry",
+            "group infra_oncall: no matching entry found",
             "user carol: missing user agreement: FPCA"
         ]
     );

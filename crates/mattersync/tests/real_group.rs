@@ -2,9 +2,10 @@
 //! real 389-ds (with the FreeIPA/FAS schema) and Mattermost, each test in a sandbox of its own
 //! (area, team, users, groups `mm_<area>_*`).
 //!
-//! The FreeIPA JSON-RPC backend cannot run against a live FreeIPA here: those tests point
-//! `[directory.freeipa]` at a scripted stand-in (`mattersync_freeipa::fake`) whose answers
-//! are written from FreeIPA's API documentation, while reads still go to the real 389-ds.
+//! The `real_freeipa_backend_*` tests here point `[directory.freeipa]` at a scripted stand-in
+//! (`mattersync_freeipa::fake`) for exact call sequences and refusals on demand, while reads
+//! go to the real 389-ds; `real_freeipa.rs` runs the same commands against the live FreeIPA
+//! test server.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;

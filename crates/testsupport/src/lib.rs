@@ -10,6 +10,7 @@
 //! a server fails ([`servers_or_fail`]), saying which one and how to start it. It never
 //! passes without having run.
 
+pub mod freeipa;
 pub mod proxy;
 
 /// The LDAP client the sandbox uses, for tests that change the directory in other ways.
