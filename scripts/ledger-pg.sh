@@ -51,9 +51,9 @@ pg_version() {
 install_pg() {
   if [ -z "$(pg_version)" ] || ! command -v pg_createcluster >/dev/null; then
     log "installing PostgreSQL"
-    apt-get install -y -q postgresql openssl >/dev/null
+    apt-get -o DPkg::Lock::Timeout=600 install -y -q postgresql openssl >/dev/null </dev/null
   fi
-  command -v openssl >/dev/null || apt-get install -y -q openssl >/dev/null
+  command -v openssl >/dev/null || apt-get -o DPkg::Lock::Timeout=600 install -y -q openssl >/dev/null </dev/null
 }
 
 # A test CA and a server certificate for 127.0.0.1 and localhost, made once.
