@@ -62,30 +62,15 @@ enum Row {
     State(RecordState),
 }
 
-/// Migrations, in order, for SQLite and for PostgreSQL (the same tables and columns; only
-/// the types are spelled for each); the index + 1 is the schema version (`PRAGMA
-/// user_version`, or the `mattersync_schema` row).
-const MIGRATIONS: &[(&str, &str)] = &[
-    (
-        include_str!("../migrations/0001_init.sql"),
-        include_str!("../migrations/pg/0001_init.sql"),
-    ),
-    (
-        include_str!("../migrations/0002_intents.sql"),
-        include_str!("../migrations/pg/0002_intents.sql"),
-    ),
-    (
-        include_str!("../migrations/0003_link_identity.sql"),
-        include_str!("../migrations/pg/0003_link_identity.sql"),
-    ),
-    (
-        include_str!("../migrations/0004_admin_demotions.sql"),
-        include_str!("../migrations/pg/0004_admin_demotions.sql"),
-    ),
-    (
-        include_str!("../migrations/0005_actors.sql"),
-        include_str!("../migrations/pg/0005_actors.sql"),
-    ),
+/// Migrations, in order; the index + 1 is the schema version (`PRAGMA user_version`, or the
+/// `mattersync_schema` row). Written once, for SQLite; PostgreSQL runs the same statements
+/// with its spelling of the types ([`db::postgres_ddl`]), so the two schemas cannot differ.
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_intents.sql"),
+    include_str!("../migrations/0003_link_identity.sql"),
+    include_str!("../migrations/0004_admin_demotions.sql"),
+    include_str!("../migrations/0005_actors.sql"),
 ];
 
 /// The outcome of one action for one user.
@@ -378,7 +363,7 @@ impl Ledger {
                 known,
             });
         }
-        for (i, (sqlite, postgres)) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        for (i, sqlite) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let next = (i + 1) as i64;
             self.tx(|db| {
                 match db.engine() {
@@ -398,7 +383,7 @@ impl Ledger {
                             .transpose()?
                             .unwrap_or(0);
                         if now_at < next {
-                            db.batch(postgres)?;
+                            db.batch(&db::postgres_ddl(sqlite))?;
                             db.exec(
                                 "UPDATE mattersync_schema SET version = ?1 WHERE id = 1",
                                 vals![next],
