@@ -280,6 +280,11 @@ pub struct ServeSection {
     /// (`mode=exclusive`, `admins=…`, `readd=always`) and link a group outside the area of
     /// the channel's team: `"team_admin"`.
     pub slash_privileged: Vec<SlashRole>,
+    /// `team/channel`: where `serve` posts one message per hold, with Show / Approve /
+    /// Dismiss buttons (off when unset).
+    pub alerts_channel: Option<String>,
+    /// Mattermost usernames who may approve a hold from its alert (empty: system admins).
+    pub approvers: Vec<String>,
     /// Where directory changes come from: `auto`, `syncrepl`, `poll` or `off`.
     pub changes: String,
     /// Changes within this long of each other are synced together.
@@ -316,6 +321,8 @@ impl Default for ServeSection {
             slash_command_token_dir: None,
             slash_command_url: None,
             slash_privileged: vec![SlashRole::SystemAdmin],
+            alerts_channel: None,
+            approvers: Vec::new(),
             changes: "auto".to_string(),
             debounce: "100ms".to_string(),
             poll_interval: "5s".to_string(),
