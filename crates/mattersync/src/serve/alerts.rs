@@ -283,6 +283,14 @@ fn cursor(fp: &str) -> String {
     format!("alert:{fp}")
 }
 
+/// A closed message is forgotten: the same set held again later is a new hold, with a
+/// message of its own.
+async fn forget(shared: &Shared, fp: &str) {
+    if let Err(e) = shared.ledger.lock().await.set_cursor(&cursor(fp), None) {
+        warn!(error = %e, "alerts: cannot forget a closed alert in the ledger");
+    }
+}
+
 /// The alert task: posts a message for a new hold, and closes the message of a hold that
 /// is no longer held. Does nothing on a standby, or without `serve.alerts_channel`.
 pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
@@ -335,6 +343,7 @@ async fn tick(shared: &Arc<Shared>) {
             None => format!("mattersync held changes (fingerprint {}).", code(&fp)),
         };
         close(shared, &fp, &p.post_id, &first, &last).await;
+        forget(shared, &fp).await;
         info!(fingerprint = %fp, "alerts: message closed");
     }
     let Some(h) = hold else {
@@ -580,6 +589,7 @@ pub async fn submit(State(shared): State<Arc<Shared>>, Json(s): Json<Submission>
                     code(report.run_id.as_deref().unwrap_or("-"))
                 );
                 close(&shared, &fp, &p.post_id, &first, &last).await;
+                forget(&shared, &fp).await;
             }
             Json(json!({})).into_response()
         }
