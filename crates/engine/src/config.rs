@@ -528,6 +528,14 @@ impl Config {
                 bail!("serve.slash_command_url: {url:?} is not an http(s) URL");
             }
         }
+        if let Some(c) = &self.serve.alerts_channel {
+            let ok = c
+                .split_once('/')
+                .is_some_and(|(t, ch)| !t.is_empty() && !ch.is_empty() && !ch.contains('/'));
+            if !ok {
+                bail!("serve.alerts_channel: {c:?} is not \"team/channel\" (names, as in a link)");
+            }
+        }
         humantime(&self.serve.guard_window).context("serve.guard_window")?;
         for (key, v) in [
             ("serve.debounce", &self.serve.debounce),

@@ -120,7 +120,7 @@ async fn real_serve_alerts_posts_a_hold_once_refuses_non_approvers_and_approves_
             )
         )
     ));
-    let svc = Service::start(&cfg, &[], "serve.log").await;
+    let mut svc = Service::start(&cfg, &[], "serve.log").await;
     svc.wait_ready().await;
     assert_eq!(sb.members(&ch).await.len(), 12);
     let mm = Mm::new(&sb);
@@ -185,6 +185,30 @@ async fn real_serve_alerts_posts_a_hold_once_refuses_non_approvers_and_approves_
     assert_eq!(sb.members(&ch).await.len(), 12);
     assert_eq!(buttons(&post(&mm, &admin, &first_id).await).len(), 3);
 
+    // An approver dismisses it: the hold stays, the message says who, without buttons.
+    let (status, body) = press(&mm, &admin, &first_id, "dismiss").await;
+    assert_eq!(status, 200, "{body}");
+    let p = post(&mm, &admin, &first_id).await;
+    let me = sb.mm.me().await.unwrap().username;
+    assert!(
+        p["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&format!("Dismissed** by @{me}")),
+        "{p}"
+    );
+    assert!(buttons(&p).is_empty(), "{p}");
+    assert_eq!(held_fingerprint(&svc).await.as_deref(), Some(fp.as_str()));
+    assert_eq!(sb.members(&ch).await.len(), 12);
+
+    // A restart holds the same set again and does not post it again (the ledger knows).
+    svc.terminate();
+    svc = Service::start(&cfg, &[], "serve2.log").await;
+    svc.wait_ready().await;
+    assert_eq!(held_fingerprint(&svc).await.as_deref(), Some(fp.as_str()));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(alerts(&mm, &admin, &alerts_ch).await.len(), 1);
+
     // 3. The directory changes back: the message says so, in place, without buttons.
     sb.add_members(&g, &gone).await;
     let ok = wait_until(PROPAGATION, || async {
@@ -236,7 +260,6 @@ async fn real_serve_alerts_posts_a_hold_once_refuses_non_approvers_and_approves_
     .await;
     assert!(ok, "{}", post(&mm, &admin, &second_id).await);
     assert_eq!(alerts(&mm, &admin, &alerts_ch).await.len(), 2);
-    let me = sb.mm.me().await.unwrap().username;
     let events = Ledger::open_read_only(&sb.dir.path().join("ledger.db"))
         .unwrap()
         .events(&AuditQuery {
