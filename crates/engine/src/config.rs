@@ -285,6 +285,11 @@ pub struct ServeSection {
     pub alerts_channel: Option<String>,
     /// Mattermost usernames who may approve a hold from its alert (empty: system admins).
     pub approvers: Vec<String>,
+    /// Also post failures during apply and broken links in `alerts_channel`.
+    pub alerts_problems: bool,
+    /// One message per distinct problem at most this often (and at most
+    /// `PROBLEM_BURST` problem messages within it).
+    pub alerts_problem_interval: String,
     /// Where directory changes come from: `auto`, `syncrepl`, `poll` or `off`.
     pub changes: String,
     /// Changes within this long of each other are synced together.
@@ -323,6 +328,8 @@ impl Default for ServeSection {
             slash_privileged: vec![SlashRole::SystemAdmin],
             alerts_channel: None,
             approvers: Vec::new(),
+            alerts_problems: true,
+            alerts_problem_interval: "1h".to_string(),
             changes: "auto".to_string(),
             debounce: "100ms".to_string(),
             poll_interval: "5s".to_string(),
@@ -537,6 +544,7 @@ impl Config {
             }
         }
         humantime(&self.serve.guard_window).context("serve.guard_window")?;
+        humantime(&self.serve.alerts_problem_interval).context("serve.alerts_problem_interval")?;
         for (key, v) in [
             ("serve.debounce", &self.serve.debounce),
             ("serve.poll_interval", &self.serve.poll_interval),

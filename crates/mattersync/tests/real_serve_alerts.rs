@@ -274,3 +274,46 @@ async fn real_serve_alerts_posts_a_hold_once_refuses_non_approvers_and_approves_
         "{events:?}"
     );
 }
+
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_serve_alerts_posts_a_broken_link_once() {
+    let sb = Sandbox::new("alerts_broken").await;
+    let ann = sb.user("ann", true, false).await;
+    let g = sb.create_group("soon_broken", &[&ann], &[], &[]).await;
+    let ch = sb.channel("soon_broken", false).await;
+    let alerts_ch = sb.channel("alerts", false).await;
+    let cfg = sb.config(&format!(
+        "{}\n{}",
+        sb.link(&g, "soon_broken"),
+        serve_section(
+            sb.dir.path(),
+            &format!("alerts_channel = \"{}/alerts\"", sb.area)
+        )
+    ));
+    let svc = Service::start(&cfg, &[], "serve.log").await;
+    svc.wait_ready().await;
+    let mm = Mm::new(&sb);
+    let admin = sb.servers.mm_token();
+    let problems = || async {
+        alerts(&mm, &admin, &alerts_ch)
+            .await
+            .into_iter()
+            .filter(|p| p["message"].as_str().unwrap_or("").contains("broken link"))
+            .count()
+    };
+    assert_eq!(problems().await, 0);
+
+    // The linked channel is archived: the link is broken, and that is posted once.
+    sb.mm.archive_channel(&ch).await.expect("archive");
+    for _ in 0..2 {
+        let (status, _) = svc
+            .request(reqwest::Method::POST, "/sync", Some(API_TOKEN))
+            .await;
+        assert!(status < 500 || status == 503, "{status}");
+    }
+    let ok = wait_until(PROPAGATION, || async { problems().await > 0 }).await;
+    assert!(ok, "{}", svc.logs());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(problems().await, 1);
+}

@@ -25,9 +25,9 @@ use hmac::{Hmac, Mac};
 use mattersync_mattermost::{trigger_user, Caller};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 use tracing::{info, warn};
 
@@ -40,6 +40,8 @@ const DIALOG_LIFETIME: u64 = 15 * 60;
 const APPROVE_WAIT: Duration = Duration::from_secs(25);
 /// Changes listed in an alert's Show answer.
 const SHOW_CHANGES: usize = 20;
+/// At most this many problem messages within `serve.alerts_problem_interval`.
+pub const PROBLEM_BURST: usize = 5;
 
 /// One posted alert.
 #[derive(Debug, Clone)]
@@ -55,6 +57,56 @@ pub struct Alerts {
     channel_id: Mutex<Option<String>>,
     /// Fingerprint → the message not yet closed.
     open: Mutex<BTreeMap<String, Posted>>,
+    problems: Mutex<Problems>,
+}
+
+/// The problems posted: each distinct one at most once per interval, and at most
+/// [`PROBLEM_BURST`] messages per interval.
+#[derive(Debug, Default)]
+struct Problems {
+    /// Problem text → when it was posted.
+    posted: BTreeMap<String, Instant>,
+    /// When the recent problem messages went out.
+    sent: VecDeque<Instant>,
+    /// Problems not posted because of the rate limit (yet), counted in the next message.
+    waiting: std::collections::BTreeSet<String>,
+}
+
+impl Problems {
+    /// The problems of `now_seen` to post now, and how many others wait for the limit.
+    fn due(
+        &mut self,
+        now_seen: &[String],
+        interval: Duration,
+        now: Instant,
+    ) -> (Vec<String>, usize) {
+        self.posted
+            .retain(|_, at| now.duration_since(*at) < interval);
+        while self
+            .sent
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= interval)
+        {
+            self.sent.pop_front();
+        }
+        let mut out = Vec::new();
+        for p in now_seen {
+            if self.posted.contains_key(p) || out.contains(p) {
+                continue;
+            }
+            if self.sent.len() >= PROBLEM_BURST {
+                self.waiting.insert(p.clone());
+                continue;
+            }
+            self.waiting.remove(p);
+            self.sent.push_back(now);
+            self.posted.insert(p.clone(), now);
+            out.push(p.clone());
+        }
+        // What waits and is still a problem.
+        self.waiting.retain(|p| now_seen.contains(p));
+        (out, self.waiting.len())
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -100,6 +152,7 @@ impl Alerts {
             key,
             channel_id: Mutex::new(None),
             open: Mutex::new(BTreeMap::new()),
+            problems: Mutex::new(Problems::default()),
         }
     }
 
@@ -306,7 +359,61 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Failures during apply and broken links, as the status has them now: `kind: text`.
+fn problems_now(s: &super::state::Status) -> Vec<String> {
+    let mut out: Vec<String> = s
+        .link_issues
+        .iter()
+        .filter(|i| i.broken())
+        .map(|i| format!("broken link: {i}"))
+        .collect();
+    if let Some(c) = s.failed.as_ref().filter(|c| c.outcome == Outcome::Partial) {
+        for f in c.error.as_deref().unwrap_or_default().split("; ") {
+            if !f.trim().is_empty() {
+                out.push(format!("failed during apply: {}", f.trim()));
+            }
+        }
+    }
+    out
+}
+
+/// Posts the problems that are due (`serve.alerts_problems`).
+async fn post_problems(shared: &Arc<Shared>) {
+    if !shared.cfg.serve.alerts_problems {
+        return;
+    }
+    let seen = shared.read_status(problems_now);
+    if seen.is_empty() {
+        return;
+    }
+    let interval = mattersync_engine::config::humantime(&shared.cfg.serve.alerts_problem_interval)
+        .unwrap_or(Duration::from_secs(3600));
+    let (due, held_back) = lock(&shared.alerts.problems).due(&seen, interval, Instant::now());
+    if due.is_empty() {
+        return;
+    }
+    let Some(channel) = channel_id(shared).await else {
+        return;
+    };
+    for (i, p) in due.iter().enumerate() {
+        let (kind, text) = p.split_once(": ").unwrap_or(("problem", p));
+        let mut message = format!(":rotating_light: **mattersync: {kind}**: {}", md(text));
+        if i + 1 == due.len() && held_back > 0 {
+            message.push_str(&format!(
+                "\n({held_back} other problems are not posted yet: at most {PROBLEM_BURST} messages per serve.alerts_problem_interval; the status page lists them)"
+            ));
+        }
+        match shared.mm.create_post(&channel, &message, &json!({})).await {
+            Ok(id) => info!(post_id = %id, problem = %Clean(p), "alerts: problem posted"),
+            Err(e) => warn!(error = %Clean(&e.to_string()), "alerts: cannot post a problem"),
+        }
+    }
+}
+
 async fn tick(shared: &Arc<Shared>) {
+    if !shared.read_status(|s| matches!(s.role, Role::Standby { .. })) {
+        post_problems(shared).await;
+    }
     let (standby, hold, last_approved) = shared.read_status(|s| {
         (
             matches!(s.role, Role::Standby { .. }),
@@ -617,6 +724,28 @@ pub async fn submit(State(shared): State<Arc<Shared>>, Json(s): Json<Submission>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_problem_is_posted_once_per_interval_and_a_burst_is_capped() {
+        let mut p = Problems::default();
+        let t0 = Instant::now();
+        let hour = Duration::from_secs(3600);
+        let a = vec!["broken link: x".to_string()];
+        assert_eq!(p.due(&a, hour, t0), (a.clone(), 0));
+        assert_eq!(p.due(&a, hour, t0), (vec![], 0));
+        let many: Vec<String> = (0..8)
+            .map(|i| format!("failed during apply: {i}"))
+            .collect();
+        let (due, waiting) = p.due(&many, hour, t0);
+        assert_eq!((due.len(), waiting), (PROBLEM_BURST - 1, 4));
+        // An hour on: the limit and the memory start again.
+        let later = t0 + hour;
+        assert_eq!(p.due(&a, hour, later).0, a);
+        let (due, waiting) = p.due(&many, hour, later);
+        assert_eq!((due.len(), waiting), (PROBLEM_BURST - 1, 4));
+        // A problem that went away no longer waits.
+        assert_eq!(p.due(&many[..1], hour, later), (vec![], 0));
+    }
 
     #[test]
     fn contexts_and_states_open_only_as_signed() {
