@@ -33,6 +33,8 @@ use tracing::{info, warn};
 
 /// How often the alert task looks at what is held.
 const TICK: Duration = Duration::from_secs(1);
+/// How long the alert task waits after Mattermost failed a post.
+const QUIET: Duration = Duration::from_secs(60);
 /// How long a confirmation dialog stays good.
 const DIALOG_LIFETIME: u64 = 15 * 60;
 /// How long a dialog submission waits for the approval's cycle (Mattermost gives up on an
@@ -58,6 +60,9 @@ pub struct Alerts {
     /// Fingerprint → the message not yet closed.
     open: Mutex<BTreeMap<String, Posted>>,
     problems: Mutex<Problems>,
+    /// After Mattermost refused or failed a post (or the channel look-up), nothing is tried
+    /// again before then, so a missing permission is not retried (and logged) every second.
+    quiet_until: Mutex<Option<Instant>>,
 }
 
 /// The problems posted: each distinct one at most once per interval, and at most
@@ -153,6 +158,7 @@ impl Alerts {
             channel_id: Mutex::new(None),
             open: Mutex::new(BTreeMap::new()),
             problems: Mutex::new(Problems::default()),
+            quiet_until: Mutex::new(None),
         }
     }
 
@@ -323,10 +329,12 @@ async fn channel_id(shared: &Shared) -> Option<String> {
         }
         Ok(_) => {
             warn!(channel = %Clean(spec), "alerts: serve.alerts_channel does not exist (or is archived)");
+            quiet(shared);
             None
         }
         Err(e) => {
             warn!(error = %Clean(&e.to_string()), "alerts: cannot look serve.alerts_channel up");
+            quiet(shared);
             None
         }
     }
@@ -405,12 +413,30 @@ async fn post_problems(shared: &Arc<Shared>) {
         }
         match shared.mm.create_post(&channel, &message, &json!({})).await {
             Ok(id) => info!(post_id = %id, problem = %Clean(p), "alerts: problem posted"),
-            Err(e) => warn!(error = %Clean(&e.to_string()), "alerts: cannot post a problem"),
+            Err(e) => {
+                warn!(error = %Clean(&e.to_string()), "alerts: cannot post a problem");
+                // Not posted: tried again once the quiet minute is over.
+                let mut log = lock(&shared.alerts.problems);
+                for q in &due[i..] {
+                    log.posted.remove(q);
+                }
+                drop(log);
+                quiet(shared);
+                return;
+            }
         }
     }
 }
 
+/// Nothing is posted for a while (see [`QUIET`]).
+fn quiet(shared: &Shared) {
+    *lock(&shared.alerts.quiet_until) = Some(Instant::now() + QUIET);
+}
+
 async fn tick(shared: &Arc<Shared>) {
+    if lock(&shared.alerts.quiet_until).is_some_and(|t| Instant::now() < t) {
+        return;
+    }
     if !shared.read_status(|s| matches!(s.role, Role::Standby { .. })) {
         post_problems(shared).await;
     }
@@ -506,7 +532,10 @@ async fn tick(shared: &Arc<Shared>) {
                 },
             );
         }
-        Err(e) => warn!(error = %Clean(&e.to_string()), "alerts: cannot post the hold"),
+        Err(e) => {
+            warn!(error = %Clean(&e.to_string()), "alerts: cannot post the hold; tried again in a minute");
+            quiet(shared);
+        }
     }
 }
 
