@@ -185,6 +185,34 @@ async fn real_serve_alerts_posts_a_hold_once_refuses_non_approvers_and_approves_
     assert_eq!(sb.members(&ch).await.len(), 12);
     assert_eq!(buttons(&post(&mm, &admin, &first_id).await).len(), 3);
 
+    // Straight to serve, bypassing Mattermost: a made-up context or dialog state is refused.
+    let me_id = sb.mm.me().await.unwrap().id;
+    let http = reqwest::Client::new();
+    let forged = http
+        .post(format!("{}/alerts/action", svc.base))
+        .json(
+            &json!({"user_id": me_id, "post_id": first_id, "trigger_id": "x",
+                      "context": {"action": "approve", "fingerprint": fp, "mac": "00".repeat(32)}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(forged.contains("did not come from mattersync"), "{forged}");
+    let forged = http
+        .post(format!("{}/alerts/dialog", svc.base))
+        .json(&json!({"user_id": me_id, "state": format!("v1.approve.{fp}.{me_id}.9999999999.{}", "00".repeat(32))}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(forged.contains("did not come from mattersync"), "{forged}");
+    assert_eq!(sb.members(&ch).await.len(), 12);
+
     // An approver dismisses it: the hold stays, the message says who, without buttons.
     let (status, body) = press(&mm, &admin, &first_id, "dismiss").await;
     assert_eq!(status, 200, "{body}");

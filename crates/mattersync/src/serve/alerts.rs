@@ -215,11 +215,10 @@ fn base_url(shared: &Shared) -> String {
 
 /// Whether the person may approve or dismiss: a listed approver, or (no list) a system
 /// admin; never a bot or a deactivated account.
-fn may_approve(shared: &Shared, caller: &Caller) -> bool {
+fn may_approve(approvers: &[String], caller: &Caller) -> bool {
     if caller.bot || caller.inactive {
         return false;
     }
-    let approvers = &shared.cfg.serve.approvers;
     if approvers.is_empty() {
         caller.system_admin
     } else {
@@ -557,7 +556,7 @@ fn ephemeral(text: &str) -> Response {
 /// The caller, looked up by id, if they may approve; else the refusal.
 async fn approver(shared: &Shared, user_id: &str) -> Result<Caller, String> {
     match shared.mm.caller(user_id).await {
-        Ok(Some(c)) if may_approve(shared, &c) => Ok(c),
+        Ok(Some(c)) if may_approve(&shared.cfg.serve.approvers, &c) => Ok(c),
         Ok(Some(c)) => {
             warn!(user = %Clean(&c.username), "alerts: a non-approver pressed a button; refused");
             Err(format!(
@@ -753,6 +752,28 @@ pub async fn submit(State(shared): State<Arc<Shared>>, Json(s): Json<Submission>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn approvers_are_the_listed_usernames_or_else_system_admins_never_bots() {
+        let who = |username: &str, system_admin: bool, bot: bool| Caller {
+            id: "user1user1user1user1user1u".into(),
+            username: username.into(),
+            system_admin,
+            bot,
+            inactive: false,
+        };
+        assert!(may_approve(&[], &who("root", true, false)));
+        assert!(!may_approve(&[], &who("neil", false, false)));
+        assert!(!may_approve(&[], &who("robot", true, true)));
+        let listed = ["neil".to_string()];
+        assert!(may_approve(&listed, &who("neil", false, false)));
+        assert!(!may_approve(&listed, &who("root", true, false)));
+        let gone = Caller {
+            inactive: true,
+            ..who("neil", false, false)
+        };
+        assert!(!may_approve(&listed, &gone));
+    }
 
     #[test]
     fn each_problem_is_posted_once_per_interval_and_a_burst_is_capped() {
