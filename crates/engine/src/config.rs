@@ -280,6 +280,16 @@ pub struct ServeSection {
     /// (`mode=exclusive`, `admins=…`, `readd=always`) and link a group outside the area of
     /// the channel's team: `"team_admin"`.
     pub slash_privileged: Vec<SlashRole>,
+    /// `team/channel`: where `serve` posts one message per hold, with Show / Approve /
+    /// Dismiss buttons (off when unset).
+    pub alerts_channel: Option<String>,
+    /// Mattermost usernames who may approve a hold from its alert (empty: system admins).
+    pub approvers: Vec<String>,
+    /// Also post failures during apply and broken links in `alerts_channel`.
+    pub alerts_problems: bool,
+    /// One message per distinct problem at most this often (and at most
+    /// `PROBLEM_BURST` problem messages within it).
+    pub alerts_problem_interval: String,
     /// Where directory changes come from: `auto`, `syncrepl`, `poll` or `off`.
     pub changes: String,
     /// Changes within this long of each other are synced together.
@@ -316,6 +326,10 @@ impl Default for ServeSection {
             slash_command_token_dir: None,
             slash_command_url: None,
             slash_privileged: vec![SlashRole::SystemAdmin],
+            alerts_channel: None,
+            approvers: Vec::new(),
+            alerts_problems: true,
+            alerts_problem_interval: "1h".to_string(),
             changes: "auto".to_string(),
             debounce: "100ms".to_string(),
             poll_interval: "5s".to_string(),
@@ -521,7 +535,16 @@ impl Config {
                 bail!("serve.slash_command_url: {url:?} is not an http(s) URL");
             }
         }
+        if let Some(c) = &self.serve.alerts_channel {
+            let ok = c
+                .split_once('/')
+                .is_some_and(|(t, ch)| !t.is_empty() && !ch.is_empty() && !ch.contains('/'));
+            if !ok {
+                bail!("serve.alerts_channel: {c:?} is not \"team/channel\" (names, as in a link)");
+            }
+        }
         humantime(&self.serve.guard_window).context("serve.guard_window")?;
+        humantime(&self.serve.alerts_problem_interval).context("serve.alerts_problem_interval")?;
         for (key, v) in [
             ("serve.debounce", &self.serve.debounce),
             ("serve.poll_interval", &self.serve.poll_interval),

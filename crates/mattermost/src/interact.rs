@@ -278,3 +278,40 @@ impl Client {
         Ok(())
     }
 }
+
+#[derive(Debug, Deserialize)]
+struct PostWire {
+    id: String,
+}
+
+impl Client {
+    /// `POST /posts`: a message in the channel as the token's account, with `props` (for
+    /// interactive buttons: `{"attachments": [{"actions": [...]}]}`). Returns the post id.
+    pub async fn create_post(
+        &self,
+        channel_id: &str,
+        message: &str,
+        props: &serde_json::Value,
+    ) -> Result<String, MmError> {
+        let body =
+            serde_json::json!({"channel_id": channel_id, "message": message, "props": props});
+        let p: PostWire = self
+            .send_json(Method::POST, "/posts", &body, Retry::Unsafe)
+            .await?;
+        Ok(p.id)
+    }
+
+    /// `PUT /posts/{id}/patch`: replaces the message and its props (an update in place).
+    pub async fn patch_post(
+        &self,
+        post_id: &str,
+        message: &str,
+        props: &serde_json::Value,
+    ) -> Result<(), MmError> {
+        let body = serde_json::json!({"message": message, "props": props});
+        let path = format!("/posts/{}/patch", seg(post_id));
+        self.send(Method::PUT, &path, &body, Retry::Idempotent)
+            .await?;
+        Ok(())
+    }
+}

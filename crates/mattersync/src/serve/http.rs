@@ -13,6 +13,8 @@
 //! | POST | `/approve/{fingerprint}` | bearer | apply exactly that held set; 409 with the new summary if what is held changed |
 //! | POST | `/slash` | slash token | the Mattermost slash command |
 //! | POST | `/slash/dialog` | signed state | a submitted slash-command form |
+//! | POST | `/alerts/action` | signed context | a button of an alert (Show / Approve / Dismiss) |
+//! | POST | `/alerts/dialog` | signed state | the confirmation of an approval from an alert |
 
 use super::page;
 use super::slash::{self, same_secret};
@@ -55,6 +57,8 @@ pub fn router(shared: Arc<Shared>, dispatch: tracing::Dispatch) -> Router {
         .route("/approve/{fingerprint}", post(approve))
         .route("/slash", post(slash::handle))
         .route("/slash/dialog", post(super::dialog::submit))
+        .route("/alerts/action", post(super::alerts::action))
+        .route("/alerts/dialog", post(super::alerts::submit))
         .layer(axum::middleware::from_fn_with_state(
             shared.settings.http,
             read_body,
@@ -645,6 +649,7 @@ mod tests {
             ldap: mattersync_directory::LdapConfig::new("ldap://127.0.0.1:9", "dc=example,dc=org"),
             ledger: tokio::sync::Mutex::new(Ledger::open_in_memory().expect("ledger")),
             told_ready: Default::default(),
+            alerts: crate::serve::alerts::Alerts::new("x"),
             cfg,
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -12,6 +12,7 @@
 //! One instance per ledger (the run lock is held for the life of the process). SIGTERM or
 //! SIGINT: the action in flight finishes, the cursor is saved, the process exits 0.
 
+mod alerts;
 mod dialog;
 mod escape;
 mod http;
@@ -273,6 +274,14 @@ async fn serve(cfg: Config, args: ServeArgs, dispatch: tracing::Dispatch) -> Res
     };
     let http_ledger = engine::open_ledger(&cfg, None)?;
     let mm = engine::mattermost_client(&cfg)?;
+    // The alerts' buttons are signed with a key derived from the Mattermost token: the
+    // same after a restart, and unknown to whoever cannot read the token.
+    let alerts_key_source = engine::config::secret(
+        "MATTERSYNC_MATTERMOST_TOKEN",
+        cfg.mattermost.token_file.as_deref(),
+        "mattermost.token_file",
+    )?
+    .unwrap_or_default();
     let cursor = watch::Watcher::cursor_name(&ldap);
 
     let listener = tokio::net::TcpListener::bind(&settings.listen)
@@ -304,6 +313,7 @@ async fn serve(cfg: Config, args: ServeArgs, dispatch: tracing::Dispatch) -> Res
         ldap: ldap.clone(),
         ledger: tokio::sync::Mutex::new(http_ledger),
         told_ready: std::sync::atomic::AtomicBool::new(false),
+        alerts: alerts::Alerts::new(&alerts_key_source),
     });
     drop(req_tx);
     // Every Mattermost attempt into the metrics (a weak reference: the client lives in
@@ -368,6 +378,7 @@ async fn serve(cfg: Config, args: ServeArgs, dispatch: tracing::Dispatch) -> Res
             }
         }
     };
+    tokio::spawn(alerts::run(Arc::clone(&shared), stop_rx.clone()).with_current_subscriber());
     let mut http_task = tokio::spawn(
         http::serve(listener, Arc::clone(&shared), dispatch, shutdown).with_current_subscriber(),
     );

@@ -403,6 +403,8 @@ pub struct Shared {
     pub ledger: tokio::sync::Mutex<Ledger>,
     /// Whether systemd was told READY=1 (once, the first time the service is ready).
     pub told_ready: std::sync::atomic::AtomicBool,
+    /// The alerts channel's messages and the key of their buttons.
+    pub alerts: super::alerts::Alerts,
 }
 
 impl Shared {

@@ -177,3 +177,59 @@ pub fn install(config: &Path, url: &str, extra: &[&str]) -> (i32, String, String
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A person's client: the Mattermost websocket, where `open_dialog` events arrive.
+pub struct Socket(
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+);
+
+impl Socket {
+    pub async fn connect(mm_url: &str, token: &str) -> Socket {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("{}/api/v4/websocket", mm_url.replacen("http", "ws", 1));
+        let mut req = url.into_client_request().expect("ws request");
+        req.headers_mut().insert(
+            "Authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("websocket");
+        let mut s = Socket(ws);
+        s.event("hello").await;
+        s
+    }
+
+    /// The next event named `name` (others are skipped), within 20 s.
+    pub async fn event(&mut self, name: &str) -> serde_json::Value {
+        use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.0.next())
+                .await
+                .unwrap_or_else(|_| panic!("no {name} event within 20 s"))
+                .expect("websocket open")
+                .expect("websocket message");
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+                let v: serde_json::Value = serde_json::from_str(&t).expect("event json");
+                if v["event"] == name {
+                    return v;
+                }
+            }
+        }
+    }
+
+    /// The dialog of the next `open_dialog` event: (url, dialog).
+    pub async fn dialog(&mut self) -> (String, serde_json::Value) {
+        let e = self.event("open_dialog").await;
+        let d = &e["data"]["dialog"];
+        let d: serde_json::Value = match d.as_str() {
+            Some(s) => serde_json::from_str(s).expect("dialog json"),
+            None => d.clone(),
+        };
+        (
+            d["url"].as_str().expect("dialog url").to_string(),
+            d["dialog"].clone(),
+        )
+    }
+}
