@@ -139,6 +139,8 @@ impl PgTarget {
             }
             other => other,
         })?;
+        // CREATE TABLE IF NOT EXISTS says NOTICE each time; nothing to log.
+        pg.batch("SET client_min_messages TO warning")?;
         if let Some(schema) = &self.schema {
             let ok = !schema.is_empty()
                 && schema

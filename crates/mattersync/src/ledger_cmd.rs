@@ -38,6 +38,12 @@ pub fn run(cfg: &Config, json: bool, cmd: LedgerCommand) -> Result<u8> {
         "--password-file",
     )?;
     target.ca_file = a.ca_file;
+    if !cfg.ledger.path.exists() {
+        bail!(
+            "there is no ledger at ledger.path = {}: nothing to migrate (is the path right?); a new deployment can start on PostgreSQL directly",
+            cfg.ledger.path.display()
+        );
+    }
     // Nothing writes the source meanwhile: its run lock is held for the copy.
     let _lock = RunLock::acquire(&cfg.ledger.path).map_err(|e| {
         crate::fail(
@@ -47,6 +53,12 @@ pub fn run(cfg: &Config, json: bool, cmd: LedgerCommand) -> Result<u8> {
     })?;
     let source = Ledger::open(&cfg.ledger.path)
         .with_context(|| format!("opening the ledger {}", cfg.ledger.path.display()))?;
+    if source.runs(1)?.is_empty() && source.links()?.is_empty() {
+        bail!(
+            "the ledger at {} has never recorded a run or a link: nothing to migrate (is ledger.path the one serve uses?)",
+            cfg.ledger.path.display()
+        );
+    }
     let dest = Ledger::open_postgres(&target)
         .with_context(|| format!("opening the PostgreSQL ledger {}", target.display()))?;
     let report = source.copy_into(&dest).context("copying the ledger")?;

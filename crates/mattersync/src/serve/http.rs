@@ -288,6 +288,19 @@ async fn sync(
     if let Err(r) = authorize(&shared, &headers) {
         return r;
     }
+    if let Some(r) = standby(&shared) {
+        return r;
+    }
+    if let Some(fp) = &q.approve {
+        let fp = fp.trim();
+        if fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": "a held-plan fingerprint is 64 hex digits (GET /holds shows it)"})),
+            )
+                .into_response();
+        }
+    }
     let (tx, rx) = oneshot::channel();
     let approval = match (&q.approve, q.allow_mass_removal) {
         (Some(fp), _) => mattersync_engine::Approval::Exactly(fp.trim().to_string()),
@@ -361,6 +374,9 @@ async fn holds(
     if let Err(r) = authorize(&shared, &headers) {
         return r;
     }
+    if let Some(r) = standby(&shared) {
+        return r;
+    }
     let hold = shared.read_status(|s| s.hold.clone());
     let holds: Vec<serde_json::Value> = hold
         .iter()
@@ -404,6 +420,9 @@ async fn approve(
     Query(q): Query<ApproveQuery>,
 ) -> Response {
     if let Err(r) = authorize(&shared, &headers) {
+        return r;
+    }
+    if let Some(r) = standby(&shared) {
         return r;
     }
     let fingerprint = fingerprint.trim().to_ascii_lowercase();
@@ -478,6 +497,31 @@ async fn approve(
         ),
     };
     (status, Json(body)).into_response()
+}
+
+/// `Some(503)` on a standby of a shared ledger: the work, holds and approvals are the
+/// leader's.
+fn standby(shared: &Shared) -> Option<Response> {
+    let role = shared.read_status(|s| s.role.clone());
+    match role {
+        super::state::Role::Standby {
+            leader,
+            epoch,
+            since,
+        } => Some(
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({
+                    "error": "standby: this instance does not sync now; ask the leader",
+                    "leader": leader,
+                    "epoch": epoch,
+                    "since": since,
+                })),
+            )
+                .into_response(),
+        ),
+        super::state::Role::Alone | super::state::Role::Leader { .. } => None,
+    }
 }
 
 fn stopping() -> Response {

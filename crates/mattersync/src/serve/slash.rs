@@ -244,6 +244,13 @@ pub async fn handle(
         shared.metrics.slash_command("help", "ok");
         return ephemeral(USAGE);
     }
+    if let super::state::Role::Standby { leader, .. } = shared.read_status(|s| s.role.clone()) {
+        shared.metrics.slash_command(command.name(), "refused");
+        return ephemeral(format!(
+            "This mattersync instance is a standby (the leader is {}); nothing was changed. Point the command at the leader (a load balancer that checks /readyz does).",
+            code(&leader)
+        ));
+    }
     let ctx = match Ctx::resolve(&shared, &team, &req.team_id, &req.channel_id, &req.user_id).await
     {
         Ok(Ok(ctx)) => ctx,
