@@ -513,11 +513,21 @@ async fn real_serve_a_held_plan_is_parked_not_replanned() {
     let (status, body) = svc.get("/readyz").await;
     assert_eq!(status, 200, "held, and ready all the same: {body}");
 
-    // An approval of some other plan changes nothing.
+    // A fingerprint that is not one is refused as such; an approval of some other plan
+    // changes nothing.
     let (status, body) = svc
         .request(
             reqwest::Method::POST,
             "/sync?approve=0123456789abcdef",
+            Some(API_TOKEN),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let other = "0123456789abcdef".repeat(4);
+    let (status, body) = svc
+        .request(
+            reqwest::Method::POST,
+            &format!("/sync?approve={other}"),
             Some(API_TOKEN),
         )
         .await;
