@@ -21,12 +21,7 @@ async fn real_serve_slash_command_links_and_unlinks_only_for_admins_and_says_wha
     let g = sb.create_group("infra", &[&alice, &bob], &[], &[]).await;
     let ch = sb.channel("infra", false).await;
     let cfg = sb.config(&serve_section(sb.dir.path(), &slash_lines(sb.dir.path())));
-    let svc = Service::start(&cfg, &[], "serve.log").await;
-    svc.wait_ready().await;
-    // The command is registered once serve listens (its URL has serve's port); serve reads
-    // the token file at every request.
-    let (code, out, err) = install(&cfg, &format!("{}/slash", svc.base), &[]);
-    assert_eq!(code, 0, "{out}{err}");
+    let svc = slash_service(&cfg).await;
     let mm = Mm::new(&sb);
     let admin_token = sb.servers.mm_token();
 
@@ -153,10 +148,7 @@ async fn real_serve_slash_link_typed_in_a_direct_message_is_refused_and_records_
     let alice = sb.user("alice", true, false).await;
     let g = sb.create_group("infra", &[&alice], &[], &[]).await;
     let cfg = sb.config(&serve_section(sb.dir.path(), &slash_lines(sb.dir.path())));
-    let svc = Service::start(&cfg, &[], "serve.log").await;
-    svc.wait_ready().await;
-    let (code, out, err) = install(&cfg, &format!("{}/slash", svc.base), &[]);
-    assert_eq!(code, 0, "{out}{err}");
+    let svc = slash_service(&cfg).await;
     let mm = Mm::new(&sb);
     let admin_token = sb.servers.mm_token();
 
@@ -203,6 +195,16 @@ async fn real_serve_slash_link_typed_in_a_direct_message_is_refused_and_records_
     // Nobody was put in the DM's "channel" by a sync either.
     let members = sb.mm.channel_members(&dm.id).await.expect("dm members");
     assert_eq!(members.len(), 2, "{members:?}");
+}
+
+/// `serve` started on `cfg`, and `/mattersync` registered in its teams once it listens
+/// (the command's URL has serve's port; serve reads the token files at every request).
+async fn slash_service(cfg: &std::path::Path) -> Service {
+    let svc = Service::start(cfg, &[], "serve.log").await;
+    svc.wait_ready().await;
+    let (code, out, err) = install(cfg, &format!("{}/slash", svc.base), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    svc
 }
 
 /// A configuration for two sandboxes at once: both areas, each mapped to its own team, and
@@ -395,10 +397,7 @@ async fn real_serve_slash_permission_model_row_by_row() {
         &b,
         &serve_section(a.dir.path(), &slash_lines(a.dir.path())),
     );
-    let svc = Service::start(&cfg, &[], "serve.log").await;
-    svc.wait_ready().await;
-    let (code, out, err) = install(&cfg, &format!("{}/slash", svc.base), &[]);
-    assert_eq!(code, 0, "{out}{err}");
+    let svc = slash_service(&cfg).await;
     let mm = Mm::new(&a);
     let ledger = Ledger::open(&a.dir.path().join("ledger.db")).expect("ledger");
     let links = || {
@@ -604,10 +603,7 @@ async fn real_serve_slash_forms_open_through_the_dialog_api_and_submissions_are_
         &b,
         &serve_section(a.dir.path(), &slash_lines(a.dir.path())),
     );
-    let svc = Service::start(&cfg, &[], "serve.log").await;
-    svc.wait_ready().await;
-    let (code, out, err) = install(&cfg, &format!("{}/slash", svc.base), &[]);
-    assert_eq!(code, 0, "{out}{err}");
+    let svc = slash_service(&cfg).await;
     let mm = Mm::new(&a);
     let ledger = Ledger::open(&a.dir.path().join("ledger.db")).expect("ledger");
 
@@ -759,10 +755,7 @@ async fn real_serve_slash_follows_a_renamed_channel_by_id() {
     let g = sb.create_group("infra", &[&alice], &[], &[]).await;
     let ch = sb.channel("infra", false).await;
     let cfg = sb.config(&serve_section(sb.dir.path(), &slash_lines(sb.dir.path())));
-    let svc = Service::start(&cfg, &[], "serve.log").await;
-    svc.wait_ready().await;
-    let (code, out, err) = install(&cfg, &format!("{}/slash", svc.base), &[]);
-    assert_eq!(code, 0, "{out}{err}");
+    let svc = slash_service(&cfg).await;
     let mm = Mm::new(&sb);
     let admin = sb.servers.mm_token();
     let answer = text(
@@ -819,10 +812,7 @@ async fn real_serve_slash_a_team_token_cannot_borrow_anyone_elses_rights() {
     a.create_group("elsewhere", &[&outsider], &[], &[]).await;
     let ch = a.channel("infra", false).await;
     let cfg = a.config(&serve_section(a.dir.path(), &slash_lines(a.dir.path())));
-    let svc = Service::start(&cfg, &[], "serve.log").await;
-    svc.wait_ready().await;
-    let (code, out, err) = install(&cfg, &format!("{}/slash", svc.base), &[]);
-    assert_eq!(code, 0, "{out}{err}");
+    let svc = slash_service(&cfg).await;
     let mm = Mm::new(&a);
     let admin_token = a.servers.mm_token();
     let admin = a.mm.me().await.expect("me");
