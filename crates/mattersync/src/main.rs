@@ -749,8 +749,8 @@ fn status(cfg: &config::Config, json: bool) -> Result<u8> {
         return Ok(exit::OK);
     }
     println!(
-        "{:20}  {:5}  {:8}  {:>5}  {:>6}  {:>9}  RUN",
-        "STARTED (UTC)", "KIND", "OUTCOME", "OK", "FAILED", "API CALLS"
+        "{:20}  {:5}  {:26}  {:8}  {:>5}  {:>6}  {:>9}  RUN",
+        "STARTED (UTC)", "KIND", "ACTOR", "OUTCOME", "OK", "FAILED", "API CALLS"
     );
     for r in runs {
         println!(
