@@ -336,9 +336,10 @@ pub fn settle(lock: &RunLock, ledger: &Ledger, state: &mut State) -> Result<usiz
     state.learned.clear();
     let mm = &state.mattermost;
     let settled = ledger
-        .resolve_intents("resolve", |kind, scope_id, user_id| {
-            is_member(mm, kind, scope_id, user_id)
-        })
+        .resolve_intents(
+            &format!("settle:{}", crate::instance_name()),
+            |kind, scope_id, user_id| is_member(mm, kind, scope_id, user_id),
+        )
         .context("ledger: settling intents")?;
     if settled > 0 {
         tracing::warn!(

@@ -749,12 +749,41 @@ impl Ledger {
         let at = now();
         self.tx(|db| {
             let mut settled = 0;
+            // A write that happened is an audit event too, under a run of its own (the one
+            // that made it never recorded it).
+            let mut audit_run: Option<String> = None;
+            let mut audit = |kind: &str, scope: &str, user: &str, action: &str| -> Result<()> {
+                let id = match &audit_run {
+                    Some(id) => id.clone(),
+                    None => {
+                        let id = uuid::Uuid::new_v4().to_string();
+                        db.exec(
+                            "INSERT INTO runs (id, kind, started_at, finished_at, outcome, detail, actor) VALUES (?1, 'settle', ?2, ?2, 'ok', ?3, ?4)",
+                            vals![id.as_str(), at.as_str(), "writes a run made and could not record, settled from what Mattermost shows", run_id],
+                        )?;
+                        audit_run = Some(id.clone());
+                        id
+                    }
+                };
+                db.exec(
+                    "INSERT INTO events (run_id, at, action, scope_kind, scope_id, scope, user_id, username, groups, outcome, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, '', '[]', 'ok', 'settled: made by a run that stopped before recording it')",
+                    vals![id.as_str(), at.as_str(), action, kind, scope, user],
+                )?;
+                Ok(())
+            };
             for i in pending {
                 let Some(member) = is_member(i.scope_kind, &i.scope_id, &i.user_id) else {
                     continue;
                 };
                 let (kind, scope, user) = (i.scope_kind.as_str(), i.scope_id.as_str(), i.user_id.as_str());
-                match settle(&i, member) {
+                let settlement = settle(&i, member);
+                match settlement {
+                    Settlement::Added => audit(kind, scope, user, "settle_add")?,
+                    Settlement::Removed => audit(kind, scope, user, "settle_remove")?,
+                    Settlement::Forget | Settlement::Unchanged => {}
+                }
+                match settlement {
                     Settlement::Added => {
                         db.exec(
                             "UPDATE memberships SET origin = 'added', state = 'present', intent = NULL, updated_at = ?4, run_id = ?5

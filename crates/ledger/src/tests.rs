@@ -348,6 +348,25 @@ fn a_failed_write_whose_answer_was_lost_is_settled_from_what_mattermost_shows(mu
         RecordState::Removed,
         "mattersync removed b; b did not leave on their own"
     );
+    // Both writes are in the audit trail, as settled, under a run of their own.
+    let settled: Vec<(String, String, String)> = l
+        .events(&AuditQuery::default())
+        .expect("events")
+        .into_iter()
+        .filter(|e| e.action.starts_with("settle_"))
+        .map(|e| (e.action, e.user_id, e.actor))
+        .collect();
+    assert_eq!(settled.len(), 2, "{settled:?}");
+    let mut got: Vec<(&str, &str)> = settled
+        .iter()
+        .map(|(a, u, _)| (a.as_str(), u.as_str()))
+        .collect();
+    got.sort();
+    assert_eq!(got, [("settle_add", "c"), ("settle_remove", "b")]);
+    assert!(
+        settled.iter().all(|(_, _, actor)| actor != "-"),
+        "{settled:?}"
+    );
 }
 
 fn a_plan_made_without_settling_still_keeps_ownership(mut l: Ledger) {
