@@ -142,13 +142,7 @@ impl PgTarget {
         // CREATE TABLE IF NOT EXISTS says NOTICE each time; nothing to log.
         pg.batch("SET client_min_messages TO warning")?;
         if let Some(schema) = &self.schema {
-            let ok = !schema.is_empty()
-                && schema
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-            if !ok {
-                return Err(LedgerError::Postgres(format!("bad schema name {schema:?}")));
-            }
+            check_schema(schema)?;
             pg.batch(&format!("SET search_path TO {schema}"))?;
         }
         Ok(pg)
@@ -283,14 +277,21 @@ pub(crate) fn ensure_leader_table(db: &Pg) -> Result<()> {
 
 /// Creates a schema (tests give each ledger one).
 pub fn create_schema(target: &PgTarget, schema: &str) -> Result<()> {
+    check_schema(schema)?;
+    target
+        .connect()?
+        .batch(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+}
+
+/// A schema name goes into SQL text: only a-z, 0-9 and `_`.
+fn check_schema(schema: &str) -> Result<()> {
     let ok = !schema.is_empty()
         && schema
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if !ok {
-        return Err(LedgerError::Postgres(format!("bad schema name {schema:?}")));
+    if ok {
+        Ok(())
+    } else {
+        Err(LedgerError::Postgres(format!("bad schema name {schema:?}")))
     }
-    target
-        .connect()?
-        .batch(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
 }

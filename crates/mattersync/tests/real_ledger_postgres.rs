@@ -5,23 +5,8 @@
 mod common;
 
 use common::run;
-use mattersync_ledger::{Leadership, PgTarget};
+use mattersync_ledger::Leadership;
 use mattersync_testsupport::Sandbox;
-
-/// A fresh, empty PostgreSQL database schema for this test: (url with search_path, target).
-fn fresh_pg(sb: &Sandbox) -> (String, PgTarget) {
-    let url = sb.servers.get("MATTERSYNC_LEDGER_PG_URL");
-    let pw = std::fs::read_to_string(sb.servers.get("MATTERSYNC_LEDGER_PG_PASSWORD_FILE"))
-        .expect("password");
-    let mut admin = PgTarget::new(&url);
-    admin.password = Some(pw.trim().to_string());
-    let schema = format!("cli_{}", sb.area);
-    mattersync_ledger::create_schema(&admin, &schema).expect("schema");
-    let url = format!("{url}&options=-csearch_path%3D{schema}");
-    let mut target = PgTarget::new(&url);
-    target.password = admin.password.clone();
-    (url, target)
-}
 
 #[tokio::test]
 #[ignore = "needs the real servers (scripts/test.sh runs it)"]
@@ -36,8 +21,29 @@ async fn real_ledger_a_sqlite_ledger_moved_to_postgres_keeps_ownership_and_one_r
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(sb.members(&ch).await.len(), 2);
 
-    let (url, target) = fresh_pg(&sb);
-    let pw_file = sb.servers.get("MATTERSYNC_LEDGER_PG_PASSWORD_FILE");
+    let pg = sb.pg_ledger("MATTERSYNC_LEDGER_PG", "cli", None);
+    let (url, target, pw_file) = (pg.url.clone(), pg.target.clone(), pg.password_file.clone());
+    // A mistyped ledger.path is not an empty ledger to copy: refused, and not created.
+    let typo = sb.dir.path().join("typo").join("ledger.db");
+    let text = std::fs::read_to_string(&sqlite).expect("config");
+    let wrong = sb.dir.path().join("typo.toml");
+    let real = sb.dir.path().join("ledger.db").display().to_string();
+    assert!(text.contains(&real), "{text}");
+    std::fs::write(&wrong, text.replace(&real, &typo.display().to_string())).expect("config");
+    let out = run(
+        &wrong,
+        &[
+            "ledger",
+            "migrate",
+            "--to",
+            &url,
+            "--password-file",
+            &pw_file,
+        ],
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("there is no ledger at"), "{out:?}");
+    assert!(!typo.exists());
     let out = run(
         &sqlite,
         &[
@@ -69,10 +75,7 @@ async fn real_ledger_a_sqlite_ledger_moved_to_postgres_keeps_ownership_and_one_r
     // The same sandbox on the PostgreSQL ledger: mattersync still owns both memberships, so
     // a plan changes nothing, and removing bob from the group removes him (an owned
     // membership; a pre-existing one would stay).
-    let pg = sb.config(&format!(
-        "url = \"{url}\"\npassword_file = \"{pw_file}\"\n{}",
-        sb.link(&g, "infra")
-    ));
+    let pg = sb.config(&format!("{}{}", pg.config_lines(), sb.link(&g, "infra")));
     let out = run(&pg, &["plan", "--detailed-exitcode"]);
     assert_eq!(out.code, 0, "no changes after the move: {out:?}");
     sb.remove_member(&g, &bob).await;

@@ -9,27 +9,14 @@ mod real_serve_support;
 use mattersync_ledger::{AuditQuery, Ledger, PgTarget};
 use mattersync_testsupport::proxy::Proxy;
 use mattersync_testsupport::Sandbox;
-use real_serve_support::{serve_section, wait_until, Service, PROPAGATION};
+use real_serve_support::{serve_section, wait_until, Service, API_TOKEN, PROPAGATION};
 use std::time::{Duration, Instant};
 
-/// A fresh schema on the ledger's PostgreSQL; the URL reaches it through `via` when given
-/// (a proxy's `host:port`).
+/// A fresh schema on the ledger's PostgreSQL, reached through `via` (a proxy's
+/// `host:port`) when given.
 fn fresh_pg(sb: &Sandbox, name: &str, via: Option<&str>) -> (String, PgTarget) {
-    let url = sb.servers.get("MATTERSYNC_LEDGER_PG_URL");
-    let pw = std::fs::read_to_string(sb.servers.get("MATTERSYNC_LEDGER_PG_PASSWORD_FILE"))
-        .expect("password");
-    let mut admin = PgTarget::new(&url);
-    admin.password = Some(pw.trim().to_string());
-    let schema = format!("{name}_{}", sb.area);
-    mattersync_ledger::create_schema(&admin, &schema).expect("schema");
-    let mut url = format!("{url}&options=-csearch_path%3D{schema}");
-    if let Some(addr) = via {
-        let port = sb.servers.get("MATTERSYNC_LEDGER_PG_PORT");
-        url = url.replace(&format!("127.0.0.1:{port}"), addr);
-    }
-    let mut target = PgTarget::new(&url);
-    target.password = admin.password.clone();
-    (url, target)
+    let pg = sb.pg_ledger("MATTERSYNC_LEDGER_PG", name, via);
+    (pg.url, pg.target)
 }
 
 fn config(sb: &Sandbox, url: &str, link: &str, name: &str) -> std::path::PathBuf {
@@ -81,6 +68,20 @@ async fn real_serve_two_instances_one_leads_and_a_killed_leader_is_replaced_losi
     wait_standby(&b).await;
     let (_, page) = b.get("/").await;
     assert!(page.contains("standby, leader is"), "{page}");
+    // A standby takes no work and hides no hold: it says who to ask.
+    let fp = "0".repeat(64);
+    for (method, path) in [
+        (reqwest::Method::POST, "/sync".to_string()),
+        (reqwest::Method::GET, "/holds".to_string()),
+        (reqwest::Method::POST, format!("/approve/{fp}")),
+    ] {
+        let (status, body) = b.request(method, &path, Some(API_TOKEN)).await;
+        assert_eq!(status, 503, "{path}: {body}");
+        assert!(
+            body.contains("standby") && body.contains("leader"),
+            "{path}: {body}"
+        );
+    }
 
     // A burst of adds, and the leader killed while it applies them.
     let mut people = Vec::new();
@@ -231,22 +232,11 @@ async fn real_serve_both_instances_come_back_after_postgres_restarts_and_one_lea
     let g = sb.create_group("infra", &[&alice], &[], &[]).await;
     let ch = sb.channel("infra", false).await;
     // The cluster of its own that this test may restart.
-    let base = sb.servers.get("MATTERSYNC_LEDGER2_PG_URL");
-    let pw_file = sb.servers.get("MATTERSYNC_LEDGER2_PG_PASSWORD_FILE");
-    let mut admin = PgTarget::new(&base);
-    admin.password = Some(
-        std::fs::read_to_string(&pw_file)
-            .expect("pw")
-            .trim()
-            .to_string(),
-    );
-    let schema = format!("rs_{}", sb.area);
-    mattersync_ledger::create_schema(&admin, &schema).expect("schema");
-    let url = format!("{base}&options=-csearch_path%3D{schema}");
-    let mut target = PgTarget::new(&url);
-    target.password = admin.password.clone();
+    let pg = sb.pg_ledger("MATTERSYNC_LEDGER2_PG", "rs", None);
+    let target = pg.target.clone();
     let path = sb.config(&format!(
-        "url = \"{url}\"\npassword_file = \"{pw_file}\"\n{}\n{}",
+        "{}{}\n{}",
+        pg.config_lines(),
         sb.link(&g, "infra"),
         serve_section(sb.dir.path(), "")
     ));

@@ -207,6 +207,45 @@ async fn slash_service(cfg: &std::path::Path) -> Service {
     svc
 }
 
+/// Two teams (areas a and b), alice in a group of each (`g` in a's area, `other` in b's),
+/// serve with the slash command registered in both.
+struct Linked {
+    a: Sandbox,
+    b: Sandbox,
+    alice: mattersync_testsupport::TestUser,
+    g: String,
+    other: String,
+    svc: Service,
+    mm: Mm,
+    ledger: Ledger,
+}
+
+async fn linked(name: &str) -> Linked {
+    let a = Sandbox::new(&format!("{name}_a")).await;
+    let b = Sandbox::new(&format!("{name}_b")).await;
+    let alice = a.user("alice", true, false).await;
+    let g = a.create_group("infra", &[&alice], &[], &[]).await;
+    let other = b.create_group("board", &[&alice], &[], &[]).await;
+    let cfg = two_teams(
+        &a,
+        &b,
+        &serve_section(a.dir.path(), &slash_lines(a.dir.path())),
+    );
+    let svc = slash_service(&cfg).await;
+    let mm = Mm::new(&a);
+    let ledger = Ledger::open(&a.dir.path().join("ledger.db")).expect("ledger");
+    Linked {
+        a,
+        b,
+        alice,
+        g,
+        other,
+        svc,
+        mm,
+        ledger,
+    }
+}
+
 /// A configuration for two sandboxes at once: both areas, each mapped to its own team, and
 /// both areas' groups read.
 fn two_teams(a: &Sandbox, b: &Sandbox, extra: &str) -> std::path::PathBuf {
@@ -387,19 +426,16 @@ async fn real_serve_slash_install_is_idempotent_and_each_team_token_acts_only_in
 #[tokio::test]
 #[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_serve_slash_permission_model_row_by_row() {
-    let a = Sandbox::new("slash_perm_a").await;
-    let b = Sandbox::new("slash_perm_b").await;
-    let alice = a.user("alice", true, false).await;
-    let g = a.create_group("infra", &[&alice], &[], &[]).await;
-    let other = b.create_group("board", &[&alice], &[], &[]).await;
-    let cfg = two_teams(
-        &a,
-        &b,
-        &serve_section(a.dir.path(), &slash_lines(a.dir.path())),
-    );
-    let svc = slash_service(&cfg).await;
-    let mm = Mm::new(&a);
-    let ledger = Ledger::open(&a.dir.path().join("ledger.db")).expect("ledger");
+    let Linked {
+        a,
+        b: _b,
+        alice,
+        g,
+        other,
+        svc,
+        mm,
+        ledger,
+    } = linked("slash_perm").await;
     let links = || {
         ledger
             .links()
@@ -418,17 +454,7 @@ async fn real_serve_slash_permission_model_row_by_row() {
     // member of it; Erin is a team admin.
     let dave = Person::new(&a, &mm, "dave").await;
     dave.join_team(&a.team_id).await;
-    let ch = mm
-        .call(
-            &dave.token,
-            reqwest::Method::POST,
-            "/channels",
-            json!({"team_id": a.team_id, "name": "daves", "display_name": "Dave's", "type": "O"}),
-        )
-        .await["id"]
-        .as_str()
-        .expect("channel id")
-        .to_string();
+    let ch = dave.create_channel(&mm, &a.team_id, "daves").await;
     let carol = Person::new(&a, &mm, "carol").await;
     a.add_by_hand(&ch, &carol.id).await;
     let erin = Person::new(&a, &mm, "erin").await;
@@ -593,35 +619,22 @@ fn options(dialog: &serde_json::Value, element: &str) -> Vec<String> {
 #[tokio::test]
 #[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_serve_slash_forms_open_through_the_dialog_api_and_submissions_are_checked_again() {
-    let a = Sandbox::new("slash_dialog_a").await;
-    let b = Sandbox::new("slash_dialog_b").await;
-    let alice = a.user("alice", true, false).await;
-    let g = a.create_group("infra", &[&alice], &[], &[]).await;
-    let other = b.create_group("board", &[&alice], &[], &[]).await;
-    let cfg = two_teams(
-        &a,
-        &b,
-        &serve_section(a.dir.path(), &slash_lines(a.dir.path())),
-    );
-    let svc = slash_service(&cfg).await;
-    let mm = Mm::new(&a);
-    let ledger = Ledger::open(&a.dir.path().join("ledger.db")).expect("ledger");
+    let Linked {
+        a,
+        b: _b,
+        alice: _,
+        g,
+        other,
+        svc,
+        mm,
+        ledger,
+    } = linked("slash_dialog").await;
 
     // Dave's own channel: he is its admin. The form offers this team's area's groups and
     // the modes that remove nobody beyond what he added.
     let dave = Person::new(&a, &mm, "dave").await;
     dave.join_team(&a.team_id).await;
-    let ch = mm
-        .call(
-            &dave.token,
-            reqwest::Method::POST,
-            "/channels",
-            json!({"team_id": a.team_id, "name": "daves", "display_name": "Dave's", "type": "O"}),
-        )
-        .await["id"]
-        .as_str()
-        .expect("channel id")
-        .to_string();
+    let ch = dave.create_channel(&mm, &a.team_id, "daves").await;
     let mut dave_ws = Socket::connect(&mm.url, &dave.token).await;
     let answer = mm.type_command(&dave.token, &a.team_id, &ch, "link").await;
     assert!(
@@ -890,17 +903,7 @@ async fn real_serve_slash_a_team_token_cannot_borrow_anyone_elses_rights() {
     .await;
     assert!(answer.contains("does not know this user"), "{answer}");
     // Nor may she name someone who is not in the channel (Mattermost never would).
-    let erins = mm
-        .call(
-            &erin.token,
-            reqwest::Method::POST,
-            "/channels",
-            json!({"team_id": a.team_id, "name": "erins", "display_name": "Erin's", "type": "O"}),
-        )
-        .await["id"]
-        .as_str()
-        .expect("channel")
-        .to_string();
+    let erins = erin.create_channel(&mm, &a.team_id, "erins").await;
     let (_, answer) = forged(
         &svc,
         &[
@@ -947,17 +950,7 @@ async fn real_serve_slash_a_team_token_cannot_borrow_anyone_elses_rights() {
     a.rename_channel(&ch, "infra-ops").await;
     let carol = Person::new(&a, &mm, "carol").await;
     carol.join_team(&a.team_id).await;
-    let squat = mm
-        .call(
-            &carol.token,
-            reqwest::Method::POST,
-            "/channels",
-            json!({"team_id": a.team_id, "name": "infra", "display_name": "Infra", "type": "O"}),
-        )
-        .await["id"]
-        .as_str()
-        .expect("channel")
-        .to_string();
+    let squat = carol.create_channel(&mm, &a.team_id, "infra").await;
     let s = text(
         &mm.type_command(&carol.token, &a.team_id, &squat, "status")
             .await,
@@ -987,17 +980,7 @@ async fn real_serve_slash_a_team_token_cannot_borrow_anyone_elses_rights() {
     assert_eq!(links.len(), 1, "{links:?}");
     assert_eq!(links[0].mode, mattersync_core::Mode::Sync);
     // Linking it in a channel of her own, she learns how many have no account, not who.
-    let hers = mm
-        .call(
-            &carol.token,
-            reqwest::Method::POST,
-            "/channels",
-            json!({"team_id": a.team_id, "name": "carols", "display_name": "Carol's", "type": "O"}),
-        )
-        .await["id"]
-        .as_str()
-        .expect("channel")
-        .to_string();
+    let hers = carol.create_channel(&mm, &a.team_id, "carols").await;
     let s = text(
         &mm.type_command(&carol.token, &a.team_id, &hers, &format!("link {g}"))
             .await,

@@ -218,7 +218,55 @@ impl Drop for Sandbox {
     }
 }
 
+/// A PostgreSQL ledger of a test's own: a fresh schema on one of the test clusters.
+pub struct PgLedger {
+    /// `[ledger] url`: the schema chosen through `options=-csearch_path=…`.
+    pub url: String,
+    pub password_file: String,
+    /// The same ledger for the test's own look-ups (password set).
+    pub target: mattersync_ledger::PgTarget,
+}
+
+impl PgLedger {
+    /// The `[ledger]` lines of a configuration that uses it (goes right after
+    /// [`Sandbox::config`]'s own `[ledger]` line, i.e. first in `extra`).
+    pub fn config_lines(&self) -> String {
+        format!(
+            "url = \"{}\"\npassword_file = \"{}\"\n",
+            self.url, self.password_file
+        )
+    }
+}
+
 impl Sandbox {
+    /// A fresh schema `<name>_<area>` on the ledger cluster whose variables start with
+    /// `prefix` (`MATTERSYNC_LEDGER_PG` or `MATTERSYNC_LEDGER2_PG`), reached through `via`
+    /// (`host:port`, e.g. a proxy) when given.
+    pub fn pg_ledger(&self, prefix: &str, name: &str, via: Option<&str>) -> PgLedger {
+        let url = self.servers.get(&format!("{prefix}_URL"));
+        let password_file = self.servers.get(&format!("{prefix}_PASSWORD_FILE"));
+        let password = std::fs::read_to_string(&password_file)
+            .expect("the ledger's password file")
+            .trim()
+            .to_string();
+        let mut admin = mattersync_ledger::PgTarget::new(&url);
+        admin.password = Some(password.clone());
+        let schema = format!("{name}_{}", self.area);
+        mattersync_ledger::create_schema(&admin, &schema).expect("create a schema");
+        let mut url = format!("{url}&options=-csearch_path%3D{schema}");
+        if let Some(addr) = via {
+            let port = self.servers.get(&format!("{prefix}_PORT"));
+            url = url.replace(&format!("127.0.0.1:{port}"), addr);
+        }
+        let mut target = mattersync_ledger::PgTarget::new(&url);
+        target.password = Some(password);
+        PgLedger {
+            url,
+            password_file,
+            target,
+        }
+    }
+
     /// A fresh sandbox; fails the test when the servers do not answer ([`servers_or_fail`]).
     pub async fn new(test: &str) -> Sandbox {
         let servers = servers_or_fail(test).await;

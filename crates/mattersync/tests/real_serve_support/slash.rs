@@ -119,6 +119,20 @@ impl<'a> Person<'a> {
         }
     }
 
+    /// Creates an open channel in the team as this person (who is then its admin); its id.
+    pub async fn create_channel(&self, mm: &Mm, team_id: &str, name: &str) -> String {
+        mm.call(
+            &self.token,
+            reqwest::Method::POST,
+            "/channels",
+            json!({"team_id": team_id, "name": name, "display_name": name, "type": "O"}),
+        )
+        .await["id"]
+            .as_str()
+            .expect("channel id")
+            .to_string()
+    }
+
     /// Joins the team (needed before a channel).
     pub async fn join_team(&self, team_id: &str) {
         self.sb
