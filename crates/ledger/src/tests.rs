@@ -152,13 +152,13 @@ fn links_round_trip_and_report_change(l: Ledger) {
     assert!(l.links().expect("links").is_empty());
 }
 
-#[test]
-fn cursors_and_runs_persist_across_reopen() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("ledger.db");
+/// Written through one connection, read back through another (`open` makes each): the
+/// cursor (binary, with bytes no text encoding keeps), the run, the schema version.
+fn runs_and_cursors_persist(open: impl Fn() -> Ledger) -> Ledger {
+    let cookie: &[u8] = b"\x00cookie\xff";
     {
-        let l = Ledger::open(&path).expect("open");
-        l.set_cursor("syncrepl", Some(b"cookie-1")).expect("cursor");
+        let l = open();
+        l.set_cursor("syncrepl", Some(cookie)).expect("cursor");
         let run = l.begin_run("apply", Some("abc"), "test").expect("run");
         l.finish_run(
             &run,
@@ -170,19 +170,27 @@ fn cursors_and_runs_persist_across_reopen() {
         )
         .expect("finish");
     }
-    let l = Ledger::open(&path).expect("reopen");
-    assert_eq!(
-        l.cursor("syncrepl").expect("cursor"),
-        Some(b"cookie-1".to_vec())
-    );
+    let l = open();
+    assert_eq!(l.cursor("syncrepl").expect("cursor"), Some(cookie.to_vec()));
     let runs = l.runs(10).expect("runs");
     assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0].outcome.as_deref(), Some("ok"));
-    assert_eq!(runs[0].actions_ok, 3);
+    assert_eq!(
+        (runs[0].outcome.as_deref(), runs[0].actions_ok),
+        (Some("ok"), 3)
+    );
     assert_eq!(
         l.schema_version().expect("version"),
         MIGRATIONS.len() as i64
     );
+    l
+}
+
+#[test]
+fn cursors_and_runs_persist_across_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ledger.db");
+    let l = runs_and_cursors_persist(|| Ledger::open(&path).expect("open"));
+    assert_eq!(l.engine(), Engine::Sqlite);
     l.set_cursor("syncrepl", None).expect("clear");
     assert_eq!(l.cursor("syncrepl").expect("cursor"), None);
 }
@@ -707,37 +715,8 @@ on_both_engines!(
 #[ignore = "needs the real servers (scripts/test.sh runs it)"]
 fn postgres_keeps_runs_and_cursors_across_connections_and_refuses_a_newer_schema() {
     let target = pg_target();
-    {
-        let l = Ledger::open_postgres(&target).expect("open");
-        assert_eq!(l.engine(), Engine::Postgres);
-        l.set_cursor("syncrepl", Some(b"\x00cookie\xff"))
-            .expect("cursor");
-        let run = l.begin_run("apply", Some("abc"), "test").expect("run");
-        l.finish_run(
-            &run,
-            &RunEnd {
-                outcome: "ok".into(),
-                actions_ok: 3,
-                ..Default::default()
-            },
-        )
-        .expect("finish");
-    }
-    let l = Ledger::open_postgres(&target).expect("reopen");
-    assert_eq!(
-        l.cursor("syncrepl").expect("cursor"),
-        Some(b"\x00cookie\xff".to_vec())
-    );
-    let runs = l.runs(10).expect("runs");
-    assert_eq!(runs.len(), 1);
-    assert_eq!(
-        (runs[0].outcome.as_deref(), runs[0].actions_ok),
-        (Some("ok"), 3)
-    );
-    assert_eq!(
-        l.schema_version().expect("version"),
-        MIGRATIONS.len() as i64
-    );
+    let l = runs_and_cursors_persist(|| Ledger::open_postgres(&target).expect("open"));
+    assert_eq!(l.engine(), Engine::Postgres);
     // Read-only: reads, and the session refuses writes.
     let ro = Ledger::open_postgres_read_only(&target).expect("read only");
     assert_eq!(ro.runs(10).expect("runs").len(), 1);
