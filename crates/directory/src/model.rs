@@ -41,10 +41,14 @@ pub struct DirModel {
 }
 
 /// What one refresh did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Refreshed {
     /// Base reads made.
     pub reads: usize,
+    /// The groups (by name) whose view the refresh may have changed: those whose entries
+    /// were read again, appeared or went, those that reference a user read again, and every
+    /// group that nests or names one of them as manager. No other group's view changed.
+    pub groups: BTreeSet<String>,
 }
 
 impl DirModel {
@@ -81,7 +85,8 @@ impl DirModel {
     /// Forgets groups nothing matched reaches, users and missing DNs nothing references;
     /// of two groups with one stable id (a rename the notification named by its new DN
     /// only), the one not named by this change.
-    fn prune(&mut self, named: &HashSet<Dn>) {
+    fn prune(&mut self, named: &HashSet<Dn>) -> Vec<String> {
+        let mut gone = Vec::new();
         let mut by_id: HashMap<&str, Vec<&Dn>> = HashMap::new();
         for (dn, g) in &self.groups {
             by_id.entry(g.id.as_str()).or_default().push(dn);
@@ -98,7 +103,9 @@ impl DirModel {
             .collect();
         for dn in stale {
             debug!(dn = %dn, "a renamed group's old entry is forgotten");
-            self.groups.remove(&dn);
+            if let Some(g) = self.groups.remove(&dn) {
+                gone.push(g.cn);
+            }
             self.matched.remove(&dn);
         }
         let mut reached: HashSet<Dn> = HashSet::new();
@@ -111,11 +118,18 @@ impl DirModel {
                 queue.extend(g.refs().filter(|r| self.groups.contains_key(*r)));
             }
         }
-        self.groups.retain(|dn, _| reached.contains(dn));
+        self.groups.retain(|dn, g| {
+            let keep = reached.contains(dn);
+            if !keep {
+                gone.push(g.cn.clone());
+            }
+            keep
+        });
         let referenced: HashSet<&Dn> = self.refs().collect();
         let referenced: HashSet<Dn> = referenced.into_iter().cloned().collect();
         self.users.retain(|dn, _| referenced.contains(dn));
         self.missing.retain(|dn| referenced.contains(dn));
+        gone
     }
 }
 
@@ -186,6 +200,18 @@ impl LdapDirectory {
             if !named.insert(dn.clone()) {
                 continue;
             }
+            if let Some(g) = model.groups.get(&dn) {
+                done.groups.insert(g.cn.clone());
+            }
+            if model.users.contains_key(&dn) || model.missing.contains(&dn) {
+                done.groups.extend(
+                    model
+                        .groups
+                        .values()
+                        .filter(|g| g.refs().any(|r| r == &dn))
+                        .map(|g| g.cn.clone()),
+                );
+            }
             // What the model knew of the entry goes; it is read again as a full read would.
             model.groups.remove(&dn);
             model.matched.remove(&dn);
@@ -210,9 +236,36 @@ impl LdapDirectory {
             // Not matched: if something references it (a nested group, a user), the
             // expansion below reads it; if nothing does, it is not part of the view.
         }
+        let before: BTreeSet<String> = model.groups.values().map(|g| g.cn.clone()).collect();
         self.expand_model(model, &mut done).await?;
-        model.prune(&named);
-        model.dir = Arc::new(assemble(&model.groups, &model.users)?);
+        let gone = model.prune(&named);
+        done.groups.extend(gone);
+        for (dn, g) in &model.groups {
+            if named.contains(dn) || !before.contains(&g.cn) {
+                done.groups.insert(g.cn.clone());
+            }
+        }
+        let dir = assemble(&model.groups, &model.users)?;
+        // Whatever nests a group whose view changed changed too.
+        loop {
+            let up: Vec<String> = dir
+                .groups
+                .values()
+                .filter(|g| !done.groups.contains(&g.cn))
+                .filter(|g| {
+                    g.member_groups
+                        .iter()
+                        .chain(&g.manager_groups)
+                        .any(|n| done.groups.contains(n))
+                })
+                .map(|g| g.cn.clone())
+                .collect();
+            if up.is_empty() {
+                break;
+            }
+            done.groups.extend(up);
+        }
+        model.dir = Arc::new(dir);
         Ok(done)
     }
 

@@ -768,6 +768,7 @@ impl Worker {
         let live = shared.read_status(|s| s.source.connected);
         let old_dir = self.baseline.clone();
         let mut entry_reads = None;
+        let mut touched = None;
         let mut dir = None;
         let model = match (kind.is_full(), live, named.as_ref()) {
             (false, true, Some(dns)) => self.model.take().map(|m| (dns, m)),
@@ -784,6 +785,7 @@ impl Worker {
                 Ok(r) => {
                     metrics.entry_reads.inc_by(r.reads as u64);
                     entry_reads = Some(r.reads);
+                    touched = Some(r.groups);
                     dir = Some(Arc::clone(model.directory()));
                     self.model = Some(model);
                 }
@@ -916,8 +918,10 @@ impl Worker {
             let mut groups = std::mem::take(&mut self.carried_groups);
             // Work a failed cycle left may be removals: only a fresh change can be add-only.
             let carried = !groups.is_empty() || !self.carried_targets.is_empty();
-            if let Some(base) = &self.baseline {
-                groups.extend(scope::changed_groups(base, &dir));
+            match (&self.baseline, &touched) {
+                (Some(base), Some(t)) => groups.extend(scope::changed_groups_among(base, &dir, t)),
+                (Some(base), None) => groups.extend(scope::changed_groups(base, &dir)),
+                (None, _) => {}
             }
             let mut targets = std::mem::take(&mut self.carried_targets);
             targets.extend(asked.iter().cloned());
@@ -1102,7 +1106,10 @@ impl Worker {
             s.pending.len()
         });
         metrics.pending_users.set(pending as i64);
-        metrics.owned_memberships.set(state.facts.owned() as i64);
+        if !incremental {
+            // A change cycle reads the facts of its scopes only.
+            metrics.owned_memberships.set(state.facts.owned() as i64);
+        }
 
         // 5. The one guard decision.
         timings.plan = t.elapsed();
