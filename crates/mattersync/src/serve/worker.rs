@@ -115,6 +115,8 @@ pub struct Worker {
     last_change: Option<Instant>,
     /// The links as last resolved, and what they were resolved from.
     linked: Option<(LinkKey, engine::Linked)>,
+    /// The ledger's links and the ids recorded for them, as last read (see `read_view`).
+    identities: Option<(Vec<Link>, Vec<LinkIdentity>)>,
     last_links: Vec<Link>,
     /// Work a failed or refused cycle left behind.
     carried_groups: BTreeSet<String>,
@@ -267,6 +269,7 @@ impl Worker {
             named: Some(BTreeSet::new()),
             last_change: None,
             linked: None,
+            identities: None,
             last_links: Vec::new(),
             carried_groups: BTreeSet::new(),
             carried_targets: BTreeSet::new(),
@@ -855,7 +858,7 @@ impl Worker {
             && self.kept.is_some()
             && old_dir.is_some();
         let view = if incremental {
-            LedgerView::read_without_facts(&self.ledger)
+            self.read_view()
         } else {
             LedgerView::read(&self.ledger)
         };
@@ -1040,6 +1043,9 @@ impl Worker {
             s.mattermost.checked = true;
             s.mattermost.detail = "ok".to_string();
         });
+        if !learned.is_empty() {
+            self.identities = None;
+        }
         state.learned = learned;
         if let Err(e) = engine::settle(&self.lock, &self.ledger, &mut state) {
             carry(self);
@@ -1338,6 +1344,26 @@ impl Worker {
     }
 
     /// Completes when the service is asked to stop.
+    /// The ledger as a change cycle needs it before it knows its scopes: links, intents and
+    /// the ids recorded for links, without the facts. The ids are written only by the lock
+    /// holder (this worker) and deleted only with a link, so while the ledger's links are the
+    /// same and this worker recorded none, the last reading of them stands.
+    fn read_view(&mut self) -> anyhow::Result<LedgerView> {
+        let links = self.ledger.links()?;
+        let intents = self.ledger.intents()?;
+        let identities = match &self.identities {
+            Some((l, ids)) if *l == links => ids.clone(),
+            _ => self.ledger.identities()?,
+        };
+        self.identities = Some((links.clone(), identities.clone()));
+        Ok(LedgerView {
+            links,
+            facts: Default::default(),
+            intents,
+            identities,
+        })
+    }
+
     /// The model as change cycles kept it, against a full read of the same moment: any
     /// difference is a change that was not notified (or not followed). Counted and logged as
     /// an error; the full read replaces the model.
