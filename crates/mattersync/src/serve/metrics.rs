@@ -29,6 +29,8 @@
 //! - `model_drift_total{side}`: differences a full reconcile found between what the service
 //!   kept and a fresh read. `directory`: groups and users (a lost notification; logged as an
 //!   error); `mattermost`: memberships changed by someone else since the last reconcile.
+//! - `process_resident_memory_bytes`, `process_resident_memory_peak_bytes`: the service's
+//!   memory now and at its peak (Linux `/proc/self/status`; 0 elsewhere).
 
 use mattersync_mattermost::ApiStats;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -145,6 +147,8 @@ pub struct Metrics {
     pub slash: Family<CommandLabels, Counter>,
     pub entry_reads: Counter,
     pub model_drift: Family<SideLabel, Counter>,
+    pub rss: Gauge,
+    pub rss_peak: Gauge,
     /// Change notifications sent to the worker so far (not exported: a full reconcile knows
     /// from it whether any came while it read).
     pub notified: AtomicU64,
@@ -184,6 +188,8 @@ impl Metrics {
             slash: Family::default(),
             entry_reads: Counter::default(),
             model_drift: Family::default(),
+            rss: Gauge::default(),
+            rss_peak: Gauge::default(),
             notified: AtomicU64::new(0),
             api_seen: Mutex::new(ApiStats::default()),
             registry: Registry::with_prefix("mattersync"),
@@ -303,6 +309,16 @@ impl Metrics {
             m.entry_reads.clone(),
         );
         registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the service",
+            m.rss.clone(),
+        );
+        registry.register(
+            "process_resident_memory_peak_bytes",
+            "Peak resident memory of the service",
+            m.rss_peak.clone(),
+        );
+        registry.register(
             "model_drift",
             "Differences a full reconcile found between the kept model and a fresh read, by side",
             m.model_drift.clone(),
@@ -410,6 +426,9 @@ impl Metrics {
     /// The text exposition, after folding in what the Mattermost client counted since the
     /// last scrape.
     pub fn render(&self, api: ApiStats) -> String {
+        let (rss, peak) = memory();
+        self.rss.set(rss);
+        self.rss_peak.set(peak);
         if let Ok(mut seen) = self.api_seen.lock() {
             let d = api.since(&seen);
             for (method, n) in [
@@ -435,6 +454,20 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Resident memory now and at the peak, in bytes (`VmRSS`, `VmHWM`); 0 where unknown.
+fn memory() -> (i64, i64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = |key: &str| -> i64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse::<i64>().ok())
+            .map_or(0, |n| n.saturating_mul(1024))
+    };
+    (kb("VmRSS:"), kb("VmHWM:"))
 }
 
 #[cfg(test)]
@@ -467,6 +500,16 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
+        // The service's own memory, read at each scrape (this is Linux).
+        let rss = |text: &str, name: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0)
+        };
+        let now = rss(&text, "mattersync_process_resident_memory_bytes");
+        let peak = rss(&text, "mattersync_process_resident_memory_peak_bytes");
+        assert!(now > 1e6 && peak >= now, "{now} {peak}");
         // The next scrape adds only what is new.
         let text = m.render(ApiStats {
             calls: 7,
