@@ -851,13 +851,16 @@ impl Worker {
         // 2. The ledger and the links that matter. A change cycle planned from the kept
         // state reads the facts of its scopes alone, later.
         let t = Instant::now();
-        // Only a directory change plans from the kept state; what a person asked for (a
-        // slash command's targets, an approval) is planned from a fresh reading.
-        let incremental = kind == Kind::Changes
+        // Only a fresh directory change plans from the kept state; what a person asked for
+        // (a slash command's targets, an approval), work a failed cycle left and a held plan
+        // planned again are planned from a fresh reading.
+        let retrying = !self.carried_groups.is_empty() || !self.carried_targets.is_empty();
+        let kept_path = kind == Kind::Changes
             && entry_reads.is_some()
             && self.kept.is_some()
-            && old_dir.is_some();
-        let view = if incremental {
+            && old_dir.is_some()
+            && !retrying;
+        let view = if kept_path {
             self.read_view()
         } else {
             LedgerView::read(&self.ledger)
@@ -977,6 +980,18 @@ impl Worker {
             let mut e = Ended::ok(Outcome::NoChanges);
             e.planned_parked = planned_parked;
             return e;
+        }
+        let incremental = kept_path && !planned_parked;
+        let mut view = view;
+        if kept_path && !incremental {
+            match self.ledger.facts() {
+                Ok(f) => view.facts = f,
+                Err(e) => {
+                    self.carried_groups.extend(groups.iter().cloned());
+                    self.carried_targets.extend(targets.iter().cloned());
+                    return Ended::failed(Outcome::Error, &anyhow::Error::new(e));
+                }
+            }
         }
         let carry = |w: &mut Worker| {
             w.carried_groups.extend(groups.iter().cloned());
