@@ -437,11 +437,18 @@ impl LdapDirectory {
         dn: &Dn,
         attrs: &[String],
     ) -> Result<Option<Entry>, DirectoryError> {
+        self.read_entry_matching(dn, "(objectClass=*)", attrs).await
+    }
+
+    /// One entry by DN if it matches `filter`; `None` when it does not, or does not exist.
+    pub(crate) async fn read_entry_matching(
+        &mut self,
+        dn: &Dn,
+        filter: &str,
+        attrs: &[String],
+    ) -> Result<Option<Entry>, DirectoryError> {
         let base = dn.to_string();
-        match self
-            .search(&base, Scope::Base, "(objectClass=*)", attrs, false)
-            .await
-        {
+        match self.search(&base, Scope::Base, filter, attrs, false).await {
             Ok(mut entries) => Ok(entries.pop()),
             Err(DirectoryError::Operation { rc: 32, .. }) => Ok(None),
             Err(e) => Err(e),

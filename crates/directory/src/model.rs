@@ -219,14 +219,7 @@ impl LdapDirectory {
             model.missing.remove(&dn);
             if dn.is_descendant_of(&self.group_base) {
                 done.reads += 1;
-                let found = match self
-                    .search(&dn.to_string(), Scope::Base, &group_filter, &attrs, false)
-                    .await
-                {
-                    Ok(mut e) => e.pop(),
-                    Err(DirectoryError::Operation { rc: 32, .. }) => None,
-                    Err(e) => return Err(e),
-                };
+                let found = self.read_entry_matching(&dn, &group_filter, &attrs).await?;
                 if let Some(e) = found {
                     let g = RawGroup::from_entry(&e, self.config())?;
                     model.matched.insert(dn.clone());
@@ -317,14 +310,7 @@ impl LdapDirectory {
             }
             if under_users {
                 done.reads += 1;
-                let found = match self
-                    .search(&dn.to_string(), Scope::Base, &user_filter, &uattrs, false)
-                    .await
-                {
-                    Ok(mut e) => e.pop(),
-                    Err(DirectoryError::Operation { rc: 32, .. }) => None,
-                    Err(e) => return Err(e),
-                };
+                let found = self.read_entry_matching(&dn, &user_filter, &uattrs).await?;
                 let user = match found {
                     Some(e) => user_from_entry(&e, self.config())?,
                     None => None,

@@ -7,7 +7,7 @@
 
 mod real_serve_support;
 
-use mattersync_testsupport::Sandbox;
+use mattersync_testsupport::{Sandbox, TestUser};
 use real_serve_support::{serve_section, wait_until, Metrics, Service, API_TOKEN, PROPAGATION};
 use std::collections::BTreeMap;
 
@@ -29,6 +29,27 @@ fn cycles(logs: &str, kind: &str) -> Vec<BTreeMap<String, String>> {
         .collect()
 }
 
+/// A sandbox with alice in group `name` linked to its channel, and `serve` on it, ready.
+async fn linked(
+    test: &str,
+    name: &str,
+    env: &[(&str, &str)],
+) -> (Sandbox, TestUser, String, String, Service) {
+    let sb = Sandbox::new(test).await;
+    let alice = sb.user("alice", true, false).await;
+    let g = sb.create_group(name, &[&alice], &[], &[]).await;
+    let ch = sb.channel(name, false).await;
+    let cfg = sb.config(&format!(
+        "{}\n{}",
+        sb.link(&g, name),
+        serve_section(sb.dir.path(), "")
+    ));
+    let svc = Service::start_env(&cfg, &[], "serve.log", env).await;
+    svc.wait_ready().await;
+    assert_eq!(members(&sb, &ch).await, vec![alice.uid.clone()]);
+    (sb, alice, g, ch, svc)
+}
+
 fn gets(m: &Metrics) -> f64 {
     m.get("mattersync_mattermost_api_calls_total{method=\"GET\"}")
 }
@@ -36,19 +57,8 @@ fn gets(m: &Metrics) -> f64 {
 #[tokio::test]
 #[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_serve_a_change_reads_the_entries_it_names_and_plans_from_the_kept_state() {
-    let sb = Sandbox::new("serve_model_change").await;
-    let alice = sb.user("alice", true, false).await;
+    let (sb, alice, g, ch, svc) = linked("serve_model_change", "infra", &[]).await;
     let bob = sb.user("bob", true, false).await;
-    let g = sb.create_group("infra", &[&alice], &[], &[]).await;
-    let ch = sb.channel("infra", false).await;
-    let cfg = sb.config(&format!(
-        "{}\n{}",
-        sb.link(&g, "infra"),
-        serve_section(sb.dir.path(), "")
-    ));
-    let svc = Service::start(&cfg, &[], "serve.log").await;
-    svc.wait_ready().await;
-    assert_eq!(members(&sb, &ch).await, vec![alice.uid.clone()]);
     let before = svc.metrics().await;
     let full_reads = before.get("mattersync_directory_reads_total");
     assert!(full_reads >= 1.0, "{before:?}");
@@ -128,19 +138,16 @@ async fn real_serve_a_change_reads_the_entries_it_names_and_plans_from_the_kept_
 #[tokio::test]
 #[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_serve_a_hand_join_since_the_reconcile_is_seen_and_not_taken_for_its_own() {
-    let sb = Sandbox::new("serve_model_hand").await;
-    let alice = sb.user("alice", true, false).await;
+    let (sb, alice, g, ch, svc) = linked("serve_model_hand", "ops", &[]).await;
+    let runs = |m: &Metrics| {
+        m.get("mattersync_runs_total{kind=\"changes\",outcome=\"ok\"}")
+            + m.get("mattersync_runs_total{kind=\"changes\",outcome=\"no_changes\"}")
+    };
+    let n = runs(&svc.metrics().await);
     let carol = sb.user("carol", true, false).await;
-    let g = sb.create_group("ops", &[&alice], &[], &[]).await;
-    let ch = sb.channel("ops", false).await;
-    let cfg = sb.config(&format!(
-        "{}\n{}",
-        sb.link(&g, "ops"),
-        serve_section(sb.dir.path(), "")
-    ));
-    let svc = Service::start(&cfg, &[], "serve.log").await;
-    svc.wait_ready().await;
-    assert_eq!(members(&sb, &ch).await, vec![alice.uid.clone()]);
+    // Her new entry is a change too (to nothing linked): let it pass first.
+    svc.wait_metrics("the cycle of carol's new entry", |m| runs(m) > n)
+        .await;
 
     // carol joins the channel by hand after the reconcile; the kept state cannot know.
     sb.add_by_hand(&ch, carol.mm_id.as_deref().expect("account"))
@@ -148,10 +155,6 @@ async fn real_serve_a_hand_join_since_the_reconcile_is_seen_and_not_taken_for_it
     // Then the directory puts her in the group: the change reads where she is, so the
     // ledger records her as a member who was already there, not as one mattersync added.
     let before = svc.metrics().await;
-    let runs = |m: &Metrics| {
-        m.get("mattersync_runs_total{kind=\"changes\",outcome=\"ok\"}")
-            + m.get("mattersync_runs_total{kind=\"changes\",outcome=\"no_changes\"}")
-    };
     let n = runs(&before);
     sb.add_member(&g, &carol).await;
     svc.wait_metrics("the change cycle", |m| runs(m) > n).await;
@@ -186,26 +189,15 @@ async fn real_serve_a_hand_join_since_the_reconcile_is_seen_and_not_taken_for_it
 #[tokio::test]
 #[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_serve_a_lost_notification_is_drift_that_the_full_reconcile_counts_and_repairs() {
-    let sb = Sandbox::new("serve_model_drift").await;
-    let alice = sb.user("alice", true, false).await;
-    let bob = sb.user("bob", true, false).await;
-    let g = sb.create_group("web", &[&alice], &[], &[]).await;
-    let ch = sb.channel("web", false).await;
-    let cfg = sb.config(&format!(
-        "{}\n{}",
-        sb.link(&g, "web"),
-        serve_section(sb.dir.path(), "")
-    ));
     // The test build's fault hook: the change source loses its notifications (an add to a
     // group is one or two: the group's, and the user's when the server maintains memberOf).
-    let svc = Service::start_env(
-        &cfg,
-        &[],
-        "serve.log",
+    let (sb, alice, g, ch, svc) = linked(
+        "serve_model_drift",
+        "web",
         &[("MATTERSYNC_FAULT_LOSE_NOTIFICATIONS", "1000")],
     )
     .await;
-    svc.wait_ready().await;
+    let bob = sb.user("bob", true, false).await;
     let before = svc.metrics().await;
     sb.add_member(&g, &bob).await;
     // The notifications are lost: no change cycle comes, bob is not added.

@@ -396,6 +396,15 @@ impl Metrics {
             .observe(a.elapsed.as_secs_f64());
     }
 
+    /// Differences a full reconcile found between what was kept and a fresh read.
+    pub fn drift(&self, side: &str, n: usize) {
+        self.model_drift
+            .get_or_create(&SideLabel {
+                side: side.to_string(),
+            })
+            .inc_by(n as u64);
+    }
+
     pub fn notification(&self, source: &str) {
         self.notified
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -1078,12 +1078,7 @@ impl Worker {
             if let Some(k) = &self.kept {
                 let (n, named) = mattersync_core::kept::membership_differences(&k.mm, &fresh, 5);
                 if n > 0 {
-                    metrics
-                        .model_drift
-                        .get_or_create(&super::metrics::SideLabel {
-                            side: "mattermost".to_string(),
-                        })
-                        .inc_by(n as u64);
+                    metrics.drift("mattermost", n);
                     info!(
                         memberships = n,
                         scopes = %named.join(", "),
@@ -1385,13 +1380,7 @@ impl Worker {
     fn check_drift(&self, kept: &Directory, fresh: &Directory) {
         let (n, named) = mattersync_directory::model::differences(kept, fresh, 5);
         if n > 0 {
-            self.shared
-                .metrics
-                .model_drift
-                .get_or_create(&super::metrics::SideLabel {
-                    side: "directory".to_string(),
-                })
-                .inc_by(n as u64);
+            self.shared.metrics.drift("directory", n);
             error!(
                 differences = n,
                 first = %named.join(", "),
