@@ -23,7 +23,9 @@ use tracing::{debug, info};
 use crate::dn::Dn;
 use crate::error::DirectoryError;
 use crate::ldap::LdapDirectory;
-use crate::snapshot::{assemble, distinct, is_group_entry, user_from_entry, RawGroup};
+use crate::snapshot::{
+    assemble, dir_group, distinct, is_group_entry, two_groups, two_users, user_from_entry, RawGroup,
+};
 
 /// The directory as of the last read, updated entry by entry.
 #[derive(Debug, Clone)]
@@ -37,6 +39,10 @@ pub struct DirModel {
     /// Referenced DNs that are neither a group nor a user (deleted without referential
     /// integrity, or outside `user_base`): left out, as a snapshot leaves them out.
     missing: HashSet<Dn>,
+    /// How many member and manager values of the groups name each DN: a DN no value names
+    /// any more is forgotten (unless it is a matched group), so a refresh costs what the
+    /// change touches, not a pass over the whole directory.
+    refs: HashMap<Dn, u32>,
     dir: Arc<Directory>,
 }
 
@@ -46,9 +52,46 @@ pub struct Refreshed {
     /// Base reads made.
     pub reads: usize,
     /// The groups (by name) whose view the refresh may have changed: those whose entries
-    /// were read again, appeared or went, those that reference a user read again, and every
-    /// group that nests or names one of them as manager. No other group's view changed.
+    /// were read again, appeared or went, those that reference a user whose record changed,
+    /// and every group that nests or names one of them as manager. No other group's view
+    /// changed.
     pub groups: BTreeSet<String>,
+}
+
+/// What the model held at a DN before a refresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Held {
+    Group(String),
+    User(DirUser),
+    Missing,
+    Nothing,
+}
+
+fn count_refs(refs: &mut HashMap<Dn, u32>, g: &RawGroup) {
+    for r in g.refs() {
+        *refs.entry(r.clone()).or_insert(0) += 1;
+    }
+}
+
+/// Takes `g`'s values off the counts; DNs no value names any more go to `orphans`, those
+/// still named by fewer values to `weakened`.
+fn uncount_refs(
+    refs: &mut HashMap<Dn, u32>,
+    g: &RawGroup,
+    orphans: &mut Vec<Dn>,
+    weakened: &mut Vec<Dn>,
+) {
+    for r in g.refs() {
+        if let Some(n) = refs.get_mut(r) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                refs.remove(r);
+                orphans.push(r.clone());
+            } else {
+                weakened.push(r.clone());
+            }
+        }
+    }
 }
 
 impl DirModel {
@@ -61,75 +104,114 @@ impl DirModel {
         Arc::try_unwrap(self.dir).unwrap_or_else(|d| (*d).clone())
     }
 
-    /// For the drift tests only (the fault-injection build): forgets that `uid` is a direct
-    /// member of group `cn`, as a lost notification would. True when it was one.
-    #[doc(hidden)]
-    pub fn corrupt_forget_member(&mut self, cn: &str, uid: &str) -> bool {
-        let mut dir = (*self.dir).clone();
-        let hit = dir
-            .groups
-            .get_mut(cn)
-            .is_some_and(|g| g.member_users.remove(uid));
-        self.dir = Arc::new(dir);
-        hit
-    }
-
-    fn refs(&self) -> impl Iterator<Item = &Dn> {
-        self.groups.values().flat_map(|g| g.refs())
-    }
-
     fn known(&self, dn: &Dn) -> bool {
         self.groups.contains_key(dn) || self.users.contains_key(dn) || self.missing.contains(dn)
     }
 
-    /// Forgets groups nothing matched reaches, users and missing DNs nothing references;
-    /// of two groups with one stable id (a rename the notification named by its new DN
-    /// only), the one not named by this change.
-    fn prune(&mut self, named: &HashSet<Dn>) -> Vec<String> {
-        let mut gone = Vec::new();
-        let mut by_id: HashMap<&str, Vec<&Dn>> = HashMap::new();
-        for (dn, g) in &self.groups {
-            by_id.entry(g.id.as_str()).or_default().push(dn);
+    fn held(&self, dn: &Dn) -> Held {
+        if let Some(g) = self.groups.get(dn) {
+            Held::Group(g.cn.clone())
+        } else if let Some(u) = self.users.get(dn) {
+            Held::User(u.clone())
+        } else if self.missing.contains(dn) {
+            Held::Missing
+        } else {
+            Held::Nothing
         }
-        let stale: Vec<Dn> = by_id
-            .into_values()
-            .filter(|dns| dns.len() > 1 && dns.iter().any(|d| named.contains(*d)))
-            .flat_map(|dns| {
-                dns.into_iter()
-                    .filter(|d| !named.contains(*d))
-                    .cloned()
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        for dn in stale {
-            debug!(dn = %dn, "a renamed group's old entry is forgotten");
-            if let Some(g) = self.groups.remove(&dn) {
-                gone.push(g.cn);
+    }
+
+    /// The groups whose values name `dn`.
+    fn referrers(&self, dn: &Dn) -> Vec<&RawGroup> {
+        if !self.refs.contains_key(dn) {
+            return Vec::new();
+        }
+        self.groups
+            .values()
+            .filter(|g| g.refs().any(|r| r == dn))
+            .collect()
+    }
+
+    fn add_group(&mut self, dn: Dn, g: RawGroup) -> Result<(), DirectoryError> {
+        if let Some(other) = self.groups.values().find(|o| o.cn == g.cn && o.dn != dn) {
+            return Err(two_groups(&g.cn, &other.dn, &dn));
+        }
+        count_refs(&mut self.refs, &g);
+        self.groups.insert(dn, g);
+        Ok(())
+    }
+
+    fn add_user(&mut self, dn: Dn, u: DirUser) -> Result<(), DirectoryError> {
+        if let Some((other, _)) = self.users.iter().find(|(d, o)| o.uid == u.uid && **d != dn) {
+            return Err(two_users(&u.uid, other, &dn));
+        }
+        self.users.insert(dn, u);
+        Ok(())
+    }
+
+    /// Forgets what nothing reaches any more: `orphans` no value names (a matched group
+    /// stays), the groups they held taken off the counts in turn. When a group lost values
+    /// naming it but is still named (`weakened`), it may be named only from inside a cycle
+    /// of groups nothing matched reaches: then a reachability pass settles it.
+    fn forget_orphans(
+        &mut self,
+        mut orphans: Vec<Dn>,
+        mut weakened: Vec<Dn>,
+        gone: &mut Vec<RawGroup>,
+        gone_users: &mut Vec<DirUser>,
+    ) {
+        while let Some(dn) = orphans.pop() {
+            if self.refs.contains_key(&dn) || self.matched.contains(&dn) {
+                continue;
             }
-            self.matched.remove(&dn);
+            if let Some(g) = self.groups.remove(&dn) {
+                uncount_refs(&mut self.refs, &g, &mut orphans, &mut weakened);
+                gone.push(g);
+            }
+            if let Some(u) = self.users.remove(&dn) {
+                gone_users.push(u);
+            }
+            self.missing.remove(&dn);
         }
-        let mut reached: HashSet<Dn> = HashSet::new();
+        let cycle_possible = weakened
+            .iter()
+            .any(|d| self.groups.contains_key(d) && !self.matched.contains(d));
+        if !cycle_possible {
+            return;
+        }
+        let mut reached: HashSet<&Dn> = HashSet::new();
         let mut queue: VecDeque<&Dn> = self.matched.iter().collect();
         while let Some(dn) = queue.pop_front() {
-            if !reached.insert(dn.clone()) {
+            if !reached.insert(dn) {
                 continue;
             }
             if let Some(g) = self.groups.get(dn) {
                 queue.extend(g.refs().filter(|r| self.groups.contains_key(*r)));
             }
         }
-        self.groups.retain(|dn, g| {
-            let keep = reached.contains(dn);
-            if !keep {
-                gone.push(g.cn.clone());
+        let unreached: Vec<Dn> = self
+            .groups
+            .keys()
+            .filter(|d| !reached.contains(d))
+            .cloned()
+            .collect();
+        let mut orphans = Vec::new();
+        let mut weakened = Vec::new();
+        for dn in unreached {
+            if let Some(g) = self.groups.remove(&dn) {
+                uncount_refs(&mut self.refs, &g, &mut orphans, &mut weakened);
+                gone.push(g);
             }
-            keep
-        });
-        let referenced: HashSet<&Dn> = self.refs().collect();
-        let referenced: HashSet<Dn> = referenced.into_iter().cloned().collect();
-        self.users.retain(|dn, _| referenced.contains(dn));
-        self.missing.retain(|dn| referenced.contains(dn));
-        gone
+        }
+        // What only those groups named is named by nothing now.
+        while let Some(dn) = orphans.pop() {
+            if self.refs.contains_key(&dn) || self.groups.contains_key(&dn) {
+                continue;
+            }
+            if let Some(u) = self.users.remove(&dn) {
+                gone_users.push(u);
+            }
+            self.missing.remove(&dn);
+        }
     }
 }
 
@@ -163,6 +245,10 @@ impl LdapDirectory {
             .cloned()
             .collect();
         let dir = assemble(&groups, &users)?;
+        let mut refs = HashMap::new();
+        for g in groups.values() {
+            count_refs(&mut refs, g);
+        }
         info!(
             matched = matched.len(),
             groups = dir.groups.len(),
@@ -175,13 +261,14 @@ impl LdapDirectory {
             groups,
             users,
             missing,
+            refs,
             dir: Arc::new(dir),
         })
     }
 
     /// Reads the entries `changed` names (DNs, as a change notification gives them) again
-    /// and updates `model` to what a full read would return now. On an error the model is
-    /// half updated: drop it and read in full.
+    /// and updates `model` to what a full read would return now, at the cost of what the
+    /// change touches. On an error the model is half updated: drop it and read in full.
     pub async fn refresh_model(
         &mut self,
         model: &mut DirModel,
@@ -190,55 +277,134 @@ impl LdapDirectory {
         let mut done = Refreshed::default();
         let group_filter = self.config().group_filter.clone();
         let attrs = self.group_attrs();
-        let mut named: HashSet<Dn> = HashSet::new();
+        let mut named: Vec<Dn> = Vec::new();
+        let mut before: HashMap<Dn, Held> = HashMap::new();
+        let mut orphans = Vec::new();
+        let mut weakened = Vec::new();
+        let mut gone: Vec<RawGroup> = Vec::new();
+        let mut gone_users: Vec<DirUser> = Vec::new();
+        // Groups whose entry was (re)read: their view is built again.
+        let mut fresh: Vec<Dn> = Vec::new();
         for s in changed {
             let dn = Dn::parse(s).map_err(|e| {
                 DirectoryError::Inconsistent(format!(
                     "a change notification names {s:?}, which is not a DN: {e}"
                 ))
             })?;
-            if !named.insert(dn.clone()) {
+            if before.contains_key(&dn) {
                 continue;
             }
-            if let Some(g) = model.groups.get(&dn) {
-                done.groups.insert(g.cn.clone());
-            }
-            if model.users.contains_key(&dn) || model.missing.contains(&dn) {
-                done.groups.extend(
-                    model
-                        .groups
-                        .values()
-                        .filter(|g| g.refs().any(|r| r == &dn))
-                        .map(|g| g.cn.clone()),
-                );
-            }
+            before.insert(dn.clone(), model.held(&dn));
+            named.push(dn.clone());
             // What the model knew of the entry goes; it is read again as a full read would.
-            model.groups.remove(&dn);
+            if let Some(g) = model.groups.remove(&dn) {
+                uncount_refs(&mut model.refs, &g, &mut orphans, &mut weakened);
+                gone.push(g);
+            }
             model.matched.remove(&dn);
-            model.users.remove(&dn);
+            if let Some(u) = model.users.remove(&dn) {
+                gone_users.push(u);
+            }
             model.missing.remove(&dn);
             if dn.is_descendant_of(&self.group_base) {
                 done.reads += 1;
-                let found = self.read_entry_matching(&dn, &group_filter, &attrs).await?;
-                if let Some(e) = found {
+                if let Some(e) = self.read_entry_matching(&dn, &group_filter, &attrs).await? {
                     let g = RawGroup::from_entry(&e, self.config())?;
                     model.matched.insert(dn.clone());
-                    model.groups.insert(dn, g);
+                    model.add_group(dn.clone(), g)?;
+                    fresh.push(dn);
                 }
             }
-            // Not matched: if something references it (a nested group, a user), the
-            // expansion below reads it; if nothing does, it is not part of the view.
+            // Not matched: if a value names it (a nested group, a user), the expansion
+            // below reads it; if none does, it is not part of the view.
         }
-        let before: BTreeSet<String> = model.groups.values().map(|g| g.cn.clone()).collect();
-        self.expand_model(model, &mut done).await?;
-        let gone = model.prune(&named);
-        done.groups.extend(gone);
-        for (dn, g) in &model.groups {
-            if named.contains(dn) || !before.contains(&g.cn) {
-                done.groups.insert(g.cn.clone());
+        // Every named entry still named by a value, and everything the groups read anew
+        // name, is read as a full read would.
+        let mut queue: VecDeque<Dn> = named
+            .iter()
+            .filter(|d| model.refs.contains_key(*d) && !model.known(d))
+            .cloned()
+            .collect();
+        for d in &fresh {
+            if let Some(g) = model.groups.get(d) {
+                queue.extend(g.refs().filter(|r| !model.known(r)).cloned());
             }
         }
-        let dir = assemble(&model.groups, &model.users)?;
+        let mut read_users: Vec<Dn> = Vec::new();
+        self.expand_model(model, queue, &mut done, &mut fresh, &mut read_users)
+            .await?;
+        // A group read anew with the stable id of another not named here: renamed (the
+        // notification named its new DN only); the old entry goes.
+        let stale: Vec<Dn> = fresh
+            .iter()
+            .filter_map(|d| model.groups.get(d))
+            .flat_map(|g| {
+                model
+                    .groups
+                    .values()
+                    .filter(|o| o.id == g.id && o.dn != g.dn && !before.contains_key(&o.dn))
+                    .map(|o| o.dn.clone())
+            })
+            .collect();
+        for dn in stale {
+            debug!(dn = %dn, "a renamed group's old entry is forgotten");
+            model.matched.remove(&dn);
+            if let Some(g) = model.groups.remove(&dn) {
+                uncount_refs(&mut model.refs, &g, &mut orphans, &mut weakened);
+                gone.push(g);
+            }
+            orphans.push(dn);
+        }
+        model.forget_orphans(orphans, weakened, &mut gone, &mut gone_users);
+
+        // The view: what went, what was read, and the groups whose values name an entry
+        // that is now something else (a user gone, a group renamed).
+        let mut rebuild: BTreeSet<Dn> = fresh.iter().cloned().collect();
+        for dn in &named {
+            let now = model.held(dn);
+            let was = before.get(dn).unwrap_or(&Held::Nothing);
+            match (was, &now) {
+                (Held::User(a), Held::User(b)) if a.uid != b.uid => {
+                    rebuild.extend(model.referrers(dn).into_iter().map(|g| g.dn.clone()));
+                }
+                (Held::User(a), Held::User(b)) if a != b => {
+                    // The same user with another record: the views of the groups that name
+                    // them changed, not the groups themselves.
+                    done.groups
+                        .extend(model.referrers(dn).into_iter().map(|g| g.cn.clone()));
+                }
+                (Held::User(_), Held::User(_)) => {}
+                (Held::Nothing, _) => {}
+                (was, now) if was != now => {
+                    rebuild.extend(model.referrers(dn).into_iter().map(|g| g.dn.clone()));
+                }
+                _ => {}
+            }
+        }
+        let dir = Arc::make_mut(&mut model.dir);
+        for g in &gone {
+            done.groups.insert(g.cn.clone());
+            if !model.groups.values().any(|o| o.cn == g.cn) {
+                dir.groups.remove(&g.cn);
+            }
+        }
+        for u in &gone_users {
+            if !model.users.values().any(|o| o.uid == u.uid) {
+                dir.users.remove(&u.uid);
+            }
+        }
+        for dn in named.iter().chain(&read_users) {
+            if let Some(u) = model.users.get(dn) {
+                dir.users.insert(u.uid.clone(), u.clone());
+            }
+        }
+        for dn in &rebuild {
+            if let Some(g) = model.groups.get(dn) {
+                done.groups.insert(g.cn.clone());
+                dir.groups
+                    .insert(g.cn.clone(), dir_group(g, &model.groups, &model.users));
+            }
+        }
         // Whatever nests a group whose view changed changed too.
         loop {
             let up: Vec<String> = dir
@@ -258,26 +424,25 @@ impl LdapDirectory {
             }
             done.groups.extend(up);
         }
-        model.dir = Arc::new(dir);
+        done.groups
+            .retain(|cn| dir.groups.contains_key(cn) || gone.iter().any(|g| g.cn == *cn));
         Ok(done)
     }
 
-    /// Reads every referenced DN the model does not know, as a full read does: a possible
-    /// group first (breadth first, so what a new nested group references is read too), then
-    /// a user under `user_base`.
+    /// Reads the DNs in `queue` that the model does not know, as a full read does: a
+    /// possible group first (breadth first, so what a new nested group names is read too),
+    /// then a user under `user_base`. Groups read go to `fresh`, users to `read_users`.
     async fn expand_model(
         &mut self,
         model: &mut DirModel,
+        mut queue: VecDeque<Dn>,
         done: &mut Refreshed,
+        fresh: &mut Vec<Dn>,
+        read_users: &mut Vec<Dn>,
     ) -> Result<(), DirectoryError> {
         let gattrs = self.group_attrs();
         let uattrs = self.user_attrs();
         let user_filter = format!("({}=*)", self.config().user_id_attr);
-        let mut queue: VecDeque<Dn> = model
-            .refs()
-            .filter(|dn| !model.known(dn))
-            .cloned()
-            .collect();
         while let Some(dn) = queue.pop_front() {
             if model.known(&dn) {
                 continue;
@@ -302,7 +467,8 @@ impl LdapDirectory {
                     Some(e) if is_group_entry(&e) || (under_groups && !under_users) => {
                         let g = RawGroup::from_entry(&e, self.config())?;
                         queue.extend(g.refs().filter(|r| !model.known(r)).cloned());
-                        model.groups.insert(dn, g);
+                        model.add_group(dn.clone(), g)?;
+                        fresh.push(dn);
                         continue;
                     }
                     _ => {}
@@ -317,7 +483,8 @@ impl LdapDirectory {
                 };
                 match user {
                     Some(u) => {
-                        model.users.insert(dn, u);
+                        model.add_user(dn.clone(), u)?;
+                        read_users.push(dn);
                     }
                     None => {
                         model.missing.insert(dn);

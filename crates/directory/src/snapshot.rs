@@ -166,45 +166,31 @@ pub(crate) fn assemble(
     let mut group_dn_by_cn: BTreeMap<String, &Dn> = BTreeMap::new();
     for g in groups.values() {
         if let Some(other) = group_dn_by_cn.insert(g.cn.clone(), &g.dn) {
-            return Err(DirectoryError::Inconsistent(format!(
-                "two groups are named {}: {} and {}; group names must be unique",
-                g.cn, other, g.dn
-            )));
+            return Err(two_groups(&g.cn, other, &g.dn));
         }
     }
     let mut dangling: BTreeSet<String> = BTreeSet::new();
     for g in groups.values() {
-        let mut out = DirGroup {
-            id: g.id.clone(),
-            cn: g.cn.clone(),
-            description: g.description.clone(),
-            ..Default::default()
-        };
-        for (dns, users_out, groups_out) in [
-            (&g.members, &mut out.member_users, &mut out.member_groups),
-            (&g.managers, &mut out.manager_users, &mut out.manager_groups),
-        ] {
-            for dn in dns {
-                if let Some(nested) = groups.get(dn) {
-                    groups_out.insert(nested.cn.clone());
-                } else if let Some(u) = users.get(dn) {
+        for dn in g.refs() {
+            if groups.contains_key(dn) {
+                continue;
+            }
+            match users.get(dn) {
+                Some(u) => {
                     if let Some(prev) = user_dn_by_uid.insert(u.uid.clone(), dn) {
                         if prev != dn {
-                            return Err(DirectoryError::Inconsistent(format!(
-                                "two user entries have {} {:?}: {} and {}",
-                                "the user id", u.uid, prev, dn
-                            )));
+                            return Err(two_users(&u.uid, prev, dn));
                         }
                     }
-                    users_out.insert(u.uid.clone());
                     dir.users.entry(u.uid.clone()).or_insert_with(|| u.clone());
-                } else {
+                }
+                None => {
                     debug!(group = %g.cn, dn = %dn, "member or manager is neither a known user nor a group; ignored");
                     dangling.insert(dn.to_string());
                 }
             }
         }
-        dir.groups.insert(out.cn.clone(), out);
+        dir.groups.insert(g.cn.clone(), dir_group(g, groups, users));
     }
     if !dangling.is_empty() {
         warn!(
@@ -214,6 +200,46 @@ pub(crate) fn assemble(
         );
     }
     Ok(dir)
+}
+
+/// One group as the view has it: its member and manager DNs resolved to the groups and
+/// users read; DNs that are neither are left out.
+pub(crate) fn dir_group(
+    g: &RawGroup,
+    groups: &BTreeMap<Dn, RawGroup>,
+    users: &HashMap<Dn, DirUser>,
+) -> DirGroup {
+    let mut out = DirGroup {
+        id: g.id.clone(),
+        cn: g.cn.clone(),
+        description: g.description.clone(),
+        ..Default::default()
+    };
+    for (dns, users_out, groups_out) in [
+        (&g.members, &mut out.member_users, &mut out.member_groups),
+        (&g.managers, &mut out.manager_users, &mut out.manager_groups),
+    ] {
+        for dn in dns {
+            if let Some(nested) = groups.get(dn) {
+                groups_out.insert(nested.cn.clone());
+            } else if let Some(u) = users.get(dn) {
+                users_out.insert(u.uid.clone());
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn two_groups(cn: &str, a: &Dn, b: &Dn) -> DirectoryError {
+    DirectoryError::Inconsistent(format!(
+        "two groups are named {cn}: {a} and {b}; group names must be unique"
+    ))
+}
+
+pub(crate) fn two_users(uid: &str, a: &Dn, b: &Dn) -> DirectoryError {
+    DirectoryError::Inconsistent(format!(
+        "two user entries have the user id {uid:?}: {a} and {b}"
+    ))
 }
 
 impl LdapDirectory {

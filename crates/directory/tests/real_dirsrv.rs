@@ -713,6 +713,30 @@ async fn real_dirsrv_a_model_refreshed_by_the_entries_a_change_names_is_a_full_r
     refreshed(&mut conn, &mut model, &cfg, &[&a], "unnested").await;
     assert!(!model.directory().groups.contains_key("inner"));
 
+    // Two plain groups nesting each other, nested in a matched group, then unnested: they
+    // still name each other, but nothing matched reaches them.
+    let p1 = sb
+        .group("ring1", false, std::slice::from_ref(&dee), &[])
+        .await;
+    let p2 = sb
+        .group("ring2", false, std::slice::from_ref(&p1), &[])
+        .await;
+    sb.add_member(&p1, &p2).await;
+    sb.add_member(&a, &p1).await;
+    let g = refreshed(
+        &mut conn,
+        &mut model,
+        &cfg,
+        &[&p1, &p2, &a],
+        "a ring nested",
+    )
+    .await;
+    assert!(g.is_superset(&set(&["mm_t_a", "ring1", "ring2"])), "{g:?}");
+    sb.modify(&a, vec![Mod::Delete("member".into(), vals(&p1))])
+        .await;
+    refreshed(&mut conn, &mut model, &cfg, &[&a], "a ring unnested").await;
+    assert!(!model.directory().groups.contains_key("ring1"));
+
     // A member's entry deleted (its group keeps the value if nothing maintains it).
     sb.delete(&cy).await;
     refreshed(&mut conn, &mut model, &cfg, &[&cy, &b], "deleted user").await;

@@ -100,6 +100,7 @@ async fn real_serve_a_change_reads_the_entries_it_names_and_plans_from_the_kept_
     // Looking bob's account up (matching by username: the reconcile read only the linked
     // group's accounts), where he is in the team and the channel (two POST .../members/ids),
     // the team add and the channel add.
+    eprintln!("the change cycle: {last:?}");
     let calls: u64 = last["api_calls"].parse().expect("api_calls");
     assert!((2..=5).contains(&calls), "{last:?}");
     assert_ne!(last["ldap_entries"], "full", "{last:?}");
