@@ -114,7 +114,7 @@ pub struct Worker {
     /// When the last change notification came (a lone change is applied at once).
     last_change: Option<Instant>,
     /// The links as last resolved, and what they were resolved from.
-    linked: Option<(LinkKey, engine::Linked)>,
+    linked: Option<(LinkKey, Arc<engine::Linked>)>,
     /// The ledger's links and the ids recorded for them, as last read (see `read_view`).
     identities: Option<(Vec<Link>, Vec<LinkIdentity>)>,
     last_links: Vec<Link>,
@@ -164,6 +164,18 @@ struct LinkKey {
 }
 
 impl LinkKey {
+    /// Whether links resolved from `dir` and `view` would be resolved from this key.
+    fn matches(&self, dir: &Directory, view: &LedgerView) -> bool {
+        self.groups.len() == dir.groups.len()
+            && self
+                .groups
+                .iter()
+                .zip(&dir.groups)
+                .all(|((cn, id), (c, g))| cn == c && *id == g.id)
+            && self.links == view.links
+            && self.identities == view.identities
+    }
+
     fn of(dir: &Directory, view: &LedgerView) -> LinkKey {
         LinkKey {
             groups: dir
@@ -880,27 +892,37 @@ impl Worker {
             self.targets.clear();
             self.linked = None;
         }
-        let key = LinkKey::of(&dir, &view);
-        let linked = match self.linked.take() {
-            Some((k, l)) if k == key => Ok(l),
-            _ => {
+        let cached = self
+            .linked
+            .as_ref()
+            .filter(|(k, _)| k.matches(&dir, &view))
+            .map(|(_, l)| Arc::clone(l));
+        let same_links = cached.is_some();
+        let linked = match cached {
+            Some(l) => l,
+            None => {
                 let stopping = self.stopping();
-                tokio::select! {
+                let resolved = tokio::select! {
                     r = engine::links_now(cfg, &dir, &view, &shared.mm, &mut self.targets) => r,
                     _ = stopping => return Ended::ok(Outcome::Stopped),
+                };
+                match resolved {
+                    Ok(l) => {
+                        let l = Arc::new(l);
+                        self.linked = Some((LinkKey::of(&dir, &view), Arc::clone(&l)));
+                        l
+                    }
+                    Err(e) => {
+                        self.carried_targets.extend(asked.iter().cloned());
+                        return Ended::failed(Outcome::MattermostError, &e);
+                    }
                 }
             }
         };
-        let (links, warnings, link_issues, learned) = match linked {
-            Ok(l) => {
-                self.linked = Some((key, l.clone()));
-                (l.links, l.warnings, l.issues, l.learned)
-            }
-            Err(e) => {
-                self.carried_targets.extend(asked.iter().cloned());
-                return Ended::failed(Outcome::MattermostError, &e);
-            }
-        };
+        let links: &[Link] = &linked.links;
+        let warnings = linked.warnings.clone();
+        let link_issues = linked.issues.clone();
+        let learned = linked.learned.clone();
         timings.links = t.elapsed();
         let broken = link_issues.iter().filter(|i| i.broken()).count();
         metrics.broken_links.set(broken as i64);
@@ -919,7 +941,7 @@ impl Worker {
         let mut planned_parked = false;
         let (selected, groups, targets) = if kind.is_full() {
             report.scope = "all".to_string();
-            (links.clone(), BTreeSet::new(), BTreeSet::new())
+            (links.to_vec(), BTreeSet::new(), BTreeSet::new())
         } else {
             let mut groups = std::mem::take(&mut self.carried_groups);
             // Work a failed cycle left may be removals: only a fresh change can be add-only.
@@ -931,7 +953,9 @@ impl Worker {
             }
             let mut targets = std::mem::take(&mut self.carried_targets);
             targets.extend(asked.iter().cloned());
-            targets.extend(scope::changed_targets(&self.last_links, &links));
+            if !same_links {
+                targets.extend(scope::changed_targets(&self.last_links, links));
+            }
             // A change to a scope a guard holds re-plans everything it holds (the change may
             // be the revert that clears it); a change elsewhere leaves the hold alone.
             if let Some(p) = self.parked.as_ref().filter(|p| !p.full) {
@@ -952,9 +976,9 @@ impl Worker {
                     .as_ref()
                     .is_some_and(|b| !scope::can_remove(b, &dir, &groups));
             let selected = if adding {
-                scope::affected_links_adding(&links, &groups)
+                scope::affected_links_adding(links, &groups)
             } else {
-                scope::affected_links(&links, &groups, &targets)
+                scope::affected_links(links, &groups, &targets)
             };
             // A change to a scope a full reconcile's hold is in: a full reconcile follows at
             // once, to see whether it is still held (this cycle plans only what changed).
@@ -971,11 +995,13 @@ impl Worker {
         };
         report.links = selected.len();
         self.baseline = Some(Arc::clone(&dir));
-        self.last_links = links.clone();
-        shared.with_status(|s| {
-            s.links = links;
-            s.warnings = warnings.clone();
-        });
+        if !same_links {
+            self.last_links = links.to_vec();
+            shared.with_status(|s| {
+                s.links = links.to_vec();
+                s.warnings = warnings.clone();
+            });
+        }
         if selected.is_empty() && !kind.is_full() {
             let mut e = Ended::ok(Outcome::NoChanges);
             e.planned_parked = planned_parked;
