@@ -62,12 +62,13 @@ cargo test --workspace --no-fail-fast -- --include-ignored --test-threads="$thre
 # The compatibility subset (README, "Compatibility") against the secondary Mattermost: the
 # REST client's own real-server tests (real_mattermost), every sync path of the CLI
 # (real_sync: sync, add, exclusive, re-add, channel admins from managers, a private channel,
-# nested groups, guards, the intent journal), serve's change-driven path (real_serve) and the
-# slash command with its dialogs and permission model (real_serve_slash).
+# nested groups, guards, the intent journal), account matching with `check`
+# (real_matching), serve's change-driven path (real_serve) and the slash command with its
+# dialogs and permission model (real_serve_slash).
 secondary_version=$(sed -n 's/^MATTERSYNC_MM_VERSION=//p' .local/mattermost-secondary.env)
 log "running the compatibility subset against the secondary Mattermost $secondary_version"
 for target in "mattersync-mattermost real_mattermost" "mattersync real_sync" \
-  "mattersync real_serve" "mattersync real_serve_slash"; do
+  "mattersync real_matching" "mattersync real_serve" "mattersync real_serve_slash"; do
   read -r package binary <<<"$target"
   MATTERSYNC_SERVERS_ENV="$root/.local/servers-secondary.env" \
     cargo test -p "$package" --test "$binary" --no-fail-fast -- --include-ignored \
