@@ -67,11 +67,9 @@ cargo test --workspace --no-fail-fast -- --include-ignored --test-threads="$thre
 # dialogs and permission model (real_serve_slash).
 secondary_version=$(sed -n 's/^MATTERSYNC_MM_VERSION=//p' .local/mattermost-secondary.env)
 log "running the compatibility subset against the secondary Mattermost $secondary_version"
-for target in "mattersync-mattermost real_mattermost" "mattersync real_sync" \
-  "mattersync real_matching" "mattersync real_serve" "mattersync real_serve_slash"; do
-  read -r package binary <<<"$target"
-  MATTERSYNC_SERVERS_ENV="$root/.local/servers-secondary.env" \
-    cargo test -p "$package" --test "$binary" --no-fail-fast -- --include-ignored \
-    --test-threads="$threads" || rc=$?
-done
+# One invocation over the workspace: the same build as the main pass, nothing recompiled.
+MATTERSYNC_SERVERS_ENV="$root/.local/servers-secondary.env" \
+  cargo test --workspace --test real_mattermost --test real_sync --test real_matching \
+  --test real_serve --test real_serve_slash --no-fail-fast -- --include-ignored \
+  --test-threads="$threads" || rc=$?
 exit "$rc"
