@@ -15,8 +15,11 @@ cargo test --workspace --no-run --quiet > .local-build.log 2>&1 &
 build=$!
 mkdir -p .local
 # The secondary Mattermost (the older line of the compatibility subset below): built (once,
-# cached) and started beside the other servers, on its own port, database and state.
-scripts/mattermost-secondary.sh up > .local/mattermost-secondary-up.log 2>&1 &
+# cached) and started beside the other servers, on its own port, database and state. The
+# primary build comes first (one Go build at a time; a cached one returns at once), so the
+# primary server is not kept waiting for the secondary's.
+{ scripts/mm-build.sh > /dev/null && scripts/mattermost-secondary.sh up; } \
+  > .local/mattermost-secondary-up.log 2>&1 &
 mm_secondary=$!
 scripts/servers.sh up
 # Back to the seed: tests add (and clean up) their own entries, but a run that was killed
