@@ -66,13 +66,14 @@ cargo test --workspace --no-fail-fast -- --include-ignored --test-threads="$thre
 # REST client's own real-server tests (real_mattermost), every sync path of the CLI
 # (real_sync: sync, add, exclusive, re-add, channel admins from managers, a private channel,
 # nested groups, guards, the intent journal), account matching with `check`
-# (real_matching), serve's change-driven path (real_serve) and the slash command with its
-# dialogs and permission model (real_serve_slash).
+# (real_matching), serve's change-driven path (real_serve), the slash command with its
+# dialogs and permission model (real_serve_slash) and the alerts' posts, buttons and
+# confirmation dialog (real_serve_alerts).
 secondary_version=$(sed -n 's/^MATTERSYNC_MM_VERSION=//p' .local/mattermost-secondary.env)
 log "running the compatibility subset against the secondary Mattermost $secondary_version"
 # One invocation over the workspace: the same build as the main pass, nothing recompiled.
 MATTERSYNC_SERVERS_ENV="$root/.local/servers-secondary.env" \
   cargo test --workspace --test real_mattermost --test real_sync --test real_matching \
-  --test real_serve --test real_serve_slash --no-fail-fast -- --include-ignored \
+  --test real_serve --test real_serve_slash --test real_serve_alerts --no-fail-fast -- --include-ignored \
   --test-threads="$threads" || rc=$?
 exit "$rc"
