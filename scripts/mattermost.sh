@@ -11,6 +11,9 @@
 #   scripts/mattermost.sh reset    stop Mattermost, drop and recreate its database and files, `up`
 #   scripts/mattermost.sh status   show what runs; exit 0 only when Mattermost answers
 #
+# MATTERSYNC_MM_BUILD (primary) picks the pinned build (scripts/mm-build.sh; `secondary` is the
+# older line of scripts/mattermost-secondary.sh), MATTERSYNC_MM_STOP_PG=false makes `down`
+# leave PostgreSQL running.
 # MATTERSYNC_MM_PORT (8065) and MATTERSYNC_MM_DB (mattermost: database and role name) allow a
 # second instance, e.g. from another checkout; state lives in that checkout's .local/. A second
 # instance from the same checkout also needs its own MATTERSYNC_MM_STATE_DIR (state: pid, config,
@@ -86,6 +89,11 @@ apt_install() {
 }
 
 pg_up() {
+  # Two instances brought up at once (scripts/test.sh starts the secondary beside the
+  # primary) must not both install PostgreSQL or create its cluster.
+  local lock="${TMPDIR:-/tmp}/mattersync-pg-setup.lock"
+  exec 7>"$lock"
+  flock 7
   if ! pg_detect || ! command -v pg_ctlcluster >/dev/null; then
     log "PostgreSQL is not installed: installing it"
     apt_install postgresql postgresql-contrib
@@ -104,7 +112,7 @@ pg_up() {
   fi
   local i
   for i in $(seq 1 60); do
-    pg_isready -q -h 127.0.0.1 -p "$pg_port" && return 0
+    if pg_isready -q -h 127.0.0.1 -p "$pg_port"; then exec 7>&-; return 0; fi
     sleep 0.5
   done
   die "PostgreSQL does not accept connections on 127.0.0.1:$pg_port"
@@ -342,7 +350,11 @@ case "$cmd" in
 esac
 case "$cmd" in
   up) cmd_up ;;
-  down) mm_stop; pg_down ;;
+  down)
+    mm_stop
+    # An instance sharing the machine's cluster with others (the secondary) leaves it running.
+    if [ "${MATTERSYNC_MM_STOP_PG:-true}" = true ]; then pg_down; fi
+    ;;
   restart) mm_stop; cmd_up ;;
   reset)
     mm_stop

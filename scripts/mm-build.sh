@@ -8,6 +8,10 @@
 #   scripts/mm-build.sh            build (or reuse) with the committed pins (-mod=readonly)
 #   scripts/mm-build.sh --resolve  re-resolve the wrapper module from versions.env (after a
 #                                  version bump), build, and rewrite scripts/mmbuild/go.{mod,sum}
+#
+# MATTERSYNC_MM_BUILD picks the build: `primary` (default: MM_SERVER_*, scripts/mmbuild/) or
+# `secondary` (the older line the compatibility subset runs against: MM_SECONDARY_SERVER_*,
+# scripts/mmbuild-secondary/).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
@@ -24,7 +28,15 @@ esac
 
 V8=github.com/mattermost/mattermost/server/v8
 PUB=github.com/mattermost/mattermost/server/public
-pins="$here/mmbuild"
+case "${MATTERSYNC_MM_BUILD:-primary}" in
+  primary) pins="$here/mmbuild" ;;
+  secondary)
+    pins="$here/mmbuild-secondary"
+    MM_SERVER_V8=$MM_SECONDARY_SERVER_V8
+    MM_SERVER_PUBLIC=$MM_SECONDARY_SERVER_PUBLIC
+    ;;
+  *) die "MATTERSYNC_MM_BUILD must be primary or secondary" ;;
+esac
 cache=${MATTERSYNC_CACHE:-$HOME/.cache/mattersync}
 out="$cache/mattermost-$MM_SERVER_V8"
 mkdir -p "$cache"
@@ -41,7 +53,7 @@ complete() {
 }
 
 if ! $resolve; then
-  pins_ok || die "scripts/mmbuild/go.mod does not pin server/v8 $MM_SERVER_V8 and server/public $MM_SERVER_PUBLIC; run '$0 --resolve' and commit scripts/mmbuild/"
+  pins_ok || die "$pins/go.mod does not pin server/v8 $MM_SERVER_V8 and server/public $MM_SERVER_PUBLIC; run '$0 --resolve' and commit it"
   if complete; then echo "$out"; exit 0; fi
 fi
 

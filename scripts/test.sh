@@ -14,6 +14,13 @@ log "building tests"
 cargo test --workspace --no-run --quiet > .local-build.log 2>&1 &
 build=$!
 mkdir -p .local
+# The secondary Mattermost (the older line of the compatibility subset below): built (once,
+# cached) and started beside the other servers, on its own port, database and state. The
+# primary build comes first (one Go build at a time; a cached one returns at once), so the
+# primary server is not kept waiting for the secondary's.
+{ scripts/mm-build.sh > /dev/null && scripts/mattermost-secondary.sh up; } \
+  > .local/mattermost-secondary-up.log 2>&1 &
+mm_secondary=$!
 scripts/servers.sh up
 # Back to the seed: tests add (and clean up) their own entries, but a run that was killed
 # may have left some behind in the shared directory (and in the FreeIPA test server's).
@@ -34,12 +41,39 @@ if ! wait "$build"; then
   exit 1
 fi
 rm -f .local-build.log
+if ! wait "$mm_secondary"; then
+  cat .local/mattermost-secondary-up.log >&2
+  log "the secondary Mattermost did not come up"
+  exit 1
+fi
+tail -n 1 .local/mattermost-secondary-up.log >&2
+# The tests read the servers from an env file: the secondary pass gets the same one with the
+# secondary Mattermost in place of the primary.
+{ grep -v '^MATTERSYNC_MM_' .local/servers.env; cat .local/mattermost-secondary.env; } \
+  > .local/servers-secondary.env
 set -a
 # shellcheck disable=SC1091
 . .local/servers.env
 set +a
-log "running tests"
+threads=${MATTERSYNC_TEST_THREADS:-4}
+log "running tests (Mattermost $MATTERSYNC_MM_VERSION)"
 # The tests that need the servers are #[ignore]d, so that a plain `cargo test` lists them as
 # ignored instead of passing them; here the servers are up, so they run too.
-cargo test --workspace --no-fail-fast -- --include-ignored \
-  --test-threads="${MATTERSYNC_TEST_THREADS:-4}" "$@"
+rc=0
+cargo test --workspace --no-fail-fast -- --include-ignored --test-threads="$threads" "$@" || rc=$?
+
+# The compatibility subset (README, "Compatibility") against the secondary Mattermost: the
+# REST client's own real-server tests (real_mattermost), every sync path of the CLI
+# (real_sync: sync, add, exclusive, re-add, channel admins from managers, a private channel,
+# nested groups, guards, the intent journal), account matching with `check`
+# (real_matching), serve's change-driven path (real_serve), the slash command with its
+# dialogs and permission model (real_serve_slash) and the alerts' posts, buttons and
+# confirmation dialog (real_serve_alerts).
+secondary_version=$(sed -n 's/^MATTERSYNC_MM_VERSION=//p' .local/mattermost-secondary.env)
+log "running the compatibility subset against the secondary Mattermost $secondary_version"
+# One invocation over the workspace: the same build as the main pass, nothing recompiled.
+MATTERSYNC_SERVERS_ENV="$root/.local/servers-secondary.env" \
+  cargo test --workspace --test real_mattermost --test real_sync --test real_matching \
+  --test real_serve --test real_serve_slash --test real_serve_alerts --no-fail-fast -- --include-ignored \
+  --test-threads="$threads" || rc=$?
+exit "$rc"

@@ -212,6 +212,13 @@ pub async fn links_now<M: MattermostApi>(
     })
 }
 
+/// Why nobody signed in with `auth_service` is matched on a server that hides `auth_data`.
+pub fn auth_data_hidden(auth_service: &str) -> String {
+    format!(
+        "this Mattermost shows no auth_data of the accounts signed in with {auth_service:?} (older servers, 9.9 among them, blank it in every answer): matching by auth_data finds none of them, so they stay pending; match by email or username (mattermost.match) on such a server"
+    )
+}
+
 /// Reads the teams and channels `links` name (only those: in `serve` a change to one group
 /// costs a few API calls) and the accounts that matter to them; the facts are `ledger`'s,
 /// with its unsettled intents read against what Mattermost shows now.
@@ -257,6 +264,12 @@ pub async fn gather<M: MattermostApi>(
     if !links.is_empty() && !matches!(cfg.mattermost.matching, Matching::Username) {
         for u in mm.all_users().await.context("mattermost: listing users")? {
             mattermost.users.insert(u.id.clone(), u);
+        }
+    }
+    let mut warnings = warnings;
+    if let Matching::AuthData { auth_service } = &cfg.mattermost.matching {
+        if mattersync_mattermost::hides_auth_data(mattermost.users.values(), auth_service) {
+            warnings.push(auth_data_hidden(auth_service));
         }
     }
     let mut allow = cfg.exclusive.allow.clone();

@@ -27,6 +27,6 @@ pub use client::{Attempt, Client, Observer};
 pub use config::{ClientConfig, Secret};
 pub use error::{ApiError, MmError};
 pub use interact::{is_id, trigger_user, Caller, Membership, SlashCommand, SlashCommandIn};
-pub use read::{Channel, ServerVersion, Team, PER_PAGE, USER_BATCH};
+pub use read::{hides_auth_data, Channel, ServerVersion, Team, PER_PAGE, USER_BATCH};
 pub use stats::ApiStats;
 pub use write::{Outcome, UserOutcome, CHANNEL_BATCH, TEAM_BATCH};

@@ -541,3 +541,46 @@ mod tests {
         assert_eq!((v.major, v.minor, v.patch), (0, 0, 0));
     }
 }
+
+/// Whether this server keeps `auth_data` to itself: among the accounts read, some signed in
+/// with `auth_service` and none of them shows its `auth_data` (Mattermost 9.9 blanks it in
+/// every user it returns, system admins' reads included; 11.x shows it to system admins).
+/// Detected by what the server answers, not by its version; with no such account it cannot
+/// be told, and the answer is false.
+pub fn hides_auth_data<'a>(
+    users: impl IntoIterator<Item = &'a MmUser>,
+    auth_service: &str,
+) -> bool {
+    let mut signed_in = users
+        .into_iter()
+        .filter(|u| !u.is_bot && u.auth_service == auth_service)
+        .peekable();
+    signed_in.peek().is_some() && signed_in.all(|u| u.auth_data.is_empty())
+}
+
+#[cfg(test)]
+mod auth_data_tests {
+    use super::hides_auth_data;
+    use mattersync_core::MmUser;
+
+    fn user(service: &str, data: &str) -> MmUser {
+        MmUser {
+            id: format!("{service}-{data}"),
+            username: data.to_string(),
+            auth_service: service.to_string(),
+            auth_data: data.to_string(),
+            ..MmUser::default()
+        }
+    }
+
+    #[test]
+    fn auth_data_counts_as_hidden_only_when_every_account_of_the_service_lacks_it() {
+        let hidden = [user("gitlab", ""), user("gitlab", ""), user("", "")];
+        assert!(hides_auth_data(&hidden, "gitlab"));
+        let shown = [user("gitlab", ""), user("gitlab", "alice")];
+        assert!(!hides_auth_data(&shown, "gitlab"));
+        // No account of that service: nothing to tell from.
+        assert!(!hides_auth_data(&[user("saml", "")], "gitlab"));
+        assert!(!hides_auth_data(&[], "gitlab"));
+    }
+}

@@ -605,6 +605,32 @@ async fn mattermost(
             Vec::new()
         }
     };
+    if let Matching::AuthData { auth_service } = &cfg.mattermost.matching {
+        match mm.all_users().await {
+            Ok(users) if mattersync_mattermost::hides_auth_data(&users, auth_service) => c.fail(
+                "mattermost.auth_data",
+                engine::run::auth_data_hidden(auth_service),
+            ),
+            Ok(users) => {
+                let n = users
+                    .iter()
+                    .filter(|u| !u.is_bot && u.auth_service == *auth_service)
+                    .count();
+                if n == 0 {
+                    c.ok(
+                        "mattermost.auth_data",
+                        format!("no account signed in with {auth_service:?} yet, so whether this server shows auth_data is not known"),
+                    )
+                } else {
+                    c.ok(
+                        "mattermost.auth_data",
+                        format!("{n} account(s) signed in with {auth_service:?}; their auth_data is readable"),
+                    )
+                }
+            }
+            Err(e) => c.warn("mattermost.auth_data", format!("accounts unreadable: {e}")),
+        }
+    }
     let system_perms = mm.role_permissions(&system_roles).await.unwrap_or_default();
     let sysadmin = system_perms.contains("manage_system");
     c.ok(

@@ -588,3 +588,44 @@ async fn real_servers_channels_lost_with_a_team_removal_come_back_when_the_user_
         "the channel taken with the team comes back"
     );
 }
+
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_servers_a_private_exclusive_channel_gets_the_group_its_managers_as_admins_and_loses_the_rest(
+) {
+    let sb = Sandbox::new("private_exclusive").await;
+    let neil = sb.user("neil", true, false).await;
+    let label = sb.user("label", true, false).await;
+    let manual = sb.user("manual", true, false).await;
+    let g = sb
+        .create_group("secret", &[&neil, &label], &[], &[&neil])
+        .await;
+    let ch = sb.channel("secret", true).await;
+    let manual_id = manual.mm_id.clone().expect("account");
+    sb.add_by_hand(&ch, &manual_id).await;
+    let cfg = sb.config(&format!(
+        "[[link]]\ngroup = \"{g}\"\nchannel = \"{}/secret\"\nmode = \"exclusive\"\nadmins = \"managers\"\n\n[guards]\nmax_removal_ratio = 1.0\n",
+        sb.area
+    ));
+
+    let first = apply(&cfg);
+    assert_eq!(first["report"]["users_failed"], 0, "{first}");
+    let m = sb.members(&ch).await;
+    assert_eq!(m.get(&neil.uid), Some(&true), "{m:?}");
+    assert_eq!(m.get(&label.uid), Some(&false), "{m:?}");
+    assert!(!m.contains_key(&manual.uid), "{m:?}");
+
+    // A member who leaves the group leaves the private channel; the manager role follows.
+    sb.remove_member(&g, &neil).await;
+    sb.set_managers(&g, &[&label]).await;
+    let second = apply(&cfg);
+    assert_eq!(second["report"]["users_failed"], 0, "{second}");
+    let m = sb.members(&ch).await;
+    assert_eq!(
+        m,
+        [(label.uid.clone(), true)].into_iter().collect(),
+        "{m:?}"
+    );
+    let again = apply(&cfg);
+    assert_eq!(again["changed"], false, "{again}");
+}
