@@ -18,6 +18,7 @@
 # .local/mattermost.env), e.g. the benchmark instance (scripts/bench/env.sh).
 # MATTERSYNC_MM_PG_CLUSTER (main) puts the database on another PostgreSQL cluster of the same
 # version, made beforehand with its own port, e.g. the one a test restarts (scripts/mm-restart.sh).
+# MATTERSYNC_MM_QUICK_START=1 skips the bootstrap when it ran before (a test restarting it).
 # Any MM_* setting below can be overridden from the caller's environment on (re)start, e.g.
 #   MM_RATELIMITSETTINGS_ENABLE=true scripts/mattermost.sh restart
 # Secrets (db.password, admin.password, token) are files of mode 0600, never arguments.
@@ -290,8 +291,12 @@ cmd_up() {
 
   local seed="$here/seed.py"
   [ -f "$seed" ] || die "$seed is missing: it provides the teams, channels and users to create"
-  python3 "$seed" json </dev/null |
-    python3 "$here/mm_bootstrap.py" --url "$url" --socket "$sock" --state "$state"
+  if [ "${MATTERSYNC_MM_QUICK_START:-0}" = 1 ] && [ -s "$state/token" ] && [ -s "$state/bootstrap.json" ]; then
+    log "quick start: bootstrapped before, not again"
+  else
+    python3 "$seed" json </dev/null |
+      python3 "$here/mm_bootstrap.py" --url "$url" --socket "$sock" --state "$state"
+  fi
 
   local tmp="$envfile.tmp"
   cat >"$tmp" <<ENV

@@ -7,6 +7,8 @@
 #
 #   scripts/mm-restart.sh up        create/start the cluster and Mattermost, bootstrap, write
 #                                   the env file (idempotent; what a test runs to start it again)
+#   scripts/mm-restart.sh start     start Mattermost again after a test stopped it (as `up`,
+#                                   without the bootstrap, which ran before)
 #   scripts/mm-restart.sh down      stop Mattermost, then the cluster
 #   scripts/mm-restart.sh pg-stop   stop the cluster (fast shutdown: sessions are cut)
 #   scripts/mm-restart.sh pg-start  start the cluster again
@@ -45,6 +47,9 @@ case "${1:-}" in
     ms=$(( $(date +%s%3N) - t0 ))
     printf '%s mm-restart.sh: up in %d.%03ds\n' "$(date -u +%FT%T.%3NZ)" $((ms / 1000)) $((ms % 1000)) >&2
     ;;
+  start)
+    MATTERSYNC_MM_QUICK_START=1 "$here/mattermost.sh" up
+    ;;
   down)
     "$here/mattermost.sh" down
     ;;
@@ -58,7 +63,7 @@ case "${1:-}" in
     "$here/mattermost.sh" status
     ;;
   *)
-    echo "usage: $0 up|down|pg-stop|pg-start|status" >&2
+    echo "usage: $0 up|start|down|pg-stop|pg-start|status" >&2
     exit 2
     ;;
 esac

@@ -138,16 +138,22 @@ impl RestartMattermost {
             MM_START,
         );
         servers.vars.extend(vars.clone());
+        let mm = RestartMattermost {
+            vars,
+            state: root.join(".local/mm-restart"),
+        };
+        if servers.mattermost().ping().await.is_err() {
+            // A test that failed while it had the server (or its database) stopped left it
+            // so: it is the restart tests' own, so start it again, once.
+            script_async("mm-restart.sh", vec!["pg-start"]).await;
+            mm.start().await;
+        }
         if let Err(e) = servers.mattermost().ping().await {
             panic!(
                 "{test} needs the restartable Mattermost at {}, which does not answer: {e} ({MM_START})",
                 servers.get("MATTERSYNC_MM_URL")
             );
         }
-        let mm = RestartMattermost {
-            vars,
-            state: root.join(".local/mm-restart"),
-        };
         (mm, servers)
     }
 
@@ -162,10 +168,10 @@ impl RestartMattermost {
         signal_and_wait(self.pid(), signal, Duration::from_secs(90)).await
     }
 
-    /// Starts it again (`scripts/mm-restart.sh up`) and waits until it answers; returns how
-    /// long that took.
+    /// Starts it again (`scripts/mm-restart.sh start`) and waits until it answers; returns
+    /// how long that took.
     pub async fn start(&self) -> Duration {
-        script_async("mm-restart.sh", vec!["up"]).await
+        script_async("mm-restart.sh", vec!["start"]).await
     }
 
     /// Stops its PostgreSQL cluster (a fast shutdown: open sessions are cut).
