@@ -239,7 +239,11 @@ pub async fn gather<M: MattermostApi>(
         )?
     };
     if !links.is_empty() && !matches!(cfg.mattermost.matching, Matching::Username) {
-        for u in mm.all_users().await.context("mattermost: listing users failed; nothing was changed")? {
+        for u in mm
+            .all_users()
+            .await
+            .context("mattermost: listing users failed; nothing was changed")?
+        {
             mattermost.users.insert(u.id.clone(), u);
         }
     }

@@ -80,15 +80,10 @@ fn read_env(path: &Path, what: &str, start: &str) -> BTreeMap<String, String> {
     }
 }
 
-/// Whether a process is gone (or a zombie nobody has reaped yet).
+/// Whether a process is gone, reaped too: a zombie still answers `kill -0`, so `dsctl
+/// start` would take the instance for running.
 fn gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        // `pid (comm) S …`: the state follows the last `)`.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
-    }
+    !Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Sends `signal` (`TERM`, `KILL`) to `pid` and waits until the process is gone.
@@ -128,7 +123,9 @@ pub struct RestartMattermost {
 impl RestartMattermost {
     pub const LOCK: &'static str = "mm-restart";
 
-    /// The instance's details, after checking that it answers; fails the test otherwise.
+    /// The instance's details, after checking that it answers (and with no account of an
+    /// earlier sandbox left active); fails the test otherwise. Call it holding
+    /// [`RestartMattermost::LOCK`].
     pub async fn load(test: &str) -> (RestartMattermost, Servers) {
         let mut servers = servers_or_fail(test).await;
         let root = Servers::root();
@@ -154,7 +151,32 @@ impl RestartMattermost {
                 servers.get("MATTERSYNC_MM_URL")
             );
         }
+        Self::deactivate_leftovers(&servers).await;
         (mm, servers)
+    }
+
+    /// Deactivates the accounts earlier sandboxes left active on this server (`s<8 hex>.…`,
+    /// from a test killed before its sandbox was dropped, or one that failed while the
+    /// server was down): an unlicensed server takes no new account past 250 active ones.
+    /// Only while holding [`RestartMattermost::LOCK`], when no other sandbox lives here.
+    pub async fn deactivate_leftovers(servers: &Servers) {
+        let mm = servers.mattermost();
+        let users = mm.all_users().await.expect("list the users");
+        let leftover = |name: &str| {
+            name.split_once('.').is_some_and(|(area, _)| {
+                area.len() == 9
+                    && area.starts_with('s')
+                    && area[1..].bytes().all(|b| b.is_ascii_hexdigit())
+            })
+        };
+        for u in users
+            .iter()
+            .filter(|u| !u.inactive && leftover(&u.username))
+        {
+            mm.set_user_active(&u.id, false)
+                .await
+                .unwrap_or_else(|e| panic!("deactivate {}: {e}", u.username));
+        }
     }
 
     /// The server's process id.

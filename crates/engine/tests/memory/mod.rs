@@ -157,7 +157,9 @@ impl MemMattermost {
     fn call(&self) -> Result<()> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if self.faults.lock().expect("faults").down {
-            bail!("mattermost GET /api/v4/…: cannot connect (after 6 attempts): Connection refused");
+            bail!(
+                "mattermost GET /api/v4/…: cannot connect (after 6 attempts): Connection refused"
+            );
         }
         Ok(())
     }
