@@ -19,6 +19,9 @@
 # instance from the same checkout also needs its own MATTERSYNC_MM_STATE_DIR (state: pid, config,
 # token, socket; default .local/mattermost) and MATTERSYNC_MM_ENV_FILE (default
 # .local/mattermost.env), e.g. the benchmark instance (scripts/bench/env.sh).
+# MATTERSYNC_MM_PG_CLUSTER (main) puts the database on another PostgreSQL cluster of the same
+# version, made beforehand with its own port, e.g. the one a test restarts (scripts/mm-restart.sh).
+# MATTERSYNC_MM_QUICK_START=1 skips the bootstrap when it ran before (a test restarting it).
 # Any MM_* setting below can be overridden from the caller's environment on (re)start, e.g.
 #   MM_RATELIMITSETTINGS_ENABLE=true scripts/mattermost.sh restart
 # Secrets (db.password, admin.password, token) are files of mode 0600, never arguments.
@@ -37,12 +40,14 @@ port=${MATTERSYNC_MM_PORT:-8065}
 url="http://$host:$port"
 dbname=${MATTERSYNC_MM_DB:-mattermost}
 dbuser=$dbname
+pg_cluster=${MATTERSYNC_MM_PG_CLUSTER:-main}
 
 log() { printf '%s mattermost.sh: %s\n' "$(date -u +%FT%T.%3NZ)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 [[ "$dbname" =~ ^[a-z_][a-z0-9_]*$ ]] || die "MATTERSYNC_MM_DB must be a plain lower-case SQL identifier"
 [[ "$port" =~ ^[0-9]+$ ]] || die "MATTERSYNC_MM_PORT must be a number"
+[[ "$pg_cluster" =~ ^[a-z][a-z0-9]*$ ]] || die "MATTERSYNC_MM_PG_CLUSTER must be a plain cluster name"
 case "$root" in *[[:space:]]*) die "the repository path must not contain white space: $root" ;; esac
 [ "${#sock}" -lt 100 ] || die "local-mode socket path too long for a unix socket: $sock"
 
@@ -99,16 +104,16 @@ pg_up() {
     apt_install postgresql postgresql-contrib
     pg_detect || die "PostgreSQL installation did not provide /usr/lib/postgresql/<version>/bin/postgres"
   fi
-  if ! pg_lsclusters -h | awk -v v="$pg_version" '$1 == v && $2 == "main" { f = 1 } END { exit !f }'; then
-    log "creating PostgreSQL cluster $pg_version/main"
-    as_root pg_createcluster "$pg_version" main >&2
+  if ! pg_lsclusters -h | awk -v v="$pg_version" -v c="$pg_cluster" '$1 == v && $2 == c { f = 1 } END { exit !f }'; then
+    log "creating PostgreSQL cluster $pg_version/$pg_cluster"
+    as_root pg_createcluster "$pg_version" "$pg_cluster" >&2
   fi
   local line
-  line=$(pg_lsclusters -h | awk -v v="$pg_version" '$1 == v && $2 == "main"')
+  line=$(pg_lsclusters -h | awk -v v="$pg_version" -v c="$pg_cluster" '$1 == v && $2 == c')
   pg_port=$(awk '{print $3}' <<<"$line")
   if [ "$(awk '{print $4}' <<<"$line")" != online ]; then
-    log "starting PostgreSQL $pg_version/main on port $pg_port"
-    detached as_root pg_ctlcluster "$pg_version" main start >&2
+    log "starting PostgreSQL $pg_version/$pg_cluster on port $pg_port"
+    detached as_root pg_ctlcluster "$pg_version" "$pg_cluster" start >&2
   fi
   local i
   for i in $(seq 1 60); do
@@ -120,9 +125,9 @@ pg_up() {
 
 pg_down() {
   pg_detect || return 0
-  if pg_lsclusters -h | awk -v v="$pg_version" '$1 == v && $2 == "main" && $4 == "online" { f = 1 } END { exit !f }'; then
-    log "stopping PostgreSQL $pg_version/main"
-    as_root pg_ctlcluster "$pg_version" main stop >&2
+  if pg_lsclusters -h | awk -v v="$pg_version" -v c="$pg_cluster" '$1 == v && $2 == c && $4 == "online" { f = 1 } END { exit !f }'; then
+    log "stopping PostgreSQL $pg_version/$pg_cluster"
+    as_root pg_ctlcluster "$pg_version" "$pg_cluster" stop >&2
   fi
 }
 
@@ -294,8 +299,12 @@ cmd_up() {
 
   local seed="$here/seed.py"
   [ -f "$seed" ] || die "$seed is missing: it provides the teams, channels and users to create"
-  python3 "$seed" json </dev/null |
-    python3 "$here/mm_bootstrap.py" --url "$url" --socket "$sock" --state "$state"
+  if [ "${MATTERSYNC_MM_QUICK_START:-0}" = 1 ] && [ -s "$state/token" ] && [ -s "$state/bootstrap.json" ]; then
+    log "quick start: bootstrapped before, not again"
+  else
+    python3 "$seed" json </dev/null |
+      python3 "$here/mm_bootstrap.py" --url "$url" --socket "$sock" --state "$state"
+  fi
 
   local tmp="$envfile.tmp"
   cat >"$tmp" <<ENV
@@ -316,7 +325,7 @@ ENV
 cmd_status() {
   local pid version rc=0
   if pg_detect; then
-    pg_lsclusters -h | awk -v v="$pg_version" '$1 == v && $2 == "main" { print "postgresql: " $1 "/" $2 " port " $3 " " $4 }'
+    pg_lsclusters -h | awk -v v="$pg_version" -v c="$pg_cluster" '$1 == v && $2 == c { print "postgresql: " $1 "/" $2 " port " $3 " " $4 }'
   else
     echo "postgresql: not installed"
   fi

@@ -22,6 +22,10 @@ mkdir -p .local
   > .local/mattermost-secondary-up.log 2>&1 &
 mm_secondary=$!
 scripts/servers.sh up
+# The Mattermost (on a PostgreSQL cluster of its own) that real_restarts.rs stops and
+# starts, coming up while the rest is prepared.
+scripts/mm-restart.sh up > .local/mm-restart-up.log 2>&1 &
+mm_restart=$!
 # Back to the seed: tests add (and clean up) their own entries, but a run that was killed
 # may have left some behind in the shared directory (and in the FreeIPA test server's).
 scripts/freeipa.sh reset &
@@ -35,6 +39,11 @@ DIRSRV_INSTANCE=mattersync-restart DIRSRV_PORT=3391 DIRSRV_SECURE_PORT=3638 scri
 MATTERSYNC_LEDGER_PG_CLUSTER=ledger2 MATTERSYNC_LEDGER_PG_PORT=5434 scripts/ledger-pg.sh up
 cat .local/ledger2-pg.env >> .local/servers.env
 scripts/chromium.sh >/dev/null
+if ! wait "$mm_restart"; then
+  cat .local/mm-restart-up.log >&2
+  exit 1
+fi
+tail -n 1 .local/mm-restart-up.log >&2
 if ! wait "$build"; then
   cat .local-build.log >&2
   rm -f .local-build.log

@@ -74,7 +74,10 @@ pub async fn identify<M: MattermostApi>(
                 )
                 .await
                 .with_context(|| {
-                    format!("mattermost: looking up the target of link {}", link.id())
+                    format!(
+                        "mattermost: looking up the target of link {}; nothing was changed",
+                        link.id()
+                    )
                 })?;
                 cache.targets.insert(link.target.clone(), r.clone());
                 r

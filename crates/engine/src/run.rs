@@ -247,7 +247,7 @@ pub async fn gather<M: MattermostApi>(
     let me = mm
         .me()
         .await
-        .context("mattermost: cannot read the token's own account")?;
+        .context("mattermost: cannot read the token's own account; nothing was changed")?;
     let teams: Vec<String> = teams.into_iter().collect();
     let channels: Vec<(String, String)> = channels.into_iter().collect();
     let usernames: Vec<String> = match cfg.mattermost.matching {
@@ -262,7 +262,11 @@ pub async fn gather<M: MattermostApi>(
         )?
     };
     if !links.is_empty() && !matches!(cfg.mattermost.matching, Matching::Username) {
-        for u in mm.all_users().await.context("mattermost: listing users")? {
+        for u in mm
+            .all_users()
+            .await
+            .context("mattermost: listing users failed; nothing was changed")?
+        {
             mattermost.users.insert(u.id.clone(), u);
         }
     }

@@ -158,6 +158,31 @@ async fn a_directory_outage_ends_the_run_before_any_plan_or_write() {
     assert_eq!(w.mm.api_calls(), 0, "Mattermost is not even read");
 }
 
+/// Found by a real restart (real_restarts.rs): with Mattermost down, the first call a run
+/// makes is a link's target lookup, and its error did not say that nothing was changed.
+#[tokio::test]
+async fn a_mattermost_outage_ends_the_run_before_any_write_saying_nothing_was_changed() {
+    let mut w = world(&["ann"], &["ann"]);
+    w.mm.faults.lock().expect("faults").down = true;
+    let ledger = Ledger::open(&w.path).expect("ledger");
+    let err = engine::read_all(&w.cfg, &mut w.dir, &w.mm, &ledger)
+        .await
+        .err()
+        .expect("must fail");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("cannot connect") && text.contains("nothing was changed"),
+        "{text}"
+    );
+    assert_eq!(w.mm.writes(), 0);
+    drop(ledger);
+    // Back up: the run goes through.
+    w.mm.faults.lock().expect("faults").down = false;
+    let (_, verdict, _) = w.apply(false).await;
+    assert_eq!(verdict, Verdict::Apply);
+    assert_eq!(w.mm.channel_members(), names(&["ann"]));
+}
+
 #[tokio::test]
 async fn rate_limited_reads_fail_the_run_cleanly_and_the_next_run_recovers() {
     let mut w = world(&["ann"], &["ann"]);

@@ -30,6 +30,13 @@ const ALREADY_MEMBER: &[&str] = &[
     "store.sql_team.save_member.exists.app_error",
 ];
 
+/// Whether a failed call says nothing about its own user: the server failed (5xx after the
+/// retries) or could not be reached. The next user's call would only wait out the same
+/// retries again (a database that went down mid-batch: minutes per user).
+fn server_failed(e: &MmError) -> bool {
+    e.status().is_none_or(|s| s >= 500)
+}
+
 /// Whether an add failed only because the user is a member already.
 fn already_member(e: &MmError) -> bool {
     e.api_error()
@@ -251,27 +258,43 @@ impl Client {
     }
 
     /// Adds one user to a channel with `{"user_id": …}`.
-    async fn add_channel_member(&self, channel_id: &str, user_id: &str) -> UserOutcome {
+    async fn add_channel_member(&self, channel_id: &str, user_id: &str) -> Result<(), MmError> {
         let path = format!("/channels/{}/members", seg(channel_id));
         let body = wire::ChannelMemberIn { user_id };
         match self
             .send(Method::POST, &path, &body, Retry::Idempotent)
             .await
         {
-            Ok(_) => UserOutcome::new(user_id, Outcome::Added),
-            Err(e) if already_member(&e) => UserOutcome::new(user_id, Outcome::Added),
-            Err(e) => UserOutcome::failed(user_id, &e),
+            Ok(_) => Ok(()),
+            Err(e) if already_member(&e) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
+    /// One call per user, in order. Once a call fails because of the server rather than its
+    /// user ([`server_failed`]), the users left fail with that error without a call (their
+    /// adds are retried by the next run).
     async fn add_channel_members_one_by_one(
         &self,
         channel_id: &str,
         part: &[&String],
     ) -> Vec<UserOutcome> {
         let mut out = Vec::with_capacity(part.len());
+        let mut down: Option<MmError> = None;
         for u in part {
-            out.push(self.add_channel_member(channel_id, u).await);
+            if let Some(e) = &down {
+                out.push(UserOutcome::failed(u, e));
+                continue;
+            }
+            match self.add_channel_member(channel_id, u).await {
+                Ok(()) => out.push(UserOutcome::new(u, Outcome::Added)),
+                Err(e) => {
+                    out.push(UserOutcome::failed(u, &e));
+                    if server_failed(&e) {
+                        down = Some(e);
+                    }
+                }
+            }
         }
         out
     }
@@ -342,14 +365,13 @@ impl Client {
                     OneOrMany::Many(v) => v.into_iter().map(|m| m.user_id).collect(),
                     OneOrMany::One(m) => [m.user_id].into(),
                 };
-                let mut out = Vec::with_capacity(part.len());
-                for u in &part {
-                    if present.contains(u.as_str()) {
-                        out.push(UserOutcome::new(u, Outcome::Added));
-                    } else {
-                        out.push(self.add_channel_member(channel_id, u).await);
-                    }
-                }
+                let (added, missing): (Vec<&String>, Vec<&String>) =
+                    part.iter().partition(|u| present.contains(u.as_str()));
+                let mut out: Vec<UserOutcome> = added
+                    .iter()
+                    .map(|u| UserOutcome::new(u, Outcome::Added))
+                    .collect();
+                out.extend(self.add_channel_members_one_by_one(channel_id, &missing).await);
                 Ok(out)
             }
         })

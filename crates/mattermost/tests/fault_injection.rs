@@ -481,6 +481,59 @@ async fn channel_batch_add_asks_again_for_users_the_server_left_out() {
     assert_eq!(out.iter().filter(|o| o.is_success()).count(), 9);
 }
 
+/// Found by stopping the PostgreSQL under a real Mattermost mid-apply (real_restarts.rs):
+/// the batch answered the members it added before the database went away, and each user
+/// left out was then asked for alone, every one failing 500 only after the whole retry
+/// schedule (an 80-user batch took minutes). Once the server itself fails, the rest fail at
+/// once with its error.
+#[tokio::test]
+async fn a_server_failing_after_a_partial_batch_fails_the_rest_without_a_call_each() {
+    let server = FakeServer::start(|req, _| {
+        let body = req.json();
+        if let Some(ids) = body["user_ids"].as_array() {
+            // Three were added, then the database went down.
+            let rows: Vec<_> = ids
+                .iter()
+                .filter_map(|v| v.as_str())
+                .take(3)
+                .map(|u| member(u, false))
+                .collect();
+            Reply::value(201, json!(rows))
+        } else {
+            Reply::error(
+                500,
+                "app.channel.get.find.app_error",
+                "We encountered an error finding the channel.",
+            )
+        }
+    })
+    .await;
+    let c = client(&server);
+    let ids: Vec<String> = (0..10).map(|i| id('u', i)).collect();
+    let out = c.add_channel_members("ch1", &ids).await.expect("add");
+    assert_eq!(out.len(), 10);
+    let added: Vec<&str> = out
+        .iter()
+        .filter(|o| o.is_success())
+        .map(|o| o.user_id.as_str())
+        .collect();
+    assert_eq!(added, [id('u', 0), id('u', 1), id('u', 2)]);
+    for o in out.iter().filter(|o| !o.is_success()) {
+        assert!(o.error().expect("message").contains("HTTP 500"), "{o:?}");
+    }
+    let singles = server
+        .requests()
+        .iter()
+        .filter(|r| r.json()["user_id"].is_string())
+        .count();
+    let retries = config(&server.url).max_retries as usize;
+    assert_eq!(
+        singles,
+        retries + 1,
+        "one user asked alone (with its retries), not all seven"
+    );
+}
+
 #[tokio::test]
 async fn channel_add_falls_back_to_one_call_per_user_on_a_server_without_user_ids() {
     let server = FakeServer::start(|req, _| {

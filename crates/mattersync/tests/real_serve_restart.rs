@@ -2,59 +2,30 @@
 //! removed and the service says it is not ready; when it is back the service reconnects,
 //! resumes from its cookie (no full refresh) and catches up with what changed meanwhile.
 //!
+//! Then the directory crashes (SIGKILL of `ns-slapd`) right after a change: the change is
+//! not lost, nothing is removed while it is away, and the session resumes once more.
+//!
 //! It uses a 389-ds instance of its own (`mattersync-restart`, made by `scripts/test.sh`
 //! with `DIRSRV_INSTANCE=mattersync-restart scripts/dirsrv.sh up`), so no other test sees
-//! the outage.
+//! the outage, and holds its lock (`real_restarts.rs` restarts it too).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod real_serve_support;
 
-use mattersync_testsupport::{parse_env, Sandbox, Servers};
+use mattersync_testsupport::restart::{InstanceLock, RestartDirectory};
+use mattersync_testsupport::Sandbox;
 use real_serve_support::{serve_section, wait_until, Service, API_TOKEN};
-use std::process::Command;
 use std::time::Duration;
-
-const INSTANCE: &str = "mattersync-restart";
-
-fn dirsrv(cmd: &str) {
-    let script = Servers::root().join("scripts/dirsrv.sh");
-    let out = Command::new(&script)
-        .arg(cmd)
-        .env("DIRSRV_INSTANCE", INSTANCE)
-        .env("DIRSRV_PORT", "3391")
-        .env("DIRSRV_SECURE_PORT", "3638")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run scripts/dirsrv.sh");
-    assert!(
-        out.status.success(),
-        "dirsrv.sh {cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The restartable instance's connection details; the test fails without them.
-fn restart_instance() -> std::collections::BTreeMap<String, String> {
-    let path = Servers::root().join(format!(".local/dirsrv-{INSTANCE}.env"));
-    match std::fs::read_to_string(&path) {
-        Ok(text) => parse_env(&text),
-        Err(e) => panic!(
-            "real_serve_restart needs the 389-ds instance {INSTANCE}: {}: {e} (scripts/test.sh \
-             starts it; by hand: scripts/servers.sh up, then DIRSRV_INSTANCE={INSTANCE} \
-             DIRSRV_PORT=3391 DIRSRV_SECURE_PORT=3638 scripts/dirsrv.sh up)",
-            path.display()
-        ),
-    }
-}
 
 #[tokio::test]
 #[ignore = "needs the real servers (scripts/test.sh runs it)"]
 async fn real_serve_reconnects_after_389ds_restarts_and_catches_up_with_nothing_missed() {
+    let _lock = InstanceLock::take(RestartDirectory::INSTANCE).await;
+    let dir = RestartDirectory::load();
     let mut sb = Sandbox::new("serve_dirsrv_restart").await;
-    let instance = restart_instance();
     // This sandbox's directory side lives in the restartable instance.
-    dirsrv("up");
-    sb.servers.vars.extend(instance);
+    dir.up().await;
+    sb.servers.vars.extend(dir.vars.clone());
     let alice = sb.user("alice", true, false).await;
     let bob = sb.user("bob", true, false).await;
     let g = sb.create_group("infra", &[&alice], &[], &[]).await;
@@ -70,7 +41,7 @@ async fn real_serve_reconnects_after_389ds_restarts_and_catches_up_with_nothing_
     assert_eq!(members().await, vec![alice.uid.clone()]);
 
     // Down: the service notices, is not ready, and a sync it is asked for fails closed.
-    dirsrv("down");
+    dir.down().await;
     let noticed = wait_until(Duration::from_secs(60), || async {
         svc.get("/readyz").await.0 == 503
     })
@@ -97,7 +68,7 @@ async fn real_serve_reconnects_after_389ds_restarts_and_catches_up_with_nothing_
     .await;
 
     // Back up: changes made before the service reconnects are not missed.
-    dirsrv("up");
+    dir.up().await;
     sb.add_member(&g, &bob).await;
     sb.remove_member(&g, &alice).await;
     let caught_up = wait_until(Duration::from_secs(120), || async {
@@ -118,4 +89,47 @@ async fn real_serve_reconnects_after_389ds_restarts_and_catches_up_with_nothing_
     );
     assert_eq!(m.get("mattersync_directory_cookie_refused_total"), 0.0);
     assert_eq!(m.get("mattersync_directory_connected"), 1.0);
+    let sessions = m.get("mattersync_directory_sessions_total{refresh=\"incremental\"}");
+
+    // A crash right after a change: ns-slapd is killed, whether or not the service has seen
+    // the change yet.
+    let carol = sb.user("carol", true, false).await;
+    sb.add_member(&g, &carol).await;
+    dir.crash().await;
+    let noticed = wait_until(Duration::from_secs(60), || async {
+        svc.get("/readyz").await.0 == 503
+    })
+    .await;
+    assert!(
+        noticed,
+        "still ready with the directory crashed:\n{}",
+        svc.logs()
+    );
+    let m = members().await;
+    assert!(
+        m.contains(&bob.uid),
+        "bob removed while the directory was down: {m:?}"
+    );
+    // Started again (the server recovers its database): the change made just before the
+    // crash is applied, and the session resumes from the cookie once more.
+    dir.up().await;
+    let mut both = vec![bob.uid.clone(), carol.uid.clone()];
+    both.sort();
+    let caught_up = wait_until(Duration::from_secs(120), || async {
+        members().await == both
+    })
+    .await;
+    assert!(caught_up, "{:?}\n{}", members().await, svc.logs());
+    svc.wait_ready().await;
+    let m = svc
+        .wait_metrics("a session resumed after the crash", |m| {
+            m.get("mattersync_directory_sessions_total{refresh=\"incremental\"}") > sessions
+        })
+        .await;
+    assert_eq!(
+        m.get("mattersync_directory_sessions_total{refresh=\"full\"}"),
+        1.0,
+        "the cookie still held after the crash: {m:?}"
+    );
+    assert_eq!(m.get("mattersync_directory_cookie_refused_total"), 0.0);
 }

@@ -12,6 +12,7 @@
 
 pub mod freeipa;
 pub mod proxy;
+pub mod restart;
 
 /// The LDAP client the sandbox uses, for tests that change the directory in other ways.
 pub use ldap3;
@@ -269,7 +270,13 @@ impl Sandbox {
 
     /// A fresh sandbox; fails the test when the servers do not answer ([`servers_or_fail`]).
     pub async fn new(test: &str) -> Sandbox {
-        let servers = servers_or_fail(test).await;
+        Self::on(test, servers_or_fail(test).await).await
+    }
+
+    /// A fresh sandbox on the servers `servers` names (e.g. the shared ones with another
+    /// Mattermost's or directory's variables put over them, [`restart`]); the caller has
+    /// checked that they answer.
+    pub async fn on(test: &str, servers: Servers) -> Sandbox {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let area = format!("s{}", &id[..8]);
         let mm = servers.mattermost();

@@ -35,6 +35,9 @@ pub enum TcpFault {
     /// Relay the first N bytes from the server, then relay nothing more and keep the
     /// connection open (a server that hangs: the client's timeout must fire).
     StallAfter(usize),
+    /// Relay both ways, the server's bytes at about N a second (a slow link: a read takes
+    /// long enough for a test to restart the real server while it is under way).
+    Throttle(usize),
 }
 
 /// What a [`Rule`] does with a request it matches.
@@ -184,6 +187,7 @@ struct Shared {
     live: Mutex<Vec<tokio::task::AbortHandle>>,
     released: Notify,
     stalled: std::sync::atomic::AtomicUsize,
+    relayed: std::sync::atomic::AtomicUsize,
     tls: Option<Acceptor>,
 }
 
@@ -243,6 +247,7 @@ impl Proxy {
             live: Mutex::new(Vec::new()),
             released: Notify::new(),
             stalled: std::sync::atomic::AtomicUsize::new(0),
+            relayed: std::sync::atomic::AtomicUsize::new(0),
             tls,
         });
         let (refusing, rx) = watch::channel(false);
@@ -361,6 +366,27 @@ impl Proxy {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    /// Bytes relayed from the server to clients so far, on every connection, live ones too
+    /// (TCP mode).
+    pub fn relayed(&self) -> usize {
+        self.shared
+            .relayed
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until more than `n` bytes have been relayed from the server ([`Proxy::relayed`]),
+    /// up to `limit`; returns whether they were.
+    pub async fn wait_relayed(&self, n: usize, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.relayed() <= n {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         true
     }
@@ -508,8 +534,13 @@ async fn relay(client: TcpStream, shared: &Shared) {
     let (mut sr, mut sw) = server.into_split();
     let up_bytes = std::sync::atomic::AtomicUsize::new(0);
     let limit = match fault {
-        TcpFault::Pass => usize::MAX,
+        TcpFault::Pass | TcpFault::Throttle(_) => usize::MAX,
         TcpFault::ResetAfter(k) | TcpFault::StallAfter(k) => k,
+    };
+    // A throttled connection reads a tenth of a second's worth at a time, then pauses.
+    let pace = match fault {
+        TcpFault::Throttle(rate) => Some((rate / 10).max(1)),
+        TcpFault::Pass | TcpFault::ResetAfter(_) | TcpFault::StallAfter(_) => None,
     };
     #[derive(PartialEq)]
     enum End {
@@ -535,8 +566,9 @@ async fn relay(client: TcpStream, shared: &Shared) {
         let down = async {
             let mut total = 0usize;
             let mut buf = vec![0u8; 16 * 1024];
+            let cap = pace.map_or(buf.len(), |p| p.min(buf.len()));
             loop {
-                let n = match sr.read(&mut buf).await {
+                let n = match sr.read(&mut buf[..cap]).await {
                     Ok(0) | Err(_) => return (total, End::ServerClosed),
                     Ok(n) => n,
                 };
@@ -545,6 +577,12 @@ async fn relay(client: TcpStream, shared: &Shared) {
                     return (total, End::ServerClosed);
                 }
                 total += allowed;
+                shared
+                    .relayed
+                    .fetch_add(allowed, std::sync::atomic::Ordering::SeqCst);
+                if pace.is_some() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
                 if allowed < n {
                     return (total, End::Limit);
                 }

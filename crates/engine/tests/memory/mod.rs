@@ -66,6 +66,8 @@ pub struct Faults {
     pub failing_users: BTreeSet<String>,
     /// The next write is made, then its answer is lost (the connection drops).
     pub lose_next_answer: bool,
+    /// The server is down: every call fails to connect, as after the real client's retries.
+    pub down: bool,
 }
 
 #[derive(Default)]
@@ -150,11 +152,22 @@ impl MemMattermost {
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::SeqCst)
     }
+
+    /// Counts a call; fails it when the server is [`Faults::down`].
+    fn call(&self) -> Result<()> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.faults.lock().expect("faults").down {
+            bail!(
+                "mattermost GET /api/v4/…: cannot connect (after 6 attempts): Connection refused"
+            );
+        }
+        Ok(())
+    }
 }
 
 impl MattermostApi for MemMattermost {
     async fn me(&self) -> Result<MmUser> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.call()?;
         let w = self.world.lock().expect("world");
         Ok(w.users.get("id-admin").cloned().unwrap_or_default())
     }
@@ -165,7 +178,7 @@ impl MattermostApi for MemMattermost {
         channels: &[(String, String)],
         _usernames: &[String],
     ) -> Result<Mattermost> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.call()?;
         {
             let mut f = self.faults.lock().expect("faults");
             if f.rate_limited_reads > 0 {
@@ -193,7 +206,7 @@ impl MattermostApi for MemMattermost {
     }
 
     async fn all_users(&self) -> Result<Vec<MmUser>> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.call()?;
         Ok(self
             .world
             .lock()
@@ -241,7 +254,7 @@ impl MattermostApi for MemMattermost {
     }
 
     async fn apply(&self, action: &Action) -> Result<Vec<UserOutcome>> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.call()?;
         self.writes.fetch_add(1, Ordering::SeqCst);
         let (failing, lose) = {
             let mut f = self.faults.lock().expect("faults");
@@ -326,19 +339,19 @@ impl MattermostApi for MemMattermost {
     }
 
     async fn team_by_id(&self, id: &str) -> Result<Option<TeamInfo>> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.call()?;
         let w = self.world.lock().expect("world");
         Ok(w.teams.values().find(|t| t.id == id).map(team_info))
     }
 
     async fn team_by_name(&self, name: &str) -> Result<Option<TeamInfo>> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.call()?;
         let w = self.world.lock().expect("world");
         Ok(w.teams.get(name).map(team_info))
     }
 
     async fn channel_by_id(&self, id: &str) -> Result<Option<ChannelInfo>> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.call()?;
         let w = self.world.lock().expect("world");
         Ok(w.channels
             .values()
@@ -347,7 +360,7 @@ impl MattermostApi for MemMattermost {
     }
 
     async fn channel_by_name(&self, team: &str, name: &str) -> Result<Option<ChannelInfo>> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.call()?;
         let w = self.world.lock().expect("world");
         Ok(w.channels
             .get(&format!("{team}/{name}"))
@@ -355,7 +368,7 @@ impl MattermostApi for MemMattermost {
     }
 
     async fn user_team_channels(&self, user_id: &str, team_id: &str) -> Result<Vec<ChannelInfo>> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.call()?;
         Ok(self.user_channels_in(user_id, team_id))
     }
 }
