@@ -348,7 +348,6 @@ impl Client {
                 }
                 Err(e) => Err(e),
             };
-            drop(slot);
             let elapsed = started.elapsed();
             let elapsed_ms = elapsed.as_millis() as u64;
             if let Some(observe) = self.inner.observer.get() {
@@ -390,9 +389,13 @@ impl Client {
                         );
                         self.inner.counters.retry();
                         if rate_limited {
-                            // every request waits, this one included (in `admit`)
+                            // Every request waits, this one included (in `admit`); held
+                            // back before this one's slot is given up, so that no request
+                            // waiting for the slot is sent in between.
                             self.hold_back(wait);
+                            drop(slot);
                         } else {
+                            drop(slot);
                             tokio::time::sleep(wait).await;
                         }
                         continue;
@@ -425,6 +428,7 @@ impl Client {
                             "mattermost call failed; retrying"
                         );
                         self.inner.counters.retry();
+                        drop(slot);
                         tokio::time::sleep(wait).await;
                         continue;
                     }

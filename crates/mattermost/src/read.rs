@@ -199,17 +199,24 @@ impl Client {
     /// the results in the items' order (so what is assembled from them does not depend on
     /// which answer came first). The first error fails the whole read; the others are
     /// dropped unfinished.
-    pub(crate) async fn each<I, T, F, Fut>(&self, items: I, f: F) -> Result<Vec<T>, MmError>
+    pub(crate) async fn each<I, T, F, Fut>(&self, items: I, mut f: F) -> Result<Vec<T>, MmError>
     where
         I: IntoIterator,
         F: FnMut(I::Item) -> Fut,
         Fut: Future<Output = Result<T, MmError>>,
     {
-        stream::iter(items)
-            .map(f)
-            .buffered(self.read_concurrency())
+        // Unordered, so that one slow item does not stop the others from starting; put back
+        // in order afterwards.
+        let mut done: Vec<(usize, T)> = stream::iter(items.into_iter().enumerate())
+            .map(|(i, item)| {
+                let fut = f(item);
+                async move { fut.await.map(|t| (i, t)) }
+            })
+            .buffer_unordered(self.read_concurrency())
             .try_collect()
-            .await
+            .await?;
+        done.sort_by_key(|(i, _)| *i);
+        Ok(done.into_iter().map(|(_, t)| t).collect())
     }
 
     /// Every page of a listing, `per_page=200`, until a short page; `window` pages are asked
