@@ -11,6 +11,7 @@ pub mod explain;
 pub mod group_spec;
 pub mod identity;
 pub mod intent;
+pub mod kept;
 pub mod model;
 pub mod naming;
 pub mod plan;

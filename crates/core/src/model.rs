@@ -93,6 +93,35 @@ impl Directory {
     fn is_active(&self, uid: &str) -> bool {
         self.users.get(uid).is_some_and(|u| !u.disabled)
     }
+
+    /// The part of the directory that `groups` mean: those groups, every group they nest or
+    /// name as manager (transitively), and every user those reference. What these groups'
+    /// members and managers are is the same in the part as in the whole.
+    pub fn part_for<'a>(&self, groups: impl IntoIterator<Item = &'a str>) -> Directory {
+        let mut part = Directory::default();
+        let mut stack: Vec<&str> = groups.into_iter().collect();
+        while let Some(cn) = stack.pop() {
+            if part.groups.contains_key(cn) {
+                continue;
+            }
+            let Some(g) = self.groups.get(cn) else {
+                continue;
+            };
+            for uid in g.member_users.iter().chain(&g.manager_users) {
+                if let Some(u) = self.users.get(uid) {
+                    part.users.entry(uid.clone()).or_insert_with(|| u.clone());
+                }
+            }
+            stack.extend(
+                g.member_groups
+                    .iter()
+                    .chain(&g.manager_groups)
+                    .map(String::as_str),
+            );
+            part.groups.insert(cn.to_string(), g.clone());
+        }
+        part
+    }
 }
 
 /// A Mattermost account.

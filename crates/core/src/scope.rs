@@ -38,6 +38,84 @@ pub fn changed_groups(old: &Directory, new: &Directory) -> BTreeSet<String> {
         .collect()
 }
 
+/// [`changed_groups`], when only `candidates` can have changed (the directory model says
+/// which groups a refresh touched): the same answer without comparing every group.
+pub fn changed_groups_among(
+    old: &Directory,
+    new: &Directory,
+    candidates: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    candidates
+        .iter()
+        .filter(|cn| view(old, cn) != view(new, cn))
+        .cloned()
+        .collect()
+}
+
+/// Whether the change of `groups` from `old` to `new` can take anything from anyone: a
+/// group gone, an effective member or manager gone, or a member's account record changed
+/// (disabled, e-mail, auth id). A change that cannot only adds, and needs no removal
+/// planned ([`affected_links_adding`]).
+pub fn can_remove(old: &Directory, new: &Directory, groups: &BTreeSet<String>) -> bool {
+    groups
+        .iter()
+        .any(|cn| match (view(old, cn), view(new, cn)) {
+            (None, None) => false,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some((om, og)), Some((nm, ng))) => {
+                !og.is_subset(&ng)
+                    || om
+                        .iter()
+                        .any(|(uid, u)| nm.get(uid).is_none_or(|now| now != u))
+            }
+        })
+}
+
+/// The users a change of `groups` is about, by directory uid: effective members and
+/// managers added or gone, and members whose account record changed.
+pub fn subjects(old: &Directory, new: &Directory, groups: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for cn in groups {
+        let (om, og) = view(old, cn).unwrap_or_default();
+        let (nm, ng) = view(new, cn).unwrap_or_default();
+        out.extend(og.symmetric_difference(&ng).cloned());
+        for uid in om.keys().chain(nm.keys()) {
+            if om.get(uid) != nm.get(uid) {
+                out.insert(uid.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The links to plan for a change of `groups` that cannot remove anyone ([`can_remove`]
+/// is false): every link of each channel a link of these groups names (channels stay whole),
+/// and the team-level links of these groups made add-only. The team's other links need not
+/// be planned: a team-level link's removals are the only reason to plan them, and nobody
+/// leaves anything in this change.
+pub fn affected_links_adding(links: &[Link], groups: &BTreeSet<String>) -> Vec<Link> {
+    let touched = |l: &Link| {
+        groups.contains(&l.group) || matches!(&l.admins, Admins::Group(g) if groups.contains(g))
+    };
+    let channels: BTreeSet<&Target> = links
+        .iter()
+        .filter(|l| touched(l) && matches!(l.target, Target::Channel { .. }))
+        .map(|l| &l.target)
+        .collect();
+    links
+        .iter()
+        .filter_map(|l| match &l.target {
+            Target::Channel { .. } if channels.contains(&l.target) => Some(l.clone()),
+            Target::Team { .. } if touched(l) => Some(Link {
+                mode: crate::Mode::Add,
+                ..l.clone()
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The targets whose links differ between two resolutions (a link added, removed or
 /// changed: from the ledger, the file, or the naming convention).
 pub fn changed_targets(old: &[Link], new: &[Link]) -> BTreeSet<Target> {
@@ -240,6 +318,71 @@ mod tests {
         // A target with no link left (after an unlink) plans nothing.
         let gone: BTreeSet<Target> = ["tm/gone".parse().expect("target")].into();
         assert!(affected_links(&links, &BTreeSet::new(), &gone).is_empty());
+    }
+
+    #[test]
+    fn a_change_that_only_adds_cannot_remove_and_names_its_subjects() {
+        let old = dir(vec![
+            group("mm_x_outer", &["a"], &["mm_x_inner"]),
+            group("mm_x_inner", &["b"], &[]),
+        ]);
+        let mut added = old.clone();
+        added
+            .groups
+            .get_mut("mm_x_inner")
+            .map(|g| g.member_users.insert("c".into()));
+        let changed = changed_groups(&old, &added);
+        assert_eq!(changed, set(&["mm_x_inner", "mm_x_outer"]));
+        assert!(!can_remove(&old, &added, &changed));
+        assert_eq!(subjects(&old, &added, &changed), set(&["c"]));
+        // A member gone, a member's record changed, a manager gone, a group gone: each can.
+        let mut gone = old.clone();
+        gone.groups
+            .get_mut("mm_x_inner")
+            .map(|g| g.member_users.remove("b"));
+        assert!(can_remove(&old, &gone, &set(&["mm_x_outer"])));
+        assert_eq!(subjects(&old, &gone, &set(&["mm_x_outer"])), set(&["b"]));
+        let mut disabled = old.clone();
+        if let Some(u) = disabled.users.get_mut("a") {
+            u.disabled = true;
+        }
+        assert!(can_remove(&old, &disabled, &set(&["mm_x_outer"])));
+        assert_eq!(
+            subjects(&old, &disabled, &set(&["mm_x_outer"])),
+            set(&["a"])
+        );
+        let mut managed = old.clone();
+        managed
+            .groups
+            .get_mut("mm_x_outer")
+            .map(|g| g.manager_users.insert("d".into()));
+        assert!(!can_remove(&old, &managed, &set(&["mm_x_outer"])));
+        assert!(can_remove(&managed, &old, &set(&["mm_x_outer"])));
+        assert_eq!(subjects(&old, &managed, &set(&["mm_x_outer"])), set(&["d"]));
+        let mut vanished = old.clone();
+        vanished.groups.remove("mm_x_inner");
+        assert!(can_remove(&old, &vanished, &set(&["mm_x_inner"])));
+        assert!(!can_remove(&vanished, &old, &set(&["mm_x_inner"])));
+    }
+
+    #[test]
+    fn an_adding_change_plans_its_channels_whole_and_its_team_links_add_only() {
+        let links = vec![
+            link("mm_x_team", "tm"),
+            link("mm_x_a", "tm/one"),
+            link("mm_x_b", "tm/one"),
+            link("mm_x_b", "tm/two"),
+            link("mm_x_c", "un/three"),
+        ];
+        // A channel link's group: that channel whole, not the team.
+        let got = affected_links_adding(&links, &set(&["mm_x_a"]));
+        assert_eq!(got, links[1..3].to_vec());
+        // The team link's group: the team link alone, add-only.
+        let got = affected_links_adding(&links, &set(&["mm_x_team"]));
+        let mut add_only = links[0].clone();
+        add_only.mode = Mode::Add;
+        assert_eq!(got, vec![add_only]);
+        assert!(affected_links_adding(&links, &set(&["mm_x_z"])).is_empty());
     }
 
     #[test]

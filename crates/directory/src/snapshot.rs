@@ -1,11 +1,10 @@
 //! Reading groups, their nesting and their users into a [`Directory`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::time::Instant;
 
 use ldap3::Scope;
 use mattersync_core::model::{DirGroup, DirUser, Directory};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::config::LdapConfig;
 use crate::dn::Dn;
@@ -76,12 +75,12 @@ impl RawGroup {
         })
     }
 
-    fn refs(&self) -> impl Iterator<Item = &Dn> {
+    pub(crate) fn refs(&self) -> impl Iterator<Item = &Dn> {
         self.members.iter().chain(self.managers.iter())
     }
 }
 
-fn is_group_entry(e: &Entry) -> bool {
+pub(crate) fn is_group_entry(e: &Entry) -> bool {
     e.values("objectClass").iter().any(|oc| {
         std::str::from_utf8(oc)
             .is_ok_and(|oc| GROUP_CLASSES.contains(&oc.to_ascii_lowercase().as_str()))
@@ -218,7 +217,7 @@ pub(crate) fn assemble(
 }
 
 impl LdapDirectory {
-    fn group_attrs(&self) -> Vec<String> {
+    pub(crate) fn group_attrs(&self) -> Vec<String> {
         let cfg = self.config();
         let mut attrs: Vec<String> = Vec::new();
         for a in [
@@ -239,7 +238,7 @@ impl LdapDirectory {
         attrs
     }
 
-    fn user_attrs(&self) -> Vec<String> {
+    pub(crate) fn user_attrs(&self) -> Vec<String> {
         let cfg = self.config();
         let mut attrs: Vec<String> = Vec::new();
         for a in [&cfg.user_id_attr, &cfg.email_attr, &cfg.disabled_attr]
@@ -258,34 +257,7 @@ impl LdapDirectory {
     /// (transitively, whether or not it matches the filter), and every user they reference,
     /// disabled ones flagged. Any error or limit aborts the whole read.
     pub async fn snapshot(&mut self) -> Result<Directory, DirectoryError> {
-        let started = Instant::now();
-        let group_base = self.config().group_base();
-        let user_base = self.config().user_base();
-        let group_filter = self.config().group_filter.clone();
-        self.check_readable("group_base", &group_base).await?;
-        self.check_readable("user_base", &user_base).await?;
-        let attrs = self.group_attrs();
-        let entries = self
-            .search(&group_base, Scope::Subtree, &group_filter, &attrs, true)
-            .await?;
-        distinct(entries.iter().map(|e| &e.dn))?;
-        let mut groups = BTreeMap::new();
-        for e in &entries {
-            let g = RawGroup::from_entry(e, self.config())?;
-            groups.insert(g.dn.clone(), g);
-        }
-        let matched = groups.len();
-        self.expand(&mut groups).await?;
-        let users = self.referenced_users(&groups).await?;
-        let dir = assemble(&groups, &users)?;
-        info!(
-            matched,
-            groups = dir.groups.len(),
-            users = dir.users.len(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "directory snapshot read"
-        );
-        Ok(dir)
+        Ok(self.read_model().await?.into_directory())
     }
 
     /// One group by name (any group under `group_base`, whether or not it matches the
@@ -347,7 +319,10 @@ impl LdapDirectory {
     }
 
     /// Follow member and manager DNs to groups, breadth first, each DN once (cycles end).
-    async fn expand(&mut self, groups: &mut BTreeMap<Dn, RawGroup>) -> Result<(), DirectoryError> {
+    pub(crate) async fn expand(
+        &mut self,
+        groups: &mut BTreeMap<Dn, RawGroup>,
+    ) -> Result<(), DirectoryError> {
         let attrs = self.group_attrs();
         let mut queue: VecDeque<Dn> = groups.values().flat_map(|g| g.refs().cloned()).collect();
         let mut seen: HashSet<Dn> = groups.keys().cloned().collect();
@@ -389,7 +364,7 @@ impl LdapDirectory {
     }
 
     /// The users under `user_base` that the groups reference (one paged search).
-    async fn referenced_users(
+    pub(crate) async fn referenced_users(
         &mut self,
         groups: &BTreeMap<Dn, RawGroup>,
     ) -> Result<HashMap<Dn, DirUser>, DirectoryError> {

@@ -609,3 +609,138 @@ async fn real_dirsrv_a_server_that_goes_away_is_an_error() {
         "{again:?}"
     );
 }
+
+/// One step of the model test: `change` made, then the entries it named read again.
+async fn refreshed(
+    conn: &mut LdapDirectory,
+    model: &mut mattersync_directory::DirModel,
+    cfg: &LdapConfig,
+    named: &[&str],
+    what: &str,
+) -> BTreeSet<String> {
+    let named: Vec<String> = named.iter().map(|s| s.to_string()).collect();
+    let r = match conn.refresh_model(model, &named).await {
+        Ok(r) => r,
+        Err(e) => panic!("{what}: refresh: {e}"),
+    };
+    assert_eq!(
+        model.directory().as_ref(),
+        &snapshot(cfg).await,
+        "{what}: the model is not what a full read returns"
+    );
+    r.groups
+}
+
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_dirsrv_a_model_refreshed_by_the_entries_a_change_names_is_a_full_read() {
+    use ldap3::Mod;
+    let d = dirsrv_or_fail(
+        "real_dirsrv_a_model_refreshed_by_the_entries_a_change_names_is_a_full_read",
+    );
+    let mut sb = Sandbox::new(&d, None).await;
+    let ana = sb.user("ana", false).await;
+    let ben = sb.user("ben", false).await;
+    let cy = sb.user("cy", false).await;
+    let dee = sb.user("dee", false).await;
+    let inner = sb
+        .group("inner", false, std::slice::from_ref(&ben), &[])
+        .await;
+    let a = sb
+        .group("mm_t_a", true, &[ana.clone(), inner.clone()], &[])
+        .await;
+    let b = sb
+        .group(
+            "mm_t_b",
+            true,
+            std::slice::from_ref(&cy),
+            std::slice::from_ref(&dee),
+        )
+        .await;
+    let plain = sb
+        .group("plain", false, std::slice::from_ref(&ana), &[])
+        .await;
+    let cfg = sb.config();
+    let mut conn = connect(&cfg).await;
+    let mut model = match conn.read_model().await {
+        Ok(m) => m,
+        Err(e) => panic!("read_model: {e}"),
+    };
+    assert_eq!(model.directory().as_ref(), &snapshot(&cfg).await);
+    let vals = |v: &str| -> std::collections::HashSet<String> { [v.to_string()].into() };
+
+    // A member added to a nested group: the nested group and the group nesting it.
+    sb.add_member(&inner, &cy).await;
+    let g = refreshed(&mut conn, &mut model, &cfg, &[&inner], "nested add").await;
+    assert_eq!(g, set(&["inner", "mm_t_a"]));
+    assert_eq!(
+        model.directory().effective_members("mm_t_a"),
+        set(&["ana", "ben", "cy"])
+    );
+
+    // A member disabled: every group that references her.
+    sb.modify(
+        &ana,
+        vec![Mod::Replace("nsAccountLock".into(), vals("TRUE"))],
+    )
+    .await;
+    let g = refreshed(&mut conn, &mut model, &cfg, &[&ana], "disabled").await;
+    assert_eq!(g, set(&["mm_t_a"]));
+
+    // A new nested group and a new user, named in the order a server could send them.
+    let inner2 = sb
+        .group("inner2", false, std::slice::from_ref(&dee), &[])
+        .await;
+    let eve = sb.user("eve", false).await;
+    sb.add_member(&b, &inner2).await;
+    sb.add_member(&a, &eve).await;
+    let g = refreshed(
+        &mut conn,
+        &mut model,
+        &cfg,
+        &[&inner2, &eve, &b, &a],
+        "new entries",
+    )
+    .await;
+    assert!(
+        g.is_superset(&set(&["inner2", "mm_t_a", "mm_t_b"])),
+        "{g:?}"
+    );
+
+    // A nested group taken out: it is no longer part of the view.
+    sb.modify(&a, vec![Mod::Delete("member".into(), vals(&inner))])
+        .await;
+    refreshed(&mut conn, &mut model, &cfg, &[&a], "unnested").await;
+    assert!(!model.directory().groups.contains_key("inner"));
+
+    // A member's entry deleted (its group keeps the value if nothing maintains it).
+    sb.delete(&cy).await;
+    refreshed(&mut conn, &mut model, &cfg, &[&cy, &b], "deleted user").await;
+    assert!(!model.directory().users.contains_key("cy"));
+
+    // A group renamed: followed by its stable id, the old name forgotten.
+    let c = sb.rename(&b, "cn=mm_t_c").await;
+    sb.modify(&c, vec![Mod::Replace("cn".into(), vals("mm_t_c"))])
+        .await;
+    let g = refreshed(&mut conn, &mut model, &cfg, &[&c], "renamed group").await;
+    assert!(g.is_superset(&set(&["mm_t_b", "mm_t_c"])), "{g:?}");
+
+    // A group the filter does not match and nothing references, and a DN with no entry:
+    // nothing to read into the view.
+    sb.add_member(&plain, &dee).await;
+    let nothing = format!("uid=nobody,{}", sb.users);
+    let g = refreshed(
+        &mut conn,
+        &mut model,
+        &cfg,
+        &[&plain, &nothing],
+        "unrelated",
+    )
+    .await;
+    assert!(g.is_empty(), "{g:?}");
+    // A notification that is not a DN fails the refresh (the caller reads in full).
+    assert!(conn
+        .refresh_model(&mut model, &["not a dn".to_string()])
+        .await
+        .is_err());
+}

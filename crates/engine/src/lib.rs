@@ -15,8 +15,10 @@
 pub mod actor;
 pub mod backoff;
 pub mod config;
+pub mod fault;
 pub mod hold;
 pub mod identity;
+pub mod kept;
 pub mod ledger;
 pub mod links;
 pub mod run;
@@ -25,6 +27,7 @@ pub mod source;
 pub use config::Config;
 pub use hold::{HeldCause, HeldChange, HeldScope, HoldSummary};
 pub use identity::{record_identities, Identified, TargetCache};
+pub use kept::{finish_kept, gather_kept, kept_facts, Kept, KeptReads};
 pub use ledger::{
     instance_name, ledger_name, ledger_target, open_ledger, open_ledger_read_only, run_lock,
 };

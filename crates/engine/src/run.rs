@@ -18,7 +18,7 @@ use mattersync_core::explain::{explain, ExplainError, ExplainInput, Explanation}
 use mattersync_core::intent::{is_member, settled_view};
 use mattersync_core::{
     plan, Action, Directory, GuardTrip, Intent, LedgerFacts, Link, LinkIdentity, LinkIssue,
-    Matching, Mattermost, Plan, PlanInput, Policy, Target,
+    Matching, Mattermost, MmUser, Plan, PlanInput, Policy, Target,
 };
 use mattersync_directory::LdapConfig;
 use mattersync_ledger::{Ledger, RunEnd, RunLock, UserOutcome};
@@ -41,6 +41,8 @@ pub struct State {
     pub link_issues: Vec<LinkIssue>,
     /// Ids seen for the first time, and names seen anew: a lock holder records them.
     pub learned: Vec<LinkIdentity>,
+    /// The token's own account.
+    pub me: MmUser,
 }
 
 impl State {
@@ -94,6 +96,19 @@ pub struct LedgerView {
 }
 
 impl LedgerView {
+    /// All but the facts: what a change cycle reads before it knows its scopes (it reads
+    /// their facts alone, [`crate::gather_kept`]).
+    pub fn read_without_facts(ledger: &Ledger) -> Result<LedgerView> {
+        Ok(LedgerView {
+            links: ledger.links().context("ledger: reading links")?,
+            facts: LedgerFacts::default(),
+            intents: ledger.intents().context("ledger: reading intents")?,
+            identities: ledger
+                .identities()
+                .context("ledger: reading link identities")?,
+        })
+    }
+
     pub fn read(ledger: &Ledger) -> Result<LedgerView> {
         Ok(LedgerView {
             links: ledger.links().context("ledger: reading links")?,
@@ -168,6 +183,7 @@ pub async fn gather_selected<M: MattermostApi>(
 
 /// Every link as it means now: declared in the file, the ledger or by the convention, then
 /// followed through the ids recorded for it.
+#[derive(Debug, Clone)]
 pub struct Linked {
     pub links: Vec<Link>,
     pub warnings: Vec<String>,
@@ -262,6 +278,7 @@ pub async fn gather<M: MattermostApi>(
         warnings,
         link_issues: Vec::new(),
         learned: Vec::new(),
+        me,
     };
     team_channels(mm, &mut state).await?;
     Ok(state)
@@ -271,7 +288,7 @@ pub async fn gather<M: MattermostApi>(
 /// joined by hand): Mattermost drops them with the team, so the plan shows them, the guards
 /// count them, and the ledger records them as removed by mattersync. Read only when a plan
 /// has team removals.
-async fn team_channels<M: MattermostApi>(mm: &M, state: &mut State) -> Result<()> {
+pub(crate) async fn team_channels<M: MattermostApi>(mm: &M, state: &mut State) -> Result<()> {
     // Only a team link that removes can plan a team removal: otherwise no second plan.
     let removing_team_link =
         state.policy.links.iter().any(|l| {
@@ -480,6 +497,10 @@ pub struct ApplyReport {
     pub users_failed: usize,
     pub failures: Vec<String>,
     pub api_calls: u64,
+    /// The per-user outcomes of each action that ran, in plan order (for `serve`'s kept
+    /// state of Mattermost).
+    #[serde(skip)]
+    pub outcomes: Vec<Vec<UserOutcome>>,
 }
 
 /// Executes every action of the plan in order, noting each write as an intent before its
@@ -550,6 +571,7 @@ pub async fn apply<M: MattermostApi>(
         ledger
             .record(&run_id, action, &outcomes)
             .context("ledger: recording an action")?;
+        report.outcomes.push(outcomes);
     }
     report.api_calls = mm.api_calls().saturating_sub(before);
     ledger.finish_run(

@@ -3,9 +3,12 @@
 //! `mattersync_mattermost::Client`); in-memory ones implement them for engine tests.
 
 use anyhow::{Context, Result};
-use mattersync_core::{Action, ChannelInfo, Directory, Mattermost, MmUser, TeamInfo};
-use mattersync_directory::{LdapConfig, LdapDirectory};
+use mattersync_core::{
+    Action, ChannelInfo, ChannelMember, Directory, Mattermost, MmUser, ScopeKind, TeamInfo,
+};
+use mattersync_directory::{DirModel, LdapConfig, LdapDirectory, Refreshed};
 use mattersync_ledger::UserOutcome;
+use std::collections::BTreeMap;
 use std::future::Future;
 
 /// Reads the whole directory view, or fails: never part of it.
@@ -27,6 +30,18 @@ pub trait MattermostApi: Send + Sync {
     ) -> impl Future<Output = Result<Mattermost>> + Send;
     /// Every account (for matching by e-mail or auth data).
     fn all_users(&self) -> impl Future<Output = Result<Vec<MmUser>>> + Send;
+    /// The accounts of these usernames; unknown ones are left out.
+    fn users_by_usernames(
+        &self,
+        usernames: &[String],
+    ) -> impl Future<Output = Result<Vec<MmUser>>> + Send;
+    /// Which of `user_ids` are members of the team or channel `id` now, with their roles.
+    fn members_of(
+        &self,
+        kind: ScopeKind,
+        id: &str,
+        user_ids: &[String],
+    ) -> impl Future<Output = Result<BTreeMap<String, ChannelMember>>> + Send;
     /// Executes one action; per-user outcomes (`Err` in words). An `Err` of the whole call
     /// means no user's outcome is known.
     fn apply(&self, action: &Action) -> impl Future<Output = Result<Vec<UserOutcome>>> + Send;
@@ -84,6 +99,22 @@ impl MattermostApi for mattersync_mattermost::Client {
 
     async fn all_users(&self) -> Result<Vec<MmUser>> {
         Ok(mattersync_mattermost::Client::all_users(self).await?)
+    }
+
+    async fn users_by_usernames(&self, usernames: &[String]) -> Result<Vec<MmUser>> {
+        Ok(mattersync_mattermost::Client::users_by_usernames(self, usernames).await?)
+    }
+
+    async fn members_of(
+        &self,
+        kind: ScopeKind,
+        id: &str,
+        user_ids: &[String],
+    ) -> Result<BTreeMap<String, ChannelMember>> {
+        Ok(match kind {
+            ScopeKind::Team => self.team_members_of(id, user_ids).await?,
+            ScopeKind::Channel => self.channel_members_of(id, user_ids).await?,
+        })
     }
 
     async fn apply(&self, action: &Action) -> Result<Vec<UserOutcome>> {
@@ -181,14 +212,16 @@ impl Ldap {
     }
 }
 
-impl DirectorySource for Ldap {
-    async fn snapshot(&mut self) -> Result<Directory> {
+impl Ldap {
+    /// A full read kept as a model (`serve`), over the kept connection or, when that fails,
+    /// a new one.
+    pub async fn read_model(&mut self) -> Result<DirModel> {
         self.reads += 1;
         if let Some(mut conn) = self.conn.take() {
-            match conn.snapshot().await {
-                Ok(snap) => {
+            match conn.read_model().await {
+                Ok(m) => {
                     self.conn = Some(conn);
-                    return Ok(snap);
+                    return Ok(m);
                 }
                 Err(e) => tracing::debug!(
                     error = %e,
@@ -199,10 +232,41 @@ impl DirectorySource for Ldap {
         let mut conn = LdapDirectory::connect(&self.cfg)
             .await
             .context("directory: cannot connect; nothing was changed")?;
-        let snap = conn.snapshot().await.context(
+        let m = conn.read_model().await.context(
             "directory: read failed; the run stopped before planning, nothing was changed",
         )?;
         self.conn = Some(conn);
-        Ok(snap)
+        Ok(m)
+    }
+
+    /// Reads the entries `changed` names again into `model` (see
+    /// [`LdapDirectory::refresh_model`]); on an error the model must be dropped.
+    pub async fn refresh_model(
+        &mut self,
+        model: &mut DirModel,
+        changed: &[String],
+    ) -> Result<Refreshed> {
+        let conn = match self.conn.as_mut() {
+            Some(c) => c,
+            None => self.conn.insert(
+                LdapDirectory::connect(&self.cfg)
+                    .await
+                    .context("directory: cannot connect; nothing was changed")?,
+            ),
+        };
+        match conn.refresh_model(model, changed).await {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                self.conn = None;
+                Err(anyhow::Error::new(e)
+                    .context("directory: reading the changed entries failed; nothing was changed"))
+            }
+        }
+    }
+}
+
+impl DirectorySource for Ldap {
+    async fn snapshot(&mut self) -> Result<Directory> {
+        Ok(self.read_model().await?.into_directory())
     }
 }

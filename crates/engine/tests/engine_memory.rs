@@ -537,3 +537,104 @@ async fn an_approval_covers_exactly_the_held_plan_that_was_reviewed() {
         Verdict::Held(_)
     ));
 }
+
+/// A change cycle's plan from the kept state (`gather_kept`) against a fresh reading of the
+/// same scopes (`gather`): the same actions, with far fewer calls, through adds, a hand join
+/// the kept state cannot know of, a removal, and a failed write that makes the scope be read
+/// again.
+#[tokio::test]
+async fn a_plan_from_the_kept_state_is_the_plan_a_fresh_reading_gives() {
+    let mut w = world(&["a"], &["a", "b", "c", "d"]);
+    let lock = RunLock::acquire(&w.path).expect("lock");
+    let mut ledger = Ledger::open(&w.path).expect("ledger");
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let _keep = stop_tx;
+
+    // A full run, then the kept state starts from its reading.
+    let mut state = w.read(&ledger).await;
+    engine::settle(&lock, &ledger, &mut state).expect("settle");
+    let plan = state.plan();
+    let me = state.me.clone();
+    let mut kept = engine::Kept::new(
+        std::mem::take(&mut state.mattermost),
+        me,
+        &w.cfg.mattermost.matching,
+    );
+    let report = engine::apply(&lock, &plan, &mut ledger, &w.mm, &stop, "apply", "test")
+        .await
+        .expect("apply");
+    kept.record(&plan, &report);
+
+    let steps: [(&str, &[&str], Option<&str>); 4] = [
+        ("b joins the group", &["a", "b"], None),
+        (
+            "c joined by hand, then the group",
+            &["a", "b", "c"],
+            Some("c"),
+        ),
+        ("a leaves the group", &["b", "c"], None),
+        ("d joins, and her add fails", &["b", "c", "d"], None),
+    ];
+    for (what, members, by_hand) in steps {
+        let old = w.dir.dir.clone();
+        w.dir.group("mm_rl_c", members);
+        if let Some(u) = by_hand {
+            w.mm.join_channel(u);
+        }
+        if what.contains("fails") {
+            w.mm.faults.lock().expect("faults").failing_users = ["id-d".to_string()].into();
+        }
+        let new = w.dir.dir.clone();
+        let changed = mattersync_core::scope::changed_groups(&old, &new);
+        let view = engine::LedgerView::read_without_facts(&ledger).expect("view");
+        let links = engine::links_now(&w.cfg, &new, &view, &w.mm, &mut Default::default())
+            .await
+            .expect("links")
+            .links;
+        let calls = w.mm.calls.load(std::sync::atomic::Ordering::SeqCst);
+        let (mut from_kept, _) = engine::gather_kept(
+            &w.cfg,
+            &w.mm,
+            &mut kept,
+            &old,
+            &new,
+            &changed,
+            links.clone(),
+            view.clone(),
+            Vec::new(),
+        )
+        .await
+        .expect("gather_kept");
+        engine::kept_facts(&ledger, &mut from_kept).expect("facts");
+        engine::finish_kept(&w.mm, &mut from_kept)
+            .await
+            .expect("finish");
+        let kept_calls = w.mm.calls.load(std::sync::atomic::Ordering::SeqCst) - calls;
+        let fresh = engine::gather(
+            &w.cfg,
+            &w.mm,
+            new.clone(),
+            links,
+            engine::LedgerView::read(&ledger).expect("view"),
+            Vec::new(),
+        )
+        .await
+        .expect("gather");
+        let plan = from_kept.plan();
+        assert_eq!(plan.actions, fresh.plan().actions, "{what}");
+        assert!(!plan.actions.is_empty(), "{what}: nothing planned");
+        // Where the change's users are (the channel; the team when one may be added),
+        // nothing listed.
+        assert!((1..=2).contains(&kept_calls), "{what}: {kept_calls} calls");
+        let report = engine::apply(&lock, &plan, &mut ledger, &w.mm, &stop, "apply", "test")
+            .await
+            .expect("apply");
+        kept.record(&plan, &report);
+    }
+    // d's add failed: the channel was forgotten, and is read in full next time.
+    assert!(!kept.mm.channels.contains_key("tm/c"));
+    assert_eq!(
+        w.mm.channel_members(),
+        ["b", "c"].iter().map(|s| s.to_string()).collect()
+    );
+}

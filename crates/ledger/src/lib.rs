@@ -20,6 +20,7 @@ use mattersync_core::{
 };
 use rusqlite::Connection;
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +72,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_link_identity.sql"),
     include_str!("../migrations/0004_admin_demotions.sql"),
     include_str!("../migrations/0005_actors.sql"),
+    include_str!("../migrations/0006_memberships_scope.sql"),
 ];
 
 /// The outcome of one action for one user.
@@ -464,10 +466,39 @@ impl Ledger {
     /// The facts the planner needs.
     pub fn facts(&self) -> Result<LedgerFacts> {
         let mut facts = LedgerFacts::default();
-        for r in self.db.query(
-            "SELECT scope_kind, scope_id, user_id, origin, state FROM memberships WHERE state != 'intended'",
-            &[],
-        )? {
+        self.facts_where(&mut facts, "", &[])?;
+        Ok(facts)
+    }
+
+    /// The facts of these teams and channels only (by id), as [`Ledger::facts`] has them:
+    /// what a change cycle that plans a few scopes needs, without reading every membership.
+    pub fn facts_for(&self, scope_ids: &BTreeSet<String>) -> Result<LedgerFacts> {
+        let mut facts = LedgerFacts::default();
+        let ids: Vec<&String> = scope_ids.iter().collect();
+        // Well under every engine's limit on parameters per statement.
+        for chunk in ids.chunks(400) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("?{i}")).collect();
+            let params: Vec<Value> = chunk.iter().map(|id| Value::from(*id)).collect();
+            self.facts_where(&mut facts, &marks.join(", "), &params)?;
+        }
+        Ok(facts)
+    }
+
+    /// Reads memberships and admin grants into `facts`, all of them (`marks` empty) or those
+    /// of the scopes `params` names (`marks`: their placeholders).
+    fn facts_where(&self, facts: &mut LedgerFacts, marks: &str, params: &[Value]) -> Result<()> {
+        let (members, grants) = if marks.is_empty() {
+            (
+                "SELECT scope_kind, scope_id, user_id, origin, state FROM memberships WHERE state != 'intended'".to_string(),
+                "SELECT channel_id, user_id, demoted FROM admin_grants".to_string(),
+            )
+        } else {
+            (
+                format!("SELECT scope_kind, scope_id, user_id, origin, state FROM memberships WHERE state != 'intended' AND scope_id IN ({marks})"),
+                format!("SELECT channel_id, user_id, demoted FROM admin_grants WHERE channel_id IN ({marks})"),
+            )
+        };
+        for r in self.db.query(&members, params)? {
             let (kind, scope, user) = (r.text(0)?, r.text(1)?, r.text(2)?);
             let record = Record {
                 origin: parse_origin(&r.text(3)?)?,
@@ -480,10 +511,7 @@ impl Ledger {
             };
             map.entry(scope).or_default().insert(user, record);
         }
-        for r in self
-            .db
-            .query("SELECT channel_id, user_id, demoted FROM admin_grants", &[])?
-        {
+        for r in self.db.query(&grants, params)? {
             let map = if r.int(2)? != 0 {
                 &mut facts.channel_admins_demoted
             } else {
@@ -491,7 +519,7 @@ impl Ledger {
             };
             map.entry(r.text(0)?).or_default().insert(r.text(1)?);
         }
-        Ok(facts)
+        Ok(())
     }
 
     /// Starts a run by `actor` and returns its id.

@@ -334,6 +334,54 @@ impl Client {
         Ok(out)
     }
 
+    /// Which of `user_ids` are current members of a team (`scope = "teams"`) or a channel
+    /// (`"channels"`), by `POST /{scope}/{id}/members/ids` in batches: one call where a
+    /// listing of the whole scope would take one per 200 members. Users not in the answer
+    /// are not members; team members who left are not members either.
+    async fn members_of(
+        &self,
+        scope: &str,
+        id: &str,
+        user_ids: &[String],
+    ) -> Result<BTreeMap<String, ChannelMember>, MmError> {
+        let ids: BTreeSet<&String> = user_ids.iter().filter(|k| !k.is_empty()).collect();
+        let ids: Vec<&String> = ids.into_iter().collect();
+        let path = format!("/{scope}/{}/members/ids", seg(id));
+        let mut out = BTreeMap::new();
+        for chunk in ids.chunks(USER_BATCH) {
+            let rows: Vec<wire::Member> = self
+                .send_json(Method::POST, &path, chunk, Retry::Idempotent)
+                .await?;
+            out.extend(rows.into_iter().filter(|m| m.delete_at == 0).map(|m| {
+                (
+                    m.user_id,
+                    ChannelMember {
+                        scheme_admin: m.scheme_admin,
+                    },
+                )
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Which of `user_ids` are current members of the team, with their roles.
+    pub async fn team_members_of(
+        &self,
+        team_id: &str,
+        user_ids: &[String],
+    ) -> Result<BTreeMap<String, ChannelMember>, MmError> {
+        self.members_of("teams", team_id, user_ids).await
+    }
+
+    /// Which of `user_ids` are members of the channel, with their roles.
+    pub async fn channel_members_of(
+        &self,
+        channel_id: &str,
+        user_ids: &[String],
+    ) -> Result<BTreeMap<String, ChannelMember>, MmError> {
+        self.members_of("channels", channel_id, user_ids).await
+    }
+
     /// `POST /users/ids` in batches of 200. Unknown ids are simply not returned.
     pub async fn users_by_ids(&self, ids: &[String]) -> Result<Vec<MmUser>, MmError> {
         self.users_by("/users/ids", ids).await

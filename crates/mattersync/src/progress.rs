@@ -5,9 +5,12 @@
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use mattersync_core::{Action, ChannelInfo, Mattermost, MmUser, TeamInfo};
+use mattersync_core::{
+    Action, ChannelInfo, ChannelMember, Mattermost, MmUser, ScopeKind, TeamInfo,
+};
 use mattersync_engine::MattermostApi;
 use mattersync_ledger::UserOutcome;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// An apply shorter than this shows no bar.
@@ -74,6 +77,17 @@ impl<M: MattermostApi> MattermostApi for Progress<'_, M> {
     fn api_calls(&self) -> u64 {
         self.inner.api_calls()
     }
+    async fn users_by_usernames(&self, usernames: &[String]) -> Result<Vec<MmUser>> {
+        self.inner.users_by_usernames(usernames).await
+    }
+    async fn members_of(
+        &self,
+        kind: ScopeKind,
+        id: &str,
+        user_ids: &[String],
+    ) -> Result<BTreeMap<String, ChannelMember>> {
+        self.inner.members_of(kind, id, user_ids).await
+    }
     async fn team_by_id(&self, id: &str) -> Result<Option<TeamInfo>> {
         self.inner.team_by_id(id).await
     }
@@ -118,6 +132,17 @@ mod tests {
             }
             fn api_calls(&self) -> u64 {
                 0
+            }
+            async fn users_by_usernames(&self, _: &[String]) -> Result<Vec<MmUser>> {
+                Ok(Vec::new())
+            }
+            async fn members_of(
+                &self,
+                _: ScopeKind,
+                _: &str,
+                _: &[String],
+            ) -> Result<BTreeMap<String, ChannelMember>> {
+                Ok(BTreeMap::new())
             }
             async fn team_by_id(&self, _: &str) -> Result<Option<TeamInfo>> {
                 Ok(None)

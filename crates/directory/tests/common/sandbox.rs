@@ -211,6 +211,43 @@ impl Sandbox {
         }
     }
 
+    /// Modify an existing sandbox entry.
+    pub async fn modify(&mut self, dn: &str, mods: Vec<ldap3::Mod<String>>) {
+        let res = self.admin.modify(dn, mods).await.and_then(|r| r.success());
+        if let Err(e) = res {
+            panic!("sandbox: modify {dn}: {e}");
+        }
+    }
+
+    /// Delete a sandbox entry now.
+    pub async fn delete(&mut self, dn: &str) {
+        let res = self.admin.delete(dn).await.and_then(|r| r.success());
+        if let Err(e) = res {
+            panic!("sandbox: delete {dn}: {e}");
+        }
+        self.created.retain(|(d, _)| d != dn);
+    }
+
+    /// Rename a sandbox entry (a new RDN in the same parent); returns the new DN.
+    pub async fn rename(&mut self, dn: &str, rdn: &str) -> String {
+        let res = self
+            .admin
+            .modifydn(dn, rdn, true, None)
+            .await
+            .and_then(|r| r.success());
+        if let Err(e) = res {
+            panic!("sandbox: rename {dn} to {rdn}: {e}");
+        }
+        let parent = dn.split_once(',').map_or("", |(_, p)| p);
+        let new = format!("{rdn},{parent}");
+        for (d, _) in self.created.iter_mut() {
+            if d == dn {
+                *d = new.clone();
+            }
+        }
+        new
+    }
+
     /// Hide an entry from the sandbox's reader (an ACI on the entry denying everything).
     pub async fn hide_from_reader(&mut self, dn: &str) {
         let aci = format!(

@@ -8,11 +8,11 @@
 use anyhow::{bail, Result};
 use mattersync_core::{
     Action, ChannelInfo, ChannelMember, DirGroup, DirUser, Directory, Mattermost, MmChannel,
-    MmTeam, MmUser, TeamInfo,
+    MmTeam, MmUser, ScopeKind, TeamInfo,
 };
 use mattersync_engine::{DirectorySource, MattermostApi};
 use mattersync_ledger::UserOutcome;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -202,6 +202,42 @@ impl MattermostApi for MemMattermost {
             .values()
             .cloned()
             .collect())
+    }
+
+    async fn users_by_usernames(&self, usernames: &[String]) -> Result<Vec<MmUser>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let w = self.world.lock().expect("world");
+        Ok(w.users
+            .values()
+            .filter(|u| {
+                usernames
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(&u.username))
+            })
+            .cloned()
+            .collect())
+    }
+
+    async fn members_of(
+        &self,
+        kind: ScopeKind,
+        id: &str,
+        user_ids: &[String],
+    ) -> Result<BTreeMap<String, ChannelMember>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let w = self.world.lock().expect("world");
+        let members = match kind {
+            ScopeKind::Team => w.teams.values().find(|t| t.id == id).map(|t| &t.members),
+            ScopeKind::Channel => w.channels.values().find(|c| c.id == id).map(|c| &c.members),
+        };
+        Ok(members
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| user_ids.contains(k))
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     async fn apply(&self, action: &Action) -> Result<Vec<UserOutcome>> {

@@ -24,6 +24,11 @@
 //!   `directory_sessions_total{refresh}` (`full`/`incremental`),
 //!   `directory_session_errors_total`, `directory_cookie_refused_total`,
 //!   `slash_commands_total{command,outcome}`.
+//! - `directory_entry_reads_total`: entries a change cycle read again because a notification
+//!   named them (instead of a full read).
+//! - `model_drift_total{side}`: differences a full reconcile found between what the service
+//!   kept and a fresh read. `directory`: groups and users (a lost notification; logged as an
+//!   error); `mattermost`: memberships changed by someone else since the last reconcile.
 
 use mattersync_mattermost::ApiStats;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -72,6 +77,11 @@ pub struct ResponseLabels {
 pub struct BuildLabels {
     pub version: String,
     pub commit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SideLabel {
+    pub side: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -133,6 +143,11 @@ pub struct Metrics {
     pub session_errors: Counter,
     pub cookie_refused: Counter,
     pub slash: Family<CommandLabels, Counter>,
+    pub entry_reads: Counter,
+    pub model_drift: Family<SideLabel, Counter>,
+    /// Change notifications sent to the worker so far (not exported: a full reconcile knows
+    /// from it whether any came while it read).
+    pub notified: AtomicU64,
     /// The Mattermost client's counters as of the last scrape.
     api_seen: Mutex<ApiStats>,
 }
@@ -167,6 +182,9 @@ impl Metrics {
             session_errors: Counter::default(),
             cookie_refused: Counter::default(),
             slash: Family::default(),
+            entry_reads: Counter::default(),
+            model_drift: Family::default(),
+            notified: AtomicU64::new(0),
             api_seen: Mutex::new(ApiStats::default()),
             registry: Registry::with_prefix("mattersync"),
         };
@@ -280,6 +298,16 @@ impl Metrics {
             m.directory_reads.clone(),
         );
         registry.register(
+            "directory_entry_reads",
+            "Directory entries re-read by change cycles because a notification named them",
+            m.entry_reads.clone(),
+        );
+        registry.register(
+            "model_drift",
+            "Differences a full reconcile found between the kept model and a fresh read, by side",
+            m.model_drift.clone(),
+        );
+        registry.register(
             "directory_notifications",
             "Directory change notifications about users or groups, by source",
             m.notifications.clone(),
@@ -353,6 +381,8 @@ impl Metrics {
     }
 
     pub fn notification(&self, source: &str) {
+        self.notified
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.notifications
             .get_or_create(&SourceLabel {
                 source: source.to_string(),

@@ -54,9 +54,13 @@ pub struct Settings {
 #[derive(Debug)]
 pub enum Request {
     /// Users or groups changed in the directory (`cookie`: the newest syncrepl cookie).
+    /// `entries`: the DNs of the entries that changed, when the source names every one of
+    /// them (a live syncrepl session, a poll); `None` when it cannot (an incremental refresh,
+    /// deletions named by UUID only): the worker then reads the whole directory.
     Changed {
         at: Instant,
         cookie: Option<Vec<u8>>,
+        entries: Option<Vec<String>>,
     },
     /// The change source cannot say what changed (a full refresh): reconcile everything.
     Resync {

@@ -6,9 +6,10 @@
 //! `modifyTimestamp` and, now and then, has the worker compare a full listing (deletions
 //! leave no timestamp behind).
 //!
-//! Invariant: the change source never decides what to change; it only wakes the worker,
-//! which reads the directory afresh. Losing a notification delays a change until the next
-//! one or the periodic reconcile; it can never cause a removal.
+//! Invariant: the change source never decides what to change; it wakes the worker and names
+//! the entries that changed (their DNs, never their content), which the worker reads afresh.
+//! Losing a notification delays a change until the next one touching the same entries or the
+//! periodic reconcile (which counts the difference as drift).
 
 use super::state::{ChangeSource, Request, Shared};
 use mattersync_directory::syncrepl::{
@@ -302,6 +303,7 @@ impl Watcher {
                             Request::Changed {
                                 at: Instant::now(),
                                 cookie,
+                                entries: None,
                             }
                         } else {
                             match cookie {
@@ -312,10 +314,14 @@ impl Watcher {
                         self.send(req).await;
                     }
                     SyncEvent::Entry { dn, .. } if self.relevant(&dn) => {
+                        if mattersync_engine::fault::lose_notification() {
+                            continue;
+                        }
                         self.shared.metrics.notification("syncrepl");
                         self.send(Request::Changed {
                             at: Instant::now(),
                             cookie,
+                            entries: Some(vec![dn]),
                         })
                         .await;
                     }
@@ -324,6 +330,7 @@ impl Watcher {
                         self.send(Request::Changed {
                             at: Instant::now(),
                             cookie,
+                            entries: None,
                         })
                         .await;
                     }
@@ -387,7 +394,12 @@ impl Watcher {
                         })
                         .map(|m| m.dn.as_str())
                         .collect();
-                    let relevant = fresh.iter().any(|dn| self.relevant(dn));
+                    let named: Vec<String> = fresh
+                        .iter()
+                        .filter(|dn| self.relevant(dn))
+                        .map(|dn| dn.to_string())
+                        .collect();
+                    let relevant = !named.is_empty();
                     if let Some(top) = entries.iter().map(|m| &m.stamp).max() {
                         if mark.as_ref() != Some(top) {
                             at_mark.clear();
@@ -410,10 +422,13 @@ impl Watcher {
                         self.shared.metrics.notification("poll");
                     }
                     if first || relevant || listing_due {
+                        // The first poll and the periodic listing cannot name deletions.
+                        let entries = (!first && !listing_due).then_some(named);
                         first = false;
                         self.send(Request::Changed {
                             at: Instant::now(),
                             cookie: None,
+                            entries,
                         })
                         .await;
                     }

@@ -1,16 +1,24 @@
-//! The sync worker: one cycle at a time, each a fresh fail-closed directory read, a plan for
-//! the links that read makes necessary, and the apply.
+//! The sync worker: one cycle at a time, each a fail-closed directory read, a plan for the
+//! links that read makes necessary, and the apply.
 //!
-//! A change notification does not say what to do; the difference between this read and the
-//! last one does ([`super::scope::changed_groups`]). What a cycle could not finish (a
-//! Mattermost error, a failed action, a guard trip) is carried into the next one, so nothing
-//! is lost between cycles. A directory error ends a cycle before anything is planned.
+//! A full reconcile reads the whole directory into a model and every linked team and channel
+//! into a kept state of Mattermost (`engine::Kept`). A change cycle reads again only the
+//! entries the notifications named (`engine::Ldap::refresh_model`), plans only the scopes
+//! the difference affects (add-only changes without their team's other links), and plans
+//! them from the kept state, reading from Mattermost only the memberships of the users the
+//! change is about (`engine::gather_kept`). A notification never says what to do; the
+//! difference between the model before and after the reads does
+//! ([`mattersync_core::scope::changed_groups`]). Every full reconcile compares the model and
+//! the kept state with what it read and counts any difference (`mattersync_model_drift`).
+//! What a cycle could not finish (a Mattermost error, a failed action, a guard trip) is
+//! carried into the next one, so nothing is lost between cycles. A directory error ends a
+//! cycle before anything is planned.
 
 use super::state::{now_rfc3339, CycleReport, Outcome, Request, Shared, KEEP_CYCLES};
 use anyhow::Result;
 use mattersync_core::scope;
-use mattersync_core::{Directory, Link, Note, Plan, Target};
-use mattersync_directory::LdapConfig;
+use mattersync_core::{Directory, Link, LinkIdentity, Note, Plan, Target};
+use mattersync_directory::{DirModel, LdapConfig};
 use mattersync_engine::backoff::Backoff;
 use mattersync_engine::{self as engine, DirectorySource, LedgerView, Verdict};
 use mattersync_ledger::{AuditQuery, Ledger, RunLock};
@@ -18,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// A burst of changes is coalesced for at most this many debounce periods.
 const MAX_COALESCE: u32 = 8;
@@ -95,6 +103,18 @@ pub struct Worker {
     cursor: String,
     /// The directory as of the last successful read.
     baseline: Option<Arc<Directory>>,
+    /// The directory kept as a model that change cycles update entry by entry (`None`: the
+    /// next cycle reads it whole).
+    model: Option<DirModel>,
+    /// Mattermost as of the last full reconcile, kept true by this worker's writes.
+    kept: Option<engine::Kept>,
+    /// The entries notifications named since the last cycle; `None` when one could not say
+    /// (the next cycle then reads the whole directory).
+    named: Option<BTreeSet<String>>,
+    /// When the last change notification came (a lone change is applied at once).
+    last_change: Option<Instant>,
+    /// The links as last resolved, and what they were resolved from.
+    linked: Option<(LinkKey, engine::Linked)>,
     last_links: Vec<Link>,
     /// Work a failed or refused cycle left behind.
     carried_groups: BTreeSet<String>,
@@ -129,6 +149,46 @@ pub struct Worker {
     /// The link issues last logged (each is logged when it appears or changes).
     last_issues: Vec<mattersync_core::LinkIssue>,
     hold_until: Option<Instant>,
+}
+
+/// What links are resolved from: the groups by name and id, the ledger's links and the ids
+/// recorded for them. The same key gives the same links (targets are looked up through the
+/// worker's `TargetCache`, which change cycles keep).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LinkKey {
+    groups: Vec<(String, String)>,
+    links: Vec<Link>,
+    identities: Vec<LinkIdentity>,
+}
+
+impl LinkKey {
+    fn of(dir: &Directory, view: &LedgerView) -> LinkKey {
+        LinkKey {
+            groups: dir
+                .groups
+                .iter()
+                .map(|(cn, g)| (cn.clone(), g.id.clone()))
+                .collect(),
+            links: view.links.clone(),
+            identities: view.identities.clone(),
+        }
+    }
+}
+
+/// Where a cycle's time went, for the `cycle timings` log line.
+#[derive(Debug, Default, Clone, Copy)]
+struct Timings {
+    directory: Duration,
+    links: Duration,
+    mattermost: Duration,
+    plan: Duration,
+    apply: Duration,
+    /// Directory entries read again (a change cycle), or `None` for a full read.
+    entry_reads: Option<usize>,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
 }
 
 /// How a cycle ended, before it becomes a report.
@@ -202,6 +262,11 @@ impl Worker {
             stop,
             cursor,
             baseline: None,
+            model: None,
+            kept: None,
+            named: Some(BTreeSet::new()),
+            last_change: None,
+            linked: None,
             last_links: Vec::new(),
             carried_groups: BTreeSet::new(),
             carried_targets: BTreeSet::new(),
@@ -270,14 +335,36 @@ impl Worker {
             }
         }
         match req {
-            Request::Changed { at, cookie } => {
+            Request::Changed {
+                at,
+                cookie,
+                entries,
+            } => {
                 if cookie.is_some() {
                     self.latest_cookie = cookie;
                 }
+                match (entries, self.named.as_mut()) {
+                    (Some(dns), Some(named)) => named.extend(dns),
+                    _ => self.named = None,
+                }
+                // A lone change is applied at once; one that follows another within the
+                // debounce starts (or extends) a burst, coalesced for at most MAX_COALESCE
+                // debounce periods.
                 let debounce = self.shared.settings.debounce;
+                let now = Instant::now();
+                let lone = self
+                    .last_change
+                    .is_none_or(|t| now.duration_since(t) > debounce);
+                self.last_change = Some(now);
                 let (first, _) = self.changes_due.unwrap_or((at, at));
                 let cap = first + debounce * MAX_COALESCE;
-                self.changes_due = Some((first, (Instant::now() + debounce).min(cap)));
+                let due = match self.changes_due {
+                    // A cycle about to start takes this change too.
+                    Some((_, due)) if due <= now => due,
+                    None if lone => now,
+                    _ => (now + debounce).min(cap),
+                };
+                self.changes_due = Some((first, due));
             }
             Request::Resync { reason, cookie } => {
                 info!(%reason, "a full reconcile follows");
@@ -479,8 +566,17 @@ impl Worker {
         // The approver is the actor of what their approval lets through; anything else this
         // instance applies is its own.
         let approver = granted.as_ref().map(|g| g.actor.clone());
+        let wait = first_change.map(|f| started.saturating_duration_since(f));
+        let mut timings = Timings::default();
         let ended = self
-            .cycle_inner(kind, &asked, allow, approver.as_deref(), &mut report)
+            .cycle_inner(
+                kind,
+                &asked,
+                allow,
+                approver.as_deref(),
+                &mut report,
+                &mut timings,
+            )
             .await;
         self.settle_approval(kind, granted.as_ref(), &ended);
 
@@ -489,6 +585,23 @@ impl Worker {
         report.approved = ended.approved;
         report.duration_ms = started.elapsed().as_millis() as u64;
         report.api_calls = self.shared.mm.stats().since(&api_before).calls;
+        info!(
+            kind = kind.name(),
+            outcome = ended.outcome.as_str(),
+            wait_ms = wait.map_or(0, ms),
+            directory_ms = ms(timings.directory),
+            links_ms = ms(timings.links),
+            mattermost_ms = ms(timings.mattermost),
+            plan_ms = ms(timings.plan),
+            apply_ms = ms(timings.apply),
+            total_ms = ms(started.elapsed()),
+            api_calls = report.api_calls,
+            ldap_entries = timings
+                .entry_reads
+                .map_or_else(|| "full".to_string(), |n| n.to_string()),
+            links = report.links,
+            "cycle timings"
+        );
         let m = &self.shared.metrics;
         m.run(kind.name(), ended.outcome.as_str());
         m.run_duration
@@ -641,32 +754,90 @@ impl Worker {
         approval: engine::Approval,
         approver: Option<&str>,
         report: &mut CycleReport,
+        timings: &mut Timings,
     ) -> Ended {
         let shared = Arc::clone(&self.shared);
         let cfg = &shared.cfg;
         let metrics = &shared.metrics;
 
-        // 1. The directory, whole or not at all.
+        // 1. The directory, whole or not at all: the entries the notifications named read
+        // again into the model, or (a full reconcile, a change that could not be named, no
+        // model yet, the change source not live) all of it.
         let t = Instant::now();
-        let stopping = self.stopping();
-        metrics.directory_reads.inc();
-        let read = tokio::select! {
-            r = self.dir.snapshot() => r,
-            _ = stopping => return Ended::ok(Outcome::Stopped),
+        let named = self.named.replace(BTreeSet::new());
+        let live = shared.read_status(|s| s.source.connected);
+        let old_dir = self.baseline.clone();
+        let mut entry_reads = None;
+        let mut touched = None;
+        let mut dir = None;
+        let model = match (kind.is_full(), live, named.as_ref()) {
+            (false, true, Some(dns)) => self.model.take().map(|m| (dns, m)),
+            _ => None,
         };
-        metrics.phase("directory", t.elapsed().as_secs_f64());
-        let dir = match read {
-            Ok(d) => Arc::new(d),
-            Err(e) => {
-                self.carried_targets.extend(asked.iter().cloned());
-                shared.with_status(|s| {
-                    s.directory.ok = false;
-                    s.directory.checked = true;
-                    s.directory.detail = format!("{e:#}");
-                });
-                return Ended::failed(Outcome::DirectoryError, &e);
+        if let Some((dns, mut model)) = model {
+            let dns: Vec<String> = dns.iter().cloned().collect();
+            let stopping = self.stopping();
+            let refreshed = tokio::select! {
+                r = self.dir.refresh_model(&mut model, &dns) => r,
+                _ = stopping => return Ended::ok(Outcome::Stopped),
+            };
+            match refreshed {
+                Ok(r) => {
+                    metrics.entry_reads.inc_by(r.reads as u64);
+                    entry_reads = Some(r.reads);
+                    touched = Some(r.groups);
+                    dir = Some(Arc::clone(model.directory()));
+                    self.model = Some(model);
+                }
+                Err(e) => warn!(
+                    error = %format!("{e:#}"),
+                    "reading the changed entries failed; reading the whole directory"
+                ),
+            }
+        }
+        let dir = match dir {
+            Some(d) => d,
+            None => {
+                let before = self.model.take();
+                let notified = metrics.notified.load(std::sync::atomic::Ordering::Relaxed);
+                let stopping = self.stopping();
+                metrics.directory_reads.inc();
+                let read = tokio::select! {
+                    r = self.dir.read_model() => r,
+                    _ = stopping => return Ended::ok(Outcome::Stopped),
+                };
+                let model = match read {
+                    Ok(m) => m,
+                    Err(e) => {
+                        self.carried_targets.extend(asked.iter().cloned());
+                        shared.with_status(|s| {
+                            s.directory.ok = false;
+                            s.directory.checked = true;
+                            s.directory.detail = format!("{e:#}");
+                        });
+                        return Ended::failed(Outcome::DirectoryError, &e);
+                    }
+                };
+                // The model as change cycles kept it, against what a full read says now:
+                // when both are of the same moment (the changes named so far applied, none
+                // arriving during the read), any difference is a lost notification.
+                let quiet = metrics.notified.load(std::sync::atomic::Ordering::Relaxed) == notified;
+                if let (Some(mut before), Some(dns), true) = (before, named.as_ref(), quiet && live)
+                {
+                    let dns: Vec<String> = dns.iter().cloned().collect();
+                    match self.dir.refresh_model(&mut before, &dns).await {
+                        Ok(_) => self.check_drift(before.directory(), model.directory()),
+                        Err(e) => debug!(error = %format!("{e:#}"), "model not compared"),
+                    }
+                }
+                let d = Arc::clone(model.directory());
+                self.model = Some(model);
+                d
             }
         };
+        timings.directory = t.elapsed();
+        timings.entry_reads = entry_reads;
+        metrics.phase("directory", timings.directory.as_secs_f64());
         shared.with_status(|s| {
             s.directory.ok = true;
             s.directory.checked = true;
@@ -674,8 +845,21 @@ impl Worker {
             s.directory_snapshot = Some(Arc::clone(&dir));
         });
 
-        // 2. The ledger and the links that matter.
-        let view = match LedgerView::read(&self.ledger) {
+        // 2. The ledger and the links that matter. A change cycle planned from the kept
+        // state reads the facts of its scopes alone, later.
+        let t = Instant::now();
+        // Only a directory change plans from the kept state; what a person asked for (a
+        // slash command's targets, an approval) is planned from a fresh reading.
+        let incremental = kind == Kind::Changes
+            && entry_reads.is_some()
+            && self.kept.is_some()
+            && old_dir.is_some();
+        let view = if incremental {
+            LedgerView::read_without_facts(&self.ledger)
+        } else {
+            LedgerView::read(&self.ledger)
+        };
+        let view = match view {
             Ok(v) => v,
             Err(e) => {
                 self.carried_targets.extend(asked.iter().cloned());
@@ -684,22 +868,34 @@ impl Worker {
         };
         // Links by their ids: a full cycle looks every target up again (renames in
         // Mattermost are followed from the next full reconcile on); a change cycle reuses
-        // those look-ups. Group renames are followed at once (the directory read has them).
+        // those look-ups, and the links themselves while what they come from is the same.
+        // Group renames are followed at once (the directory read has them).
         if kind.is_full() {
             self.targets.clear();
+            self.linked = None;
         }
-        let stopping = self.stopping();
-        let linked = tokio::select! {
-            r = engine::links_now(cfg, &dir, &view, &shared.mm, &mut self.targets) => r,
-            _ = stopping => return Ended::ok(Outcome::Stopped),
+        let key = LinkKey::of(&dir, &view);
+        let linked = match self.linked.take() {
+            Some((k, l)) if k == key => Ok(l),
+            _ => {
+                let stopping = self.stopping();
+                tokio::select! {
+                    r = engine::links_now(cfg, &dir, &view, &shared.mm, &mut self.targets) => r,
+                    _ = stopping => return Ended::ok(Outcome::Stopped),
+                }
+            }
         };
         let (links, warnings, link_issues, learned) = match linked {
-            Ok(l) => (l.links, l.warnings, l.issues, l.learned),
+            Ok(l) => {
+                self.linked = Some((key, l.clone()));
+                (l.links, l.warnings, l.issues, l.learned)
+            }
             Err(e) => {
                 self.carried_targets.extend(asked.iter().cloned());
                 return Ended::failed(Outcome::MattermostError, &e);
             }
         };
+        timings.links = t.elapsed();
         let broken = link_issues.iter().filter(|i| i.broken()).count();
         metrics.broken_links.set(broken as i64);
         metrics.links.set(links.len() as i64);
@@ -720,8 +916,12 @@ impl Worker {
             (links.clone(), BTreeSet::new(), BTreeSet::new())
         } else {
             let mut groups = std::mem::take(&mut self.carried_groups);
-            if let Some(base) = &self.baseline {
-                groups.extend(scope::changed_groups(base, &dir));
+            // Work a failed cycle left may be removals: only a fresh change can be add-only.
+            let carried = !groups.is_empty() || !self.carried_targets.is_empty();
+            match (&self.baseline, &touched) {
+                (Some(base), Some(t)) => groups.extend(scope::changed_groups_among(base, &dir, t)),
+                (Some(base), None) => groups.extend(scope::changed_groups(base, &dir)),
+                (None, _) => {}
             }
             let mut targets = std::mem::take(&mut self.carried_targets);
             targets.extend(asked.iter().cloned());
@@ -736,7 +936,20 @@ impl Worker {
                     planned_parked = true;
                 }
             }
-            let selected = scope::affected_links(&links, &groups, &targets);
+            // A change that cannot take anything from anyone plans its channels whole and its
+            // team links add-only, not every link of the team.
+            let adding = !carried
+                && targets.is_empty()
+                && !planned_parked
+                && self
+                    .baseline
+                    .as_ref()
+                    .is_some_and(|b| !scope::can_remove(b, &dir, &groups));
+            let selected = if adding {
+                scope::affected_links_adding(&links, &groups)
+            } else {
+                scope::affected_links(&links, &groups, &targets)
+            };
             // A change to a scope a full reconcile's hold is in: a full reconcile follows at
             // once, to see whether it is still held (this cycle plans only what changed).
             if let Some(p) = self.parked.as_ref().filter(|p| p.full) {
@@ -767,16 +980,49 @@ impl Worker {
             w.carried_targets.extend(targets.iter().cloned());
         };
 
-        // 3. Mattermost, for those links only; then what lost writes left is settled.
+        // 3. Mattermost, for those links only (from the kept state in a change cycle); then
+        // what lost writes left is settled.
         let t = Instant::now();
-        let gathered = tokio::select! {
-            r = engine::gather(cfg, &shared.mm, (*dir).clone(), selected, view, warnings) => r,
-            _ = self.stopping() => {
-                carry(self);
-                return Ended::ok(Outcome::Stopped);
-            }
+        let stopping = self.stopping();
+        let gathered = match (incremental, self.kept.as_mut(), old_dir.as_ref()) {
+            (true, Some(kept), Some(old)) => tokio::select! {
+                r = engine::gather_kept(
+                    cfg, &shared.mm, kept, old, &dir, &groups, selected, view, warnings,
+                ) => Some(r.map(|(state, _)| state)),
+                _ = stopping => None,
+            },
+            _ => tokio::select! {
+                r = engine::gather(cfg, &shared.mm, (*dir).clone(), selected, view, warnings) => Some(r),
+                _ = stopping => None,
+            },
         };
-        metrics.phase("mattermost", t.elapsed().as_secs_f64());
+        let Some(gathered) = gathered else {
+            carry(self);
+            return Ended::ok(Outcome::Stopped);
+        };
+        // A change cycle's facts are those of its scopes, read between the network reads.
+        let gathered = match gathered {
+            Ok(mut state) if incremental => match engine::kept_facts(&self.ledger, &mut state) {
+                Err(e) => Err(e),
+                Ok(()) => {
+                    let stopping = self.stopping();
+                    let done = tokio::select! {
+                        r = engine::finish_kept(&shared.mm, &mut state) => Some(r),
+                        _ = stopping => None,
+                    };
+                    match done {
+                        Some(r) => r.map(|()| state),
+                        None => {
+                            carry(self);
+                            return Ended::ok(Outcome::Stopped);
+                        }
+                    }
+                }
+            },
+            other => other,
+        };
+        timings.mattermost = t.elapsed();
+        metrics.phase("mattermost", timings.mattermost.as_secs_f64());
         let mut state = match gathered {
             Ok(s) => s,
             Err(e) => {
@@ -801,7 +1047,39 @@ impl Worker {
         }
 
         // 4. The plan (pure), and what it says about pending users.
+        let t = Instant::now();
         let mut plan = state.plan();
+        // What was read of Mattermost is kept: a full reconcile's reading replaces the kept
+        // state (any difference from what was kept is counted), another cycle's fresh
+        // reading of its scopes goes into it.
+        if kind.is_full() {
+            let fresh = std::mem::take(&mut state.mattermost);
+            if let Some(k) = &self.kept {
+                let (n, named) = mattersync_core::kept::membership_differences(&k.mm, &fresh, 5);
+                if n > 0 {
+                    metrics
+                        .model_drift
+                        .get_or_create(&super::metrics::SideLabel {
+                            side: "mattermost".to_string(),
+                        })
+                        .inc_by(n as u64);
+                    info!(
+                        memberships = n,
+                        scopes = %named.join(", "),
+                        "memberships changed in Mattermost since the last reconcile, not by this service"
+                    );
+                }
+            }
+            self.kept = Some(engine::Kept::new(
+                fresh,
+                state.me.clone(),
+                &cfg.mattermost.matching,
+            ));
+        } else if !incremental {
+            if let Some(k) = self.kept.as_mut() {
+                k.take_in(state.mattermost.clone());
+            }
+        }
         // The guards over time: a mass change that arrives as many small ones is held too.
         let window = shared.settings.guard_window;
         if !window.is_zero() {
@@ -828,9 +1106,13 @@ impl Worker {
             s.pending.len()
         });
         metrics.pending_users.set(pending as i64);
-        metrics.owned_memberships.set(state.facts.owned() as i64);
+        if !incremental {
+            // A change cycle reads the facts of its scopes only.
+            metrics.owned_memberships.set(state.facts.owned() as i64);
+        }
 
         // 5. The one guard decision.
+        timings.plan = t.elapsed();
         match engine::verdict(&plan, &approval) {
             Verdict::Held(trips) => {
                 let why: Vec<String> = trips.iter().map(|g| g.to_string()).collect();
@@ -934,14 +1216,20 @@ impl Worker {
             &actor,
         )
         .await;
-        metrics.phase("apply", t.elapsed().as_secs_f64());
+        timings.apply = t.elapsed();
+        metrics.phase("apply", timings.apply.as_secs_f64());
         let applied = match applied {
             Ok(r) => r,
             Err(e) => {
+                // What was written is not known for sure: read Mattermost whole again.
+                self.kept = None;
                 carry(self);
                 return Ended::failed(Outcome::Error, &e);
             }
         };
+        if let Some(k) = self.kept.as_mut() {
+            k.record(&plan, &applied);
+        }
         if approved {
             // What an admin reviewed and approved does not count against the window: the
             // window starts again from here.
@@ -1050,6 +1338,27 @@ impl Worker {
     }
 
     /// Completes when the service is asked to stop.
+    /// The model as change cycles kept it, against a full read of the same moment: any
+    /// difference is a change that was not notified (or not followed). Counted and logged as
+    /// an error; the full read replaces the model.
+    fn check_drift(&self, kept: &Directory, fresh: &Directory) {
+        let (n, named) = mattersync_directory::model::differences(kept, fresh, 5);
+        if n > 0 {
+            self.shared
+                .metrics
+                .model_drift
+                .get_or_create(&super::metrics::SideLabel {
+                    side: "directory".to_string(),
+                })
+                .inc_by(n as u64);
+            error!(
+                differences = n,
+                first = %named.join(", "),
+                "the directory model had drifted from the directory (a change was not notified); the full read replaces it"
+            );
+        }
+    }
+
     fn stopping(&self) -> impl std::future::Future<Output = ()> + 'static {
         let mut stop = self.stop.clone();
         async move {
