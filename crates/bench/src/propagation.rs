@@ -27,13 +27,22 @@ pub struct Sample {
     pub cycles: Vec<BTreeMap<String, f64>>,
 }
 
+/// The cycles of a change that count: its `cycle timings` lines if serve logs them (then its
+/// `sync cycle done` lines repeat the same cycles), else its `sync cycle done` lines;
+/// periodic full reconciles left out.
+pub fn own_cycles(cycles: &[BTreeMap<String, f64>]) -> Vec<&BTreeMap<String, f64>> {
+    let timings = cycles.iter().any(|c| c.contains_key("timings"));
+    cycles
+        .iter()
+        .filter(|c| c.contains_key("timings") == timings && !c.contains_key("full"))
+        .collect()
+}
+
 impl Sample {
-    /// API calls of the cycles this change caused (periodic full reconciles left out).
+    /// API calls of the cycles this change caused.
     pub fn api_calls(&self) -> Option<f64> {
-        let calls: Vec<f64> = self
-            .cycles
-            .iter()
-            .filter(|c| c.get("full").is_none())
+        let calls: Vec<f64> = own_cycles(&self.cycles)
+            .into_iter()
             .filter_map(|c| c.get("api_calls").copied())
             .collect();
         (!calls.is_empty()).then(|| calls.iter().sum())
@@ -94,6 +103,9 @@ pub fn cycle_fields(line: &str) -> Option<BTreeMap<String, f64>> {
         return None;
     }
     let mut out = BTreeMap::new();
+    if timings {
+        out.insert("timings".to_string(), 1.0);
+    }
     for token in line.split_whitespace() {
         let Some((k, v)) = token.split_once('=') else {
             continue;
@@ -397,6 +409,18 @@ mod tests {
             (294.0, 1040.0, 1.0)
         );
         assert!(cycle_fields("INFO mattersync: audit actor=x").is_none());
+        // serve logs both lines for a cycle: the timings count, the other does not
+        let both = vec![
+            t.clone(),
+            cycle_fields("INFO x: sync cycle done kind=changes api_calls=2 duration_ms=27")
+                .expect("a cycle"),
+        ];
+        assert_eq!(own_cycles(&both), [&t]);
+        assert_eq!(
+            own_cycles(&both[1..]).len(),
+            1,
+            "an older serve's line counts"
+        );
     }
 
     #[test]
