@@ -145,18 +145,24 @@ pub struct Actual {
     pub channel_members: BTreeMap<String, BTreeSet<String>>,
 }
 
-/// `f` over `items`, `in_flight` at a time, results in the items' order.
-async fn each<I, T, F, Fut>(in_flight: usize, items: I, f: F) -> Result<Vec<T>>
+/// `f` over `items`, `in_flight` at a time (a slow one does not hold the others back),
+/// results in the items' order.
+async fn each<I, T, F, Fut>(in_flight: usize, items: I, mut f: F) -> Result<Vec<T>>
 where
     I: IntoIterator,
     F: FnMut(I::Item) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
-    stream::iter(items)
-        .map(f)
-        .buffered(in_flight.max(1))
+    let mut done: Vec<(usize, T)> = stream::iter(items.into_iter().enumerate())
+        .map(|(i, item)| {
+            let fut = f(item);
+            async move { fut.await.map(|t| (i, t)) }
+        })
+        .buffer_unordered(in_flight.max(1))
         .try_collect()
-        .await
+        .await?;
+    done.sort_by_key(|(i, _)| *i);
+    Ok(done.into_iter().map(|(_, t)| t).collect())
 }
 
 /// The unavoidable reads, `in_flight` requests at a time (1: strictly one after the other).
