@@ -159,11 +159,7 @@ pub fn summarise(label: &str, samples: Vec<Sample>) -> Propagation {
     let mut fields: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for s in &samples {
         // a change that made exactly one cycle: its phases are that change's
-        let single: Vec<&BTreeMap<String, f64>> = s
-            .cycles
-            .iter()
-            .filter(|c| c.get("full").is_none())
-            .collect();
+        let single = own_cycles(&s.cycles);
         if let [c] = single.as_slice() {
             for (k, v) in c.iter() {
                 fields.entry(k.clone()).or_default().push(*v);
