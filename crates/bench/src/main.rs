@@ -498,9 +498,13 @@ async fn bench_size(ctx: &Ctx, args: &Args, size: &str) -> Result<SizeResult> {
                 restore(ctx, &run_tpl)?;
                 load_ledger(dir, &dir.join("ledger-warm"))?;
             }
-            match propagation::run(ctx, bin, label, c, dir, &world, args.propagation, args.seed)
-                .await
-            {
+            let side = propagation::Side {
+                bin,
+                label,
+                cfg: c,
+                run_dir: dir,
+            };
+            match propagation::run(ctx, &side, &world, args.propagation, args.seed).await {
                 Ok(p) => r.propagation.push(p),
                 Err(e) => {
                     eprintln!("bench: {size} propagation ({label}) failed: {e:#}");

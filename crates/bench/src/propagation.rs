@@ -199,16 +199,27 @@ fn new_cycles(log: &Path, offset: &mut usize) -> Vec<BTreeMap<String, f64>> {
         .collect()
 }
 
+/// One build's `serve`: its binary, its name in the report, its config and run directory.
+pub struct Side<'a> {
+    pub bin: &'a Path,
+    pub label: &'a str,
+    pub cfg: &'a Path,
+    pub run_dir: &'a Path,
+}
+
 pub async fn run(
     ctx: &Ctx,
-    bin: &Path,
-    label: &str,
-    cfg: &Path,
-    run_dir: &Path,
+    side: &Side<'_>,
     world: &Path,
     n: usize,
     seed: u64,
 ) -> Result<Propagation> {
+    let Side {
+        bin,
+        label,
+        cfg,
+        run_dir,
+    } = *side;
     let want = Expected::load(&world.join("expected.json"))?;
     let extra = mix::parse_links(&std::fs::read_to_string(world.join("links.toml"))?);
     let todo = mix::changes(&want, &extra, n, seed);
