@@ -5,13 +5,17 @@
 //! Per size, in one run: prepare the world (cached), then
 //!   * cold: Mattermost restored to accounts/teams/channels without memberships, empty
 //!     ledger: the floor adds everything, restore, mattersync adds everything;
-//!   * warm: nothing to do; floor and mattersync alternate `--repeats` times;
+//!   * warm: nothing to do; after one unmeasured warm-up of each, the floors (one per
+//!     `--floors` requests in flight), mattersync and the `--baseline` build take turns
+//!     (ABAB…) `--repeats` times; median and min–max of each;
 //!   * mass change: a directory change that adds N memberships; floor, restore, mattersync;
-//!   * propagation (`--propagation`): single changes through `mattersync serve`.
+//!   * propagation (`--propagation`): a seeded mix of single changes through
+//!     `mattersync serve` (and the baseline's serve, from the same snapshot).
 
 mod child;
 mod dirfloor;
 mod floor;
+mod mix;
 mod propagation;
 mod report;
 mod world;
@@ -39,9 +43,23 @@ struct Args {
     /// the batches). Default: S and M.
     #[arg(long, value_delimiter = ',', default_value = "S,M")]
     cold: Vec<String>,
-    /// Warm runs of each (floor, mattersync), alternating; the median is reported.
-    #[arg(long, default_value_t = 3)]
+    /// Warm runs of each (floors, mattersync, baseline), taking turns after one warm-up
+    /// each; the median and min–max are reported.
+    #[arg(long, default_value_t = 5)]
     repeats: usize,
+    /// The floors measured: requests in flight of each (1 = the sequential floor).
+    #[arg(long, value_delimiter = ',', default_value = "1,4,8")]
+    floors: Vec<usize>,
+    /// Another mattersync build measured in the same run, in turn with this one (warm runs
+    /// and propagation), e.g. the commit before a change.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// What the baseline is, for the report.
+    #[arg(long, default_value = "baseline")]
+    baseline_label: String,
+    /// Seed of the propagation mix's shuffle.
+    #[arg(long, default_value_t = 15)]
+    seed: u64,
     /// Skip the mass change.
     #[arg(long)]
     no_mass: bool,
@@ -197,11 +215,16 @@ fn load_ledger(run: &Path, from: &Path) -> Result<()> {
 
 /// One `mattersync plan|apply --json` run.
 fn mattersync(ctx: &Ctx, cfg: &Path, run: &Path, args: &[&str]) -> Result<Measured> {
+    mattersync_bin(&ctx.mattersync, cfg, run, args)
+}
+
+/// One `plan|apply --json` run of the binary `bin`.
+fn mattersync_bin(bin: &Path, cfg: &Path, run: &Path, args: &[&str]) -> Result<Measured> {
     let mut full = vec!["--json"];
     full.extend_from_slice(args);
     let cfg = cfg.display().to_string();
     let f = child::run(
-        &ctx.mattersync,
+        bin,
         &full,
         &[
             ("MATTERSYNC_CONFIG", cfg.as_str()),
@@ -279,7 +302,7 @@ async fn bench_size(ctx: &Ctx, args: &Args, size: &str) -> Result<SizeResult> {
     // ---- cold
     if args.cold.iter().any(|s| s.eq_ignore_ascii_case(size)) {
         restore(ctx, &cold_tpl)?;
-        let f = floor::run(&ctx.mm_url, &ctx.token, &exp).await?;
+        let f = floor::run(&ctx.mm_url, &ctx.token, &exp, 1).await?;
         eprintln!("bench: {size} cold floor: {f:?}");
         r.cold_floor_state = check_state(ctx, &exp, "cold floor").await?;
         r.cold_floor = Some(f);
@@ -295,14 +318,14 @@ async fn bench_size(ctx: &Ctx, args: &Args, size: &str) -> Result<SizeResult> {
         restore(ctx, &cold_tpl)?;
         clear_ledger(&run);
         let m = mattersync(ctx, &cfg, &run, &["plan"])?;
-        let mut raw = floor::Raw::new(&ctx.mm_url, &ctx.token)?;
+        let raw = floor::Raw::new(&ctx.mm_url, &ctx.token)?;
         let t = Instant::now();
-        let actual = floor::read(&mut raw, &exp).await?;
+        let actual = floor::read(&raw, &exp, 1).await?;
         let reads_ms = t.elapsed().as_secs_f64() * 1e3;
         let writes = report::batched_writes(&exp, &actual);
         r.cold_floor = Some(floor::FloorRun {
             wall_ms: reads_ms,
-            calls: raw.calls + writes,
+            calls: raw.calls() + writes,
             writes,
             added: exp.memberships,
         });
@@ -311,6 +334,15 @@ async fn bench_size(ctx: &Ctx, args: &Args, size: &str) -> Result<SizeResult> {
     }
 
     // ---- warm
+    // The baseline keeps a ledger of its own (another build may not read this one's).
+    let base_run = run.with_file_name(format!("{size}-baseline"));
+    let base_cfg = match &args.baseline {
+        Some(_) => {
+            std::fs::create_dir_all(&base_run)?;
+            Some(config(ctx, &world, &base_run)?)
+        }
+        None => None,
+    };
     if !r.cold_executed {
         restore(ctx, &warm_tpl)?;
         clear_ledger(&run);
@@ -318,11 +350,57 @@ async fn bench_size(ctx: &Ctx, args: &Args, size: &str) -> Result<SizeResult> {
         eprintln!("bench: {size} adopt (records pre-existing memberships): {adopt:?}");
         r.adopt = Some(adopt);
     }
-    let mut floors = Vec::new();
+    if let (Some(bin), Some(bcfg)) = (&args.baseline, &base_cfg) {
+        clear_ledger(&base_run);
+        let adopt = mattersync_bin(bin, bcfg, &base_run, &["apply", "--yes"])?;
+        eprintln!("bench: {size} baseline adopt: {adopt:?}");
+    }
+    let floors: Vec<usize> = args.floors.iter().map(|n| (*n).max(1)).collect();
+    let mut floor_walls: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let mut floor_first: BTreeMap<usize, floor::FloorRun> = BTreeMap::new();
     let mut runs = Vec::new();
+    let mut base_runs = Vec::new();
     let mut dirs = Vec::new();
-    for i in 0..args.repeats.max(1) {
-        let f = floor::run(&ctx.mm_url, &ctx.token, &exp).await?;
+    // round 0 is the warm-up of every side, not counted
+    for i in 0..=args.repeats.max(1) {
+        let mut line = format!(
+            "bench: {size} warm #{i}{}:",
+            if i == 0 { " (warm-up)" } else { "" }
+        );
+        for (k, n) in floors.iter().enumerate() {
+            let f = floor::run(&ctx.mm_url, &ctx.token, &exp, *n).await?;
+            line.push_str(&format!(
+                " floor/{n} {:.0} ms ({} calls),",
+                f.wall_ms, f.calls
+            ));
+            if i > 0 {
+                floor_walls.entry(*n).or_default().push(f.wall_ms);
+                floor_first.entry(*n).or_insert(f);
+            }
+            // mattersync after the sequential floor, the baseline after the next: ABAB
+            if k == 0 {
+                let m = mattersync(ctx, &cfg, &run, &["apply", "--yes"])?;
+                line.push_str(&format!(
+                    " mattersync {:.0} ms ({} calls, changed: {}),",
+                    m.wall_ms, m.calls, m.changed
+                ));
+                if i > 0 {
+                    runs.push(m);
+                }
+            }
+            if k == 1 || floors.len() == 1 {
+                if let (Some(bin), Some(bcfg)) = (&args.baseline, &base_cfg) {
+                    let m = mattersync_bin(bin, bcfg, &base_run, &["apply", "--yes"])?;
+                    line.push_str(&format!(
+                        " {} {:.0} ms ({} calls),",
+                        args.baseline_label, m.wall_ms, m.calls
+                    ));
+                    if i > 0 {
+                        base_runs.push(m);
+                    }
+                }
+            }
+        }
         let d = dirfloor::run(
             &ctx.ldap_url,
             &ctx.ldap_bind_dn,
@@ -330,23 +408,41 @@ async fn bench_size(ctx: &Ctx, args: &Args, size: &str) -> Result<SizeResult> {
             &ctx.base_dn,
         )
         .await?;
-        let m = mattersync(ctx, &cfg, &run, &["apply", "--yes"])?;
-        eprintln!(
-            "bench: {size} warm #{i}: floor {:.0} ms / {} calls, directory floor {:.0} ms, mattersync {:.0} ms / {} calls (changed: {})",
-            f.wall_ms, f.calls, d.wall_ms, m.wall_ms, m.calls, m.changed
-        );
-        floors.push(f);
-        dirs.push(d);
-        runs.push(m);
+        line.push_str(&format!(" directory floor {:.0} ms", d.wall_ms));
+        eprintln!("{line}");
+        if i > 0 {
+            dirs.push(d);
+        }
     }
     r.warm_state = check_state(ctx, &exp, "warm runs").await?;
-    r.warm_floor_ms = median(floors.iter().map(|f| f.wall_ms).collect());
-    r.warm_floor = floors.into_iter().next();
+    r.warm_floors = floor_walls
+        .into_iter()
+        .map(|(n, walls)| report::FloorSpread {
+            in_flight: n,
+            wall: report::Spread::of(walls),
+            calls: floor_first.get(&n).map_or(0, |f| f.calls),
+        })
+        .collect();
+    r.warm_floor_ms = r
+        .warm_floors
+        .iter()
+        .find(|f| f.in_flight == 1)
+        .map_or(0.0, |f| f.wall.median);
+    r.warm_floor = floor_first
+        .remove(&1)
+        .or_else(|| floor_first.into_values().next());
     r.dir_floor_ms = median(dirs.iter().map(|d| d.wall_ms).collect());
     r.dir_floor = dirs.into_iter().next();
     r.warm_ms = median(runs.iter().map(|m| m.wall_ms).collect());
     r.warm_all_ms = runs.iter().map(|m| m.wall_ms).collect();
+    r.warm_spread = report::Spread::of(r.warm_all_ms.clone());
     r.warm = runs.into_iter().max_by_key(|m| m.max_rss_kib);
+    if !base_runs.is_empty() {
+        r.baseline_label = args.baseline_label.clone();
+        r.baseline_spread = report::Spread::of(base_runs.iter().map(|m| m.wall_ms).collect());
+        r.baseline_warm = base_runs.into_iter().max_by_key(|m| m.max_rss_kib);
+    }
+    r.label = args.label.clone();
 
     // the warm state, to start the mass change and the propagation runs from
     let saved = run.join("ledger-warm");
@@ -361,7 +457,7 @@ async fn bench_size(ctx: &Ctx, args: &Args, size: &str) -> Result<SizeResult> {
         let del = world.join("mass_del.ldif").display().to_string();
         script(ctx, &["scripts/bench/dirsrv.sh", "modify", &add])?;
         let outcome = async {
-            let f = floor::run(&ctx.mm_url, &ctx.token, &mass).await?;
+            let f = floor::run(&ctx.mm_url, &ctx.token, &mass, 1).await?;
             eprintln!("bench: {size} mass floor: {f:?}");
             r.mass_floor_state = check_state(ctx, &mass, "mass floor").await?;
             r.mass_floor = Some(f);
@@ -380,21 +476,52 @@ async fn bench_size(ctx: &Ctx, args: &Args, size: &str) -> Result<SizeResult> {
         outcome?;
     }
 
-    // ---- propagation through `mattersync serve`
+    // ---- propagation through `mattersync serve`, each build from the same snapshot
     if args.propagation > 0 {
-        if !args.no_mass {
-            restore(ctx, &run_tpl)?;
-            load_ledger(&run, &saved)?;
+        let mut sides = vec![(
+            ctx.mattersync.clone(),
+            label_or(&args.label, "this build"),
+            cfg.clone(),
+            run.clone(),
+        )];
+        if let (Some(bin), Some(bcfg)) = (&args.baseline, &base_cfg) {
+            save_ledger(&base_run, &base_run.join("ledger-warm"))?;
+            sides.push((
+                bin.clone(),
+                args.baseline_label.clone(),
+                bcfg.clone(),
+                base_run.clone(),
+            ));
         }
-        match propagation::run(ctx, &cfg, &run, &world, args.propagation).await {
-            Ok(p) => r.propagation = Some(p),
-            Err(e) => {
-                eprintln!("bench: {size} propagation failed: {e:#}");
-                r.propagation_error = format!("{e:#}");
+        for (k, (bin, label, c, dir)) in sides.iter().enumerate() {
+            if k > 0 || !args.no_mass {
+                restore(ctx, &run_tpl)?;
+                load_ledger(dir, &dir.join("ledger-warm"))?;
+            }
+            let side = propagation::Side {
+                bin,
+                label,
+                cfg: c,
+                run_dir: dir,
+            };
+            match propagation::run(ctx, &side, &world, args.propagation, args.seed).await {
+                Ok(p) => r.propagation.push(p),
+                Err(e) => {
+                    eprintln!("bench: {size} propagation ({label}) failed: {e:#}");
+                    r.propagation_error = format!("{label}: {e:#}");
+                }
             }
         }
     }
     Ok(r)
+}
+
+fn label_or(label: &str, otherwise: &str) -> String {
+    if label.is_empty() {
+        otherwise.to_string()
+    } else {
+        label.to_string()
+    }
 }
 
 fn machine(ctx: &Ctx) -> BTreeMap<String, String> {

@@ -23,6 +23,47 @@ pub struct Measured {
     pub changed: bool,
 }
 
+/// Samples of one figure: median and range.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Spread {
+    pub samples: Vec<f64>,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    pub fn of(samples: Vec<f64>) -> Spread {
+        let mut v = samples.clone();
+        v.sort_by(|a, b| a.total_cmp(b));
+        Spread {
+            median: v.get(v.len() / 2).copied().unwrap_or(0.0),
+            min: v.first().copied().unwrap_or(0.0),
+            max: v.last().copied().unwrap_or(0.0),
+            samples,
+        }
+    }
+
+    /// `1.2 s (1.1–1.4 s, 5)`.
+    pub fn show(&self) -> String {
+        format!(
+            "{} ({}–{}, {})",
+            secs(self.median),
+            secs(self.min),
+            secs(self.max),
+            self.samples.len()
+        )
+    }
+}
+
+/// The warm floor with `in_flight` requests at a time.
+#[derive(Debug, Clone, Serialize)]
+pub struct FloorSpread {
+    pub in_flight: usize,
+    pub wall: Spread,
+    pub calls: u64,
+}
+
 /// Everything measured for one size.
 #[derive(Debug, Clone, Serialize)]
 pub struct SizeResult {
@@ -48,8 +89,14 @@ pub struct SizeResult {
     pub mass_adds: u64,
     pub mass_state: String,
     pub mass_floor_state: String,
-    pub propagation: Option<Propagation>,
+    pub propagation: Vec<Propagation>,
     pub propagation_error: String,
+    pub label: String,
+    pub warm_spread: Spread,
+    pub warm_floors: Vec<FloorSpread>,
+    pub baseline_label: String,
+    pub baseline_warm: Option<Measured>,
+    pub baseline_spread: Spread,
 }
 
 impl SizeResult {
@@ -76,8 +123,14 @@ impl SizeResult {
             mass_adds: 0,
             mass_state: String::new(),
             mass_floor_state: String::new(),
-            propagation: None,
+            propagation: Vec::new(),
             propagation_error: String::new(),
+            label: String::new(),
+            warm_spread: Spread::default(),
+            warm_floors: Vec::new(),
+            baseline_label: String::new(),
+            baseline_warm: None,
+            baseline_spread: Spread::default(),
         }
     }
 
@@ -231,28 +284,233 @@ pub fn tables(rs: &[SizeResult]) -> String {
         }
     }
 
-    if rs.iter().any(|r| r.propagation.is_some()) {
-        let _ = writeln!(
-            s,
-            "\n### Single-change propagation through `mattersync serve`\n"
-        );
-        let _ = writeln!(
-            s,
-            "| size | changes | p50 | p90 | p99 | max | how detected |"
-        );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---|");
-        for r in rs {
-            if let Some(p) = &r.propagation {
+    s.push_str(&warm_table(rs));
+    s.push_str(&propagation_tables(rs));
+    s
+}
+
+fn label(l: &str) -> &str {
+    if l.is_empty() {
+        "mattersync"
+    } else {
+        l
+    }
+}
+
+/// Warm full reconcile: every floor and every build, median (min–max, samples), ratios of
+/// medians from the same run.
+pub fn warm_table(rs: &[SizeResult]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n### Warm full reconcile: floors with 1 and N requests in flight, taking turns with mattersync\n"
+    );
+    let _ = writeln!(s, "| size | who | wall: median (min–max, samples) | ÷ floor/1 | ÷ floor/4 | API calls | peak RSS |");
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
+    for r in rs {
+        let f1 = r
+            .warm_floors
+            .iter()
+            .find(|f| f.in_flight == 1)
+            .map(|f| f.wall.median);
+        let f4 = r
+            .warm_floors
+            .iter()
+            .find(|f| f.in_flight == 4)
+            .map(|f| f.wall.median);
+        let rel = |x: f64, f: Option<f64>| f.map_or("–".to_string(), |f| ratio(x, f));
+        for f in &r.warm_floors {
+            let _ = writeln!(
+                s,
+                "| {} | floor, {} in flight | {} | {} | {} | {} | – |",
+                r.size,
+                f.in_flight,
+                f.wall.show(),
+                rel(f.wall.median, f1),
+                rel(f.wall.median, f4),
+                f.calls
+            );
+        }
+        if let Some(m) = &r.warm {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                r.size,
+                label(&r.label),
+                r.warm_spread.show(),
+                rel(r.warm_spread.median, f1),
+                rel(r.warm_spread.median, f4),
+                m.calls,
+                mib(m.max_rss_kib)
+            );
+        }
+        if let Some(m) = &r.baseline_warm {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                r.size,
+                r.baseline_label,
+                r.baseline_spread.show(),
+                rel(r.baseline_spread.median, f1),
+                rel(r.baseline_spread.median, f4),
+                m.calls,
+                mib(m.max_rss_kib)
+            );
+        }
+    }
+    s
+}
+
+fn calls(k: &crate::propagation::KindStats) -> String {
+    match (k.calls_median, k.calls_min, k.calls_max) {
+        (Some(m), Some(lo), Some(hi)) => format!("{m:.0} ({lo:.0}–{hi:.0})"),
+        _ => "–".into(),
+    }
+}
+
+/// The phases of `cycle timings`, in the order a cycle runs them.
+pub const PHASES: [(&str, &str); 7] = [
+    ("wait_ms", "first notification → cycle start (debounce)"),
+    ("directory_ms", "directory"),
+    ("links_ms", "link resolution and ledger facts"),
+    ("mattermost_ms", "Mattermost reads"),
+    ("plan_ms", "planning"),
+    ("apply_ms", "writes"),
+    ("total_ms", "whole cycle"),
+];
+
+/// Propagation per kind of change, and where one change's time goes.
+pub fn propagation_tables(rs: &[SizeResult]) -> String {
+    let mut s = String::new();
+    if rs.iter().all(|r| r.propagation.is_empty()) {
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "\n### Single-change propagation through `mattersync serve` (a seeded mix over every team)\n"
+    );
+    let _ = writeln!(s, "| size | build | kind of change | changes | p50 | p90 | p99 | max | timeouts | API calls per change: median (range) | fewest writes (median) |");
+    let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rs {
+        for p in &r.propagation {
+            for k in &p.kinds {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |",
                     r.size,
-                    p.samples_ms.len(),
-                    secs(p.p50_ms),
-                    secs(p.p90_ms),
-                    secs(p.p99_ms),
-                    secs(p.max_ms),
-                    p.how
+                    p.label,
+                    k.kind.name(),
+                    k.n,
+                    secs(k.p50_ms),
+                    secs(k.p90_ms),
+                    secs(k.p99_ms),
+                    secs(k.max_ms),
+                    k.timeouts,
+                    calls(k),
+                    k.min_writes_median
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\n### Where one change's time goes (serve's `cycle timings`, median over single-cycle changes)\n"
+    );
+    let mut head = String::from("| phase |");
+    let mut rule = String::from("|---|");
+    let mut cols = Vec::new();
+    for r in rs {
+        for p in &r.propagation {
+            head.push_str(&format!(" {} {} |", r.size, p.label));
+            rule.push_str("---:|");
+            cols.push(p);
+        }
+    }
+    let _ = writeln!(s, "{head}\n{rule}");
+    for (key, what) in PHASES
+        .iter()
+        .chain([("api_calls", "API calls"), ("ldap_entries", "LDAP entries")].iter())
+    {
+        let mut line = format!("| {what} |");
+        for p in &cols {
+            let v = p.phases.get(*key);
+            let cell = match v {
+                Some(v) if key.ends_with("_ms") => secs(*v),
+                Some(v) => format!("{v:.0}"),
+                None => "–".into(),
+            };
+            line.push_str(&format!(" {cell} |"));
+        }
+        let _ = writeln!(s, "{line}");
+    }
+    s
+}
+
+/// The targets against what this run measured.
+pub fn targets(rs: &[SizeResult]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "\n### Against the targets\n");
+    let _ = writeln!(s, "| target | size | measured | |");
+    let _ = writeln!(s, "|---|---|---:|---|");
+    let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
+    for r in rs {
+        if let Some(p) = r.propagation.first() {
+            for k in &p.kinds {
+                let ok = k.p99_ms <= 250.0 && k.timeouts == 0;
+                let _ = writeln!(
+                    s,
+                    "| propagation p99 ≤ 250 ms ({}) | {} | {} | {} |",
+                    k.kind.name(),
+                    r.size,
+                    secs(k.p99_ms),
+                    if ok {
+                        "met".to_string()
+                    } else {
+                        format!("**missed** by {}", secs(k.p99_ms - 250.0))
+                    }
+                );
+                if let (Some(c), m) = (k.calls_median, k.min_writes_median) {
+                    let _ = writeln!(
+                        s,
+                        "| calls per single change within 2 of the minimum ({}) | {} | {c:.0} (minimum {m:.0}) | {} |",
+                        k.kind.name(),
+                        r.size,
+                        verdict(c <= m + 2.0)
+                    );
+                }
+            }
+        }
+        if r.warm.is_some() && r.warm_floor_ms > 0.0 && r.size != "S" {
+            let x = r.warm_spread.median / r.warm_floor_ms;
+            let _ = writeln!(
+                s,
+                "| warm full reconcile ≤ 0.6× the sequential floor | {} | {x:.2}× | {} |",
+                r.size,
+                verdict(x <= 0.6)
+            );
+        }
+        if let (Some(m), Some(f)) = (&r.cold, &r.cold_floor) {
+            let calls = if r.cold_executed {
+                m.calls
+            } else {
+                m.calls + m.planned_writes
+            };
+            let x = calls as f64 / f.calls.max(1) as f64;
+            let _ = writeln!(
+                s,
+                "| cold API calls ≤ 1.01× the minimum | {} | {x:.3}× ({calls} / {}) | {} |",
+                r.size,
+                f.calls,
+                verdict(x <= 1.01)
+            );
+        }
+        if r.size == "L" {
+            if let Some(m) = &r.warm {
+                let mb = m.max_rss_kib as f64 * 1024.0 / 1e6;
+                let _ = writeln!(
+                    s,
+                    "| peak RSS < 200 MB | L | {mb:.0} MB | {} |",
+                    verdict(mb < 200.0)
                 );
             }
         }
@@ -303,6 +561,7 @@ pub fn document(machine: &BTreeMap<String, String>, rs: &[SizeResult], total_s: 
     }
     let _ = writeln!(s, "- benchmark wall time: {:.0} s", total_s);
     s.push_str(&tables(rs));
+    s.push_str(&targets(rs));
     s.push_str(&growth(rs));
     s
 }
@@ -319,6 +578,19 @@ mod tests {
         assert_eq!(ratio(3.0, 2.0), "1.50×");
         assert_eq!(ratio(1.0, 0.0), "–");
         assert_eq!(mib(2048), "2 MiB");
+    }
+
+    #[test]
+    fn a_spread_has_the_median_and_the_range_of_its_samples() {
+        let s = Spread::of(vec![5.0, 1.0, 3.0, 2.0, 4.0]);
+        assert_eq!((s.median, s.min, s.max), (3.0, 1.0, 5.0));
+        assert_eq!(
+            s.samples,
+            [5.0, 1.0, 3.0, 2.0, 4.0],
+            "in the order measured"
+        );
+        assert_eq!(s.show(), "3 ms (1 ms–5 ms, 5)");
+        assert_eq!(Spread::of(vec![]).median, 0.0);
     }
 
     #[test]

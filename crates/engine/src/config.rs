@@ -74,6 +74,10 @@ fn default_timeout() -> u64 {
     30
 }
 
+fn default_read_concurrency() -> usize {
+    4
+}
+
 impl Default for DirectorySection {
     fn default() -> Self {
         DirectorySection {
@@ -186,6 +190,9 @@ pub struct MattermostSection {
     pub insecure: bool,
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// Requests in flight at most while reading teams, channels, members and accounts.
+    #[serde(default = "default_read_concurrency")]
+    pub read_concurrency: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -485,6 +492,12 @@ impl Config {
             if auth_service.is_empty() {
                 bail!("mattermost.match.auth_service: must name the auth service, e.g. \"openid\"");
             }
+        }
+        if !(1..=64).contains(&self.mattermost.read_concurrency) {
+            bail!(
+                "mattermost.read_concurrency: {} is not between 1 and 64 requests in flight",
+                self.mattermost.read_concurrency
+            );
         }
         for (key, url) in [("mattermost.url", &self.mattermost.url)] {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
@@ -810,6 +823,24 @@ mode = "add"
 
     fn err_of(text: &str) -> String {
         format!("{:#}", parse(text, &[]).expect_err("must be refused"))
+    }
+
+    #[test]
+    fn mattermost_reads_four_at_a_time_unless_told_otherwise() {
+        let cfg = parse(MINIMAL, &[]).expect("valid");
+        assert_eq!(cfg.mattermost.read_concurrency, 4);
+        let with = |n: &str| {
+            MINIMAL.replace(
+                "auth_service = \"openid\"\n",
+                &format!("auth_service = \"openid\"\nread_concurrency = {n}\n"),
+            )
+        };
+        let cfg = parse(&with("1"), &[]).expect("valid");
+        assert_eq!(cfg.mattermost.read_concurrency, 1);
+        for bad in ["0", "65"] {
+            let e = err_of(&with(bad));
+            assert!(e.contains("mattermost.read_concurrency"), "{e}");
+        }
     }
 
     #[test]

@@ -146,6 +146,7 @@ pub fn mattermost_client(cfg: &Config) -> Result<Client> {
     c.timeout = Duration::from_secs(m.timeout_secs);
     c.ca_file = m.ca_file.clone();
     c.insecure = m.insecure;
+    c.read_concurrency = m.read_concurrency;
     Client::new(c).context("mattermost client")
 }
 

@@ -11,8 +11,9 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// One HTTP attempt as an observer sees it (for metrics): the method, the status (`None`
 /// when no answer came: timeout, refused or reset connection) and how long it took.
@@ -46,6 +47,14 @@ pub(crate) struct Inner {
     /// Cleared when the server turns out not to accept `{"user_ids": [...]}` on
     /// `POST /channels/{id}/members` (servers before the batch form).
     pub(crate) channel_batch: AtomicBool,
+    /// Requests in flight at most (`ClientConfig::read_concurrency`): one permit per HTTP
+    /// attempt, held from sending to the last byte of the answer, never while waiting.
+    in_flight: Semaphore,
+    pub(crate) read_concurrency: usize,
+    /// No attempt starts before this instant: a 429 pushes it to when the server said to
+    /// come back, for every request of this client and its clones, not only the one that
+    /// got the 429.
+    not_before: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -180,6 +189,9 @@ impl Client {
                 counters: Counters::default(),
                 observer: std::sync::OnceLock::new(),
                 channel_batch: AtomicBool::new(true),
+                in_flight: Semaphore::new(cfg.read_concurrency.max(1)),
+                read_concurrency: cfg.read_concurrency.max(1),
+                not_before: Mutex::new(None),
             }),
         })
     }
@@ -198,6 +210,52 @@ impl Client {
     /// Calls made so far by this client and its clones.
     pub fn stats(&self) -> ApiStats {
         self.inner.counters.snapshot()
+    }
+
+    /// Requests this client keeps in flight at most.
+    pub fn read_concurrency(&self) -> usize {
+        self.inner.read_concurrency
+    }
+
+    /// The instant a 429 asked every request to wait for, if it is still ahead.
+    fn held_until(&self) -> Option<tokio::time::Instant> {
+        let now = tokio::time::Instant::now();
+        let guard = self
+            .inner
+            .not_before
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        guard.filter(|t| *t > now)
+    }
+
+    /// Holds every request back until `wait` from now (or later, if already held longer).
+    fn hold_back(&self, wait: Duration) {
+        let until = tokio::time::Instant::now() + wait;
+        let mut guard = self
+            .inner
+            .not_before
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if guard.is_none_or(|t| t < until) {
+            *guard = Some(until);
+        }
+    }
+
+    /// Waits until a request may be sent: no 429 holds requests back and fewer than
+    /// `read_concurrency` are in flight. The permit ends the slot when dropped.
+    async fn admit(&self) -> Option<SemaphorePermit<'_>> {
+        loop {
+            while let Some(until) = self.held_until() {
+                tokio::time::sleep_until(until).await;
+            }
+            // The semaphore is never closed; without a permit the request would still be
+            // sent, only not counted against the limit.
+            let permit = self.inner.in_flight.acquire().await.ok();
+            // a 429 may have come while this request waited for its slot
+            if self.held_until().is_none() {
+                return permit;
+            }
+        }
     }
 
     /// Whether channel adds go in batches (`{"user_ids": […]}` on `POST
@@ -277,6 +335,7 @@ impl Client {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
+            let slot = self.admit().await;
             self.inner.counters.attempt(&method, is_read(&method, path));
             let started = Instant::now();
             let mut req = self.inner.http.request(method.clone(), &url);
@@ -317,7 +376,8 @@ impl Client {
                             body,
                         });
                     }
-                    let wait = if status == StatusCode::TOO_MANY_REQUESTS {
+                    let rate_limited = status == StatusCode::TOO_MANY_REQUESTS;
+                    let wait = if rate_limited {
                         self.inner.counters.rate_limited();
                         retries_left.then(|| self.rate_limit_wait(&headers, attempt))
                     } else if status.is_server_error() {
@@ -333,7 +393,16 @@ impl Client {
                             "mattermost call failed; retrying"
                         );
                         self.inner.counters.retry();
-                        tokio::time::sleep(wait).await;
+                        if rate_limited {
+                            // Every request waits, this one included (in `admit`); held
+                            // back before this one's slot is given up, so that no request
+                            // waiting for the slot is sent in between.
+                            self.hold_back(wait);
+                            drop(slot);
+                        } else {
+                            drop(slot);
+                            tokio::time::sleep(wait).await;
+                        }
                         continue;
                     }
                     return Err(MmError::Api {
@@ -364,6 +433,7 @@ impl Client {
                             "mattermost call failed; retrying"
                         );
                         self.inner.counters.retry();
+                        drop(slot);
                         tokio::time::sleep(wait).await;
                         continue;
                     }

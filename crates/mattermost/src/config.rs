@@ -27,13 +27,18 @@ pub struct ClientConfig {
     pub backoff_max: Duration,
     /// Longest wait a 429's `Retry-After` / `X-Ratelimit-Reset` is honoured for.
     pub max_rate_limit_wait: Duration,
+    /// Requests in flight at most (reads are issued concurrently up to this many; writes
+    /// are sent one at a time anyway). At least 1.
+    pub read_concurrency: usize,
 }
 
 impl ClientConfig {
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
     pub const DEFAULT_MAX_RETRIES: u32 = 5;
+    pub const DEFAULT_READ_CONCURRENCY: usize = 4;
 
-    /// A configuration with the defaults: 30 s timeout, 5 retries, verified TLS.
+    /// A configuration with the defaults: 30 s timeout, 5 retries, verified TLS, 4 requests
+    /// in flight.
     pub fn new(url: impl Into<String>, token: impl Into<Secret>) -> Self {
         ClientConfig {
             url: url.into(),
@@ -45,6 +50,7 @@ impl ClientConfig {
             backoff_base: Duration::from_millis(250),
             backoff_max: Duration::from_secs(10),
             max_rate_limit_wait: Duration::from_secs(60),
+            read_concurrency: Self::DEFAULT_READ_CONCURRENCY,
         }
     }
 }
@@ -62,5 +68,6 @@ mod tests {
         assert_eq!(cfg.token.expose(), "s3cr3t-token-value");
         assert_eq!(cfg.timeout, Duration::from_secs(30));
         assert_eq!(cfg.max_retries, 5);
+        assert_eq!(cfg.read_concurrency, 4);
     }
 }

@@ -4,10 +4,13 @@
 use crate::client::{seg, Client, Retry};
 use crate::error::MmError;
 use crate::wire;
+use futures_util::future::try_join;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 use mattersync_core::{ChannelMember, Mattermost, MmChannel, MmTeam, MmUser};
 use reqwest::Method;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 
 /// Largest page Mattermost serves (`PerPageMaximum`; larger `per_page` is capped silently).
 pub const PER_PAGE: usize = 200;
@@ -192,37 +195,73 @@ impl Client {
         Ok(found(self.get_json::<wire::Channel>(&path).await)?.map(Channel::from))
     }
 
-    /// Every page of a listing, `per_page=200`, until a short page. An item seen twice means
-    /// the pages moved under us (Mattermost pages with `LIMIT/OFFSET`, and someone else may
+    /// Runs `f` over `items`, at most [`Client::read_concurrency`] at a time, and returns
+    /// the results in the items' order (so what is assembled from them does not depend on
+    /// which answer came first). The first error fails the whole read; the others are
+    /// dropped unfinished.
+    pub(crate) async fn each<I, T, F, Fut>(&self, items: I, mut f: F) -> Result<Vec<T>, MmError>
+    where
+        I: IntoIterator,
+        F: FnMut(I::Item) -> Fut,
+        Fut: Future<Output = Result<T, MmError>>,
+    {
+        // Unordered, so that one slow item does not stop the others from starting; put back
+        // in order afterwards.
+        let mut done: Vec<(usize, T)> = stream::iter(items.into_iter().enumerate())
+            .map(|(i, item)| {
+                let fut = f(item);
+                async move { fut.await.map(|t| (i, t)) }
+            })
+            .buffer_unordered(self.read_concurrency())
+            .try_collect()
+            .await?;
+        done.sort_by_key(|(i, _)| *i);
+        Ok(done.into_iter().map(|(_, t)| t).collect())
+    }
+
+    /// Every page of a listing, `per_page=200`, until a short page; `window` pages are asked
+    /// for at a time (1: one after the other, the fewest calls; more: up to `window - 1`
+    /// pages past the end are asked for and found empty). An item seen twice means the
+    /// pages moved under us (Mattermost pages with `LIMIT/OFFSET`, and someone else may
     /// have been skipped): the listing is read once more from the start, and if that happens
     /// again it is an error. Never a partial list.
-    async fn listing<T, K>(&self, path: &str, key: K) -> Result<Vec<T>, MmError>
+    async fn listing<T, K>(&self, path: &str, key: K, window: usize) -> Result<Vec<T>, MmError>
     where
         T: serde::de::DeserializeOwned,
         K: Fn(&T) -> &str,
     {
         let sep = if path.contains('?') { '&' } else { '?' };
+        let window = window.max(1);
         let mut dup = String::new();
         for _ in 0..2 {
             let mut seen = BTreeSet::new();
             let mut out = Vec::new();
             let mut complete = false;
-            'pages: for page in 0..MAX_PAGES {
-                let p = format!("{path}{sep}page={page}&per_page={PER_PAGE}");
-                let items: Vec<T> = self.get_json(&p).await?;
-                let n = items.len();
-                for item in items {
-                    if !seen.insert(key(&item).to_string()) {
-                        dup = key(&item).to_string();
-                        tracing::warn!(path = %path, page, id = %dup, "listed twice while paging; reading again");
+            let mut first = 0;
+            'pages: while first < MAX_PAGES {
+                let pages = first..(first + window).min(MAX_PAGES);
+                let answers: Vec<Vec<T>> = self
+                    .each(pages.clone(), |page| {
+                        let p = format!("{path}{sep}page={page}&per_page={PER_PAGE}");
+                        async move { self.get_json::<Vec<T>>(&p).await }
+                    })
+                    .await?;
+                for (page, items) in pages.zip(answers) {
+                    let n = items.len();
+                    for item in items {
+                        if !seen.insert(key(&item).to_string()) {
+                            dup = key(&item).to_string();
+                            tracing::warn!(path = %path, page, id = %dup, "listed twice while paging; reading again");
+                            break 'pages;
+                        }
+                        out.push(item);
+                    }
+                    if n < PER_PAGE {
+                        complete = true;
                         break 'pages;
                     }
-                    out.push(item);
                 }
-                if n < PER_PAGE {
-                    complete = true;
-                    break;
-                }
+                first += window;
             }
             if complete {
                 return Ok(out);
@@ -246,7 +285,9 @@ impl Client {
 
     /// Current members (not those who left a team) by user id.
     async fn members(&self, path: &str) -> Result<BTreeMap<String, ChannelMember>, MmError> {
-        let rows: Vec<wire::Member> = self.listing(path, |m: &wire::Member| &m.user_id).await?;
+        // one page after the other: how many there are is not known before the last one, and
+        // the listings of different scopes run side by side instead
+        let rows: Vec<wire::Member> = self.listing(path, |m: &wire::Member| &m.user_id, 1).await?;
         Ok(rows
             .into_iter()
             .filter(|m| m.delete_at == 0)
@@ -282,13 +323,13 @@ impl Client {
     async fn users_by(&self, path: &str, keys: &[String]) -> Result<Vec<MmUser>, MmError> {
         let keys: BTreeSet<&String> = keys.iter().filter(|k| !k.is_empty()).collect();
         let keys: Vec<&String> = keys.into_iter().collect();
-        let mut out = Vec::new();
-        for chunk in keys.chunks(USER_BATCH) {
-            let users: Vec<wire::User> = self
-                .send_json(Method::POST, path, chunk, Retry::Idempotent)
-                .await?;
-            out.extend(users.into_iter().map(MmUser::from));
-        }
+        let batches = self
+            .each(keys.chunks(USER_BATCH), |chunk| async move {
+                self.send_json::<_, Vec<wire::User>>(Method::POST, path, chunk, Retry::Idempotent)
+                    .await
+            })
+            .await?;
+        let mut out: Vec<MmUser> = batches.into_iter().flatten().map(MmUser::from).collect();
         out.sort_by(|a, b| a.username.cmp(&b.username).then(a.id.cmp(&b.id)));
         Ok(out)
     }
@@ -354,9 +395,13 @@ impl Client {
         self.users_by("/users/usernames", &lower).await
     }
 
-    /// `GET /users`, all pages: every account, bots and deactivated ones included.
+    /// `GET /users`, all pages: every account, bots and deactivated ones included. The
+    /// pages are asked for [`Client::read_concurrency`] at a time (at most that many minus
+    /// one past the end are asked for and found empty).
     pub async fn all_users(&self) -> Result<Vec<MmUser>, MmError> {
-        let users: Vec<wire::User> = self.listing("/users", |u: &wire::User| &u.id).await?;
+        let users: Vec<wire::User> = self
+            .listing("/users", |u: &wire::User| &u.id, self.read_concurrency())
+            .await?;
         let mut out: Vec<MmUser> = users.into_iter().map(MmUser::from).collect();
         out.sort_by(|a, b| a.username.cmp(&b.username).then(a.id.cmp(&b.id)));
         Ok(out)
@@ -415,26 +460,36 @@ impl Client {
         if n < PER_PAGE || pages > wanted.len() - out.len() {
             return Ok(out);
         }
-        for page in 1..pages.saturating_add(1).min(MAX_PAGES) {
-            let items: Vec<wire::Channel> = self
-                .get_json(&format!(
-                    "/channels?include_deleted=true&page={page}&per_page={PER_PAGE}"
-                ))
+        // the rest a window at a time (never past the last page the total implies)
+        let last = pages.min(MAX_PAGES);
+        let mut first = 1;
+        while first < last {
+            let window = first..(first + self.read_concurrency()).min(last);
+            let answers = self
+                .each(window.clone(), |page| async move {
+                    self.get_json::<Vec<wire::Channel>>(&format!(
+                        "/channels?include_deleted=true&page={page}&per_page={PER_PAGE}"
+                    ))
+                    .await
+                })
                 .await?;
-            let n = items.len();
-            for c in items {
-                if !keep(&mut out, c) {
-                    // the pages moved: the by-name look-ups settle the rest
-                    tracing::debug!(
-                        page,
-                        "a channel was listed twice; looking the rest up by name"
-                    );
+            for (page, items) in window.zip(answers) {
+                let n = items.len();
+                for c in items {
+                    if !keep(&mut out, c) {
+                        // the pages moved: the by-name look-ups settle the rest
+                        tracing::debug!(
+                            page,
+                            "a channel was listed twice; looking the rest up by name"
+                        );
+                        return Ok(out);
+                    }
+                }
+                if n < PER_PAGE || out.len() == wanted.len() {
                     return Ok(out);
                 }
             }
-            if n < PER_PAGE || out.len() == wanted.len() {
-                break;
-            }
+            first += self.read_concurrency();
         }
         Ok(out)
     }
@@ -445,6 +500,11 @@ impl Client {
     /// member read. A team or channel that does not exist is absent from the result (the
     /// planner reports it); any other error fails the whole read, so a partial state is never
     /// returned.
+    ///
+    /// Reads run side by side, [`Client::read_concurrency`] at most in flight: the team
+    /// look-ups with the account look-ups, then every team's and every channel's member
+    /// listing (a channel's look-up, when the channel listing lacks it, just before its
+    /// members). The result is assembled in name order, whichever answer came first.
     pub async fn read_state(
         &self,
         teams: &[String],
@@ -457,16 +517,53 @@ impl Client {
             .map(String::as_str)
             .chain(channels.iter().map(|(t, _)| t.as_str()))
             .collect();
-        for name in team_names {
-            let Some(team) = self.team_by_name(name).await? else {
-                tracing::debug!(team = %name, "team not found");
-                continue;
-            };
-            if team.archived {
-                tracing::warn!(team = %name, "team is archived; treated as absent");
-                continue;
+        let (found, accounts) = try_join(
+            self.each(team_names, |name| async move {
+                Ok((name, self.team_by_name(name).await?))
+            }),
+            self.users_by_usernames(usernames),
+        )
+        .await?;
+        let mut live = Vec::new();
+        for (name, team) in found {
+            match team {
+                None => tracing::debug!(team = %name, "team not found"),
+                Some(t) if t.archived => {
+                    tracing::warn!(team = %name, "team is archived; treated as absent")
+                }
+                Some(t) => live.push((name, t)),
             }
-            let members = self.team_members(&team.id).await?;
+        }
+        let team_ids: BTreeMap<&str, &str> = live
+            .iter()
+            .map(|(name, t)| (t.id.as_str(), *name))
+            .collect();
+        let wanted: BTreeSet<(&str, &str)> = channels
+            .iter()
+            .map(|(t, c)| (t.as_str(), c.as_str()))
+            .collect();
+        let team_members = self.each(&live, |(_, t)| self.team_members(&t.id));
+        let channel_members = async {
+            let mut listed = self.channels_listed(&team_ids, &wanted).await?;
+            self.each(&wanted, |&(team, name)| {
+                let known = listed.remove(&(team.to_string(), name.to_string()));
+                async move {
+                    let ch = match known {
+                        Some(c) => Some(c),
+                        None => self.channel_by_name(team, name).await?,
+                    };
+                    let Some(ch) = ch else {
+                        tracing::debug!(channel = %format!("{team}/{name}"), "channel not found");
+                        return Ok(None);
+                    };
+                    let members = self.channel_members(&ch.id).await?;
+                    Ok(Some((team, name, ch, members)))
+                }
+            })
+            .await
+        };
+        let (team_members, channel_members) = try_join(team_members, channel_members).await?;
+        for ((name, team), members) in live.into_iter().zip(team_members) {
             state.teams.insert(
                 name.to_string(),
                 MmTeam {
@@ -476,26 +573,7 @@ impl Client {
                 },
             );
         }
-        let wanted: BTreeSet<(&str, &str)> = channels
-            .iter()
-            .map(|(t, c)| (t.as_str(), c.as_str()))
-            .collect();
-        let team_names: BTreeMap<&str, &str> = state
-            .teams
-            .values()
-            .map(|t| (t.id.as_str(), t.name.as_str()))
-            .collect();
-        let mut listed = self.channels_listed(&team_names, &wanted).await?;
-        for (team, name) in wanted {
-            let found = match listed.remove(&(team.to_string(), name.to_string())) {
-                Some(c) => Some(c),
-                None => self.channel_by_name(team, name).await?,
-            };
-            let Some(ch) = found else {
-                tracing::debug!(channel = %format!("{team}/{name}"), "channel not found");
-                continue;
-            };
-            let members = self.channel_members(&ch.id).await?;
+        for (team, name, ch, members) in channel_members.into_iter().flatten() {
             let c = MmChannel {
                 id: ch.id,
                 team: team.to_string(),
@@ -507,7 +585,7 @@ impl Client {
             state.channels.insert(c.path(), c);
         }
 
-        for u in self.users_by_usernames(usernames).await? {
+        for u in accounts {
             state.users.insert(u.id.clone(), u);
         }
         let missing: BTreeSet<String> = state

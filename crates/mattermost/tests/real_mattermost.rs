@@ -32,6 +32,11 @@ fn env_file() -> PathBuf {
 /// A client for the real server, after checking that it answers. A test that needs it and
 /// cannot reach it fails here, saying why and how to start it.
 async fn mattermost_or_fail() -> Client {
+    mattermost_in_flight_or_fail(ClientConfig::DEFAULT_READ_CONCURRENCY).await
+}
+
+/// As [`mattermost_or_fail`], with at most `in_flight` requests in flight.
+async fn mattermost_in_flight_or_fail(in_flight: usize) -> Client {
     let fail = |why: String| -> ! {
         panic!(
             "this test needs the real Mattermost: {why} \
@@ -60,7 +65,9 @@ async fn mattermost_or_fail() -> Client {
         Ok(t) => t,
         Err(e) => fail(format!("token file {token_file}: {e}")),
     };
-    let client = Client::new(ClientConfig::new(*url, token)).expect("client");
+    let mut cfg = ClientConfig::new(*url, token);
+    cfg.read_concurrency = in_flight;
+    let client = Client::new(cfg).expect("client");
     match client.ping().await {
         Ok(_) => client,
         Err(e @ MmError::Transport { .. }) => fail(format!("{url} does not answer: {e}")),
@@ -597,4 +604,69 @@ async fn real_mattermost_errors_name_the_request_and_the_servers_reason() {
     assert!(text.contains("DELETE /api/v4/channels/"), "{text}");
     assert_eq!(err.status(), Some(404));
     assert!(err.error_id().is_some());
+}
+
+/// A team of its own with eight channels (public and private, one archived), five accounts
+/// spread over them: `read_state` with one request in flight and with four reads the same
+/// state with the same number of calls.
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_mattermost_read_state_is_the_same_with_one_and_with_four_in_flight() {
+    let one = mattermost_in_flight_or_fail(1).await;
+    let four = mattermost_in_flight_or_fail(4).await;
+    assert_eq!((one.read_concurrency(), four.read_concurrency()), (1, 4));
+    let team = fresh_team(&one, "inflight").await;
+    let users = ensure_users(&one, "msit-inflight", 5).await;
+    let ids: Vec<String> = users.values().cloned().collect();
+    one.add_team_members(&team.id, &ids)
+        .await
+        .expect("team add");
+    let mut channels = Vec::new();
+    for i in 0..8 {
+        let name = format!("inflight-{i}-{}", suffix());
+        let ch = one
+            .create_channel(&team.id, &name, &name, i % 3 == 0)
+            .await
+            .expect("create channel");
+        let members: Vec<String> = ids.iter().skip(i % 5).take(1 + i % 4).cloned().collect();
+        one.add_channel_members(&ch.id, &members)
+            .await
+            .expect("channel add");
+        if i == 7 {
+            one.archive_channel(&ch.id).await.expect("archive");
+        }
+        channels.push((team.name.clone(), name));
+    }
+    channels.push((team.name.clone(), "no-such-channel".into()));
+    let mut usernames: Vec<String> = users.keys().cloned().collect();
+    usernames.push("msit-inflight-nobody".into());
+    let teams = [team.name.clone(), "msit-no-such-team".into()];
+
+    let b1 = one.stats();
+    let s1 = one.read_state(&teams, &channels, &usernames).await;
+    let calls1 = one.stats().since(&b1).calls;
+    let b4 = four.stats();
+    let s4 = four.read_state(&teams, &channels, &usernames).await;
+    let calls4 = four.stats().since(&b4).calls;
+    release_users(&one, &ids).await;
+    cleanup(&one, &team).await;
+
+    let (s1, s4) = (
+        s1.expect("state, 1 in flight"),
+        s4.expect("state, 4 in flight"),
+    );
+    assert_eq!(s1.channels.len(), 8, "the missing channel is absent");
+    assert!(s1.channels.values().any(|c| c.archived));
+    assert!(s1.channels.values().any(|c| c.private));
+    assert_eq!(s1.teams.len(), 1);
+    assert_eq!(
+        s1.teams[&team.name].members.len(),
+        6,
+        "five and the creator"
+    );
+    assert!(
+        s1 == s4,
+        "one in flight read {s1:#?}\nfour in flight read {s4:#?}"
+    );
+    assert_eq!(calls1, calls4, "the same calls, only overlapped");
 }

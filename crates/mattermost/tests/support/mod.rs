@@ -17,6 +17,8 @@ pub struct Request {
     pub target: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When the whole request had arrived.
+    pub at: std::time::Instant,
 }
 
 impl Request {
@@ -93,7 +95,32 @@ type Handler = dyn Fn(&Request, usize) -> Reply + Send + Sync;
 pub struct FakeServer {
     pub url: String,
     requests: Arc<Mutex<Vec<Request>>>,
+    gauge: Arc<Gauge>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Requests received and not yet answered, now and at most.
+#[derive(Default)]
+struct Gauge {
+    now: AtomicUsize,
+    max: AtomicUsize,
+}
+
+/// One request being answered; leaves the gauge when dropped (answered or reset).
+struct Answering<'a>(&'a Gauge);
+
+impl<'a> Answering<'a> {
+    fn start(g: &'a Gauge) -> Answering<'a> {
+        let n = g.now.fetch_add(1, Ordering::SeqCst) + 1;
+        g.max.fetch_max(n, Ordering::SeqCst);
+        Answering(g)
+    }
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Drop for FakeServer {
@@ -115,6 +142,8 @@ impl FakeServer {
         let handler: Arc<Handler> = Arc::new(handler);
         let counter = Arc::new(AtomicUsize::new(0));
         let reqs = requests.clone();
+        let gauge = Arc::new(Gauge::default());
+        let g = gauge.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -123,16 +152,23 @@ impl FakeServer {
                 let handler = handler.clone();
                 let reqs = reqs.clone();
                 let counter = counter.clone();
+                let g = g.clone();
                 tokio::spawn(async move {
-                    serve(stream, handler, reqs, counter).await;
+                    serve(stream, handler, reqs, counter, g).await;
                 });
             }
         });
         FakeServer {
             url: format!("http://{addr}"),
             requests,
+            gauge,
             task,
         }
+    }
+
+    /// The most requests that were being answered at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.gauge.max.load(Ordering::SeqCst)
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -174,6 +210,7 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Reque
                 target,
                 headers,
                 body,
+                at: std::time::Instant::now(),
             });
         }
         let mut chunk = [0u8; 8192];
@@ -190,9 +227,11 @@ async fn serve(
     handler: Arc<Handler>,
     reqs: Arc<Mutex<Vec<Request>>>,
     counter: Arc<AtomicUsize>,
+    gauge: Arc<Gauge>,
 ) {
     let mut buf = Vec::new();
     while let Some(req) = read_request(&mut stream, &mut buf).await {
+        let _answering = Answering::start(&gauge);
         let n = counter.fetch_add(1, Ordering::SeqCst);
         reqs.lock().expect("lock").push(req.clone());
         let mut reply = handler(&req, n);
