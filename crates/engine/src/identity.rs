@@ -6,9 +6,9 @@
 use crate::source::MattermostApi;
 use anyhow::{Context, Result};
 use mattersync_core::identity::{identify_group, unresolvable};
-use mattersync_core::{Directory, Link, LinkIdentity, LinkIssue, Target, TeamInfo};
+use mattersync_core::{ChannelInfo, Directory, Link, LinkIdentity, LinkIssue, Target, TeamInfo};
 use mattersync_ledger::{Ledger, RunLock};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Links as they mean now, what to tell the admin, and the ids to record.
 #[derive(Debug, Default, Clone)]
@@ -35,12 +35,30 @@ pub struct TargetCache {
     /// By the target as declared: what it resolved to when last looked up.
     targets: BTreeMap<Target, Resolved>,
     teams: BTreeMap<String, Option<TeamInfo>>,
+    /// Every channel by id, from one listing, when many links are to be looked up by id
+    /// (a channel not in it is still asked for by id: a direct message, or one deleted).
+    channels: Option<HashMap<String, ChannelInfo>>,
 }
 
 impl TargetCache {
     pub fn clear(&mut self) {
         self.targets.clear();
         self.teams.clear();
+        self.channels = None;
+    }
+}
+
+/// Below this many channels to look up by id, asking for each costs no more than listing.
+const LIST_CHANNELS_FROM: usize = 8;
+
+async fn channel_by_id<M: MattermostApi>(
+    mm: &M,
+    listed: Option<&HashMap<String, ChannelInfo>>,
+    id: &str,
+) -> Result<Option<ChannelInfo>> {
+    match listed.and_then(|l| l.get(id)) {
+        Some(c) => Ok(Some(c.clone())),
+        None => mm.channel_by_id(id).await,
     }
 }
 
@@ -57,6 +75,25 @@ pub async fn identify<M: MattermostApi>(
         .map(|k| ((k.group.as_str(), &k.target), k))
         .collect();
     let mut out = Identified::default();
+    // Many channels to follow by id: one listing (a page per 200 channels) instead of a call
+    // each.
+    let by_id = links
+        .iter()
+        .filter(|l| !cache.targets.contains_key(&l.target))
+        .filter(|l| matches!(l.target, Target::Channel { .. }))
+        .filter(|l| {
+            by_key
+                .get(&(l.group.as_str(), &l.target))
+                .is_some_and(|k| k.channel_id.is_some())
+        })
+        .count();
+    if cache.channels.is_none() && by_id >= LIST_CHANNELS_FROM {
+        cache.channels = mm
+            .all_channels()
+            .await
+            .context("mattermost: listing channels; nothing was changed")?
+            .map(|cs| cs.into_iter().map(|c| (c.id.clone(), c)).collect());
+    }
     for link in links {
         let k = by_key.get(&(link.group.as_str(), &link.target)).copied();
         let (group, group_issue, group_id) = identify_group(&link, k, dir);
@@ -71,6 +108,7 @@ pub async fn identify<M: MattermostApi>(
                     channel_known.as_deref(),
                     mm,
                     &mut cache.teams,
+                    cache.channels.as_ref(),
                 )
                 .await
                 .with_context(|| {
@@ -162,6 +200,7 @@ async fn resolve_target<M: MattermostApi>(
     channel_id: Option<&str>,
     mm: &M,
     teams: &mut BTreeMap<String, Option<TeamInfo>>,
+    listed: Option<&HashMap<String, ChannelInfo>>,
 ) -> Result<Resolved> {
     let declared = link.target.to_string();
     let gone = |target: Target, issue: LinkIssue| Resolved {
@@ -220,7 +259,7 @@ async fn resolve_target<M: MattermostApi>(
                 target: declared.clone(),
             };
             match channel_id {
-                Some(id) => match mm.channel_by_id(id).await? {
+                Some(id) => match channel_by_id(mm, listed, id).await? {
                     Some(c) if c.direct => Ok(gone(unresolved, direct(link))),
                     Some(c) => {
                         let Some(t) = team(mm, teams, &c.team_id).await? else {

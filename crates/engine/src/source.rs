@@ -50,6 +50,9 @@ pub trait MattermostApi: Send + Sync {
     /// A team by id or by name; `None` when there is none.
     fn team_by_id(&self, id: &str) -> impl Future<Output = Result<Option<TeamInfo>>> + Send;
     fn team_by_name(&self, name: &str) -> impl Future<Output = Result<Option<TeamInfo>>> + Send;
+    /// Every team's public and private channels, archived ones included; `None` when the
+    /// token may not list them all.
+    fn all_channels(&self) -> impl Future<Output = Result<Option<Vec<ChannelInfo>>>> + Send;
     /// A channel by id, or by team and channel name; `None` when there is none.
     fn channel_by_id(&self, id: &str) -> impl Future<Output = Result<Option<ChannelInfo>>> + Send;
     fn channel_by_name(
@@ -154,6 +157,12 @@ impl MattermostApi for mattersync_mattermost::Client {
         Ok(mattersync_mattermost::Client::team_by_name(self, name)
             .await?
             .map(team_info))
+    }
+
+    async fn all_channels(&self) -> Result<Option<Vec<ChannelInfo>>> {
+        Ok(mattersync_mattermost::Client::all_channels(self)
+            .await?
+            .map(|cs| cs.into_iter().map(channel_info).collect()))
     }
 
     async fn channel_by_id(&self, id: &str) -> Result<Option<ChannelInfo>> {

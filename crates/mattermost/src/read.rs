@@ -407,6 +407,37 @@ impl Client {
         Ok(out)
     }
 
+    /// `GET /channels?include_deleted=true`, all pages: every team's public and private
+    /// channels, archived ones included (not direct messages). `None` when the token may not
+    /// list all channels (it lacks `manage_system`), or when the listing kept moving while it
+    /// was paged (channels created meanwhile): the caller then asks for each channel it
+    /// needs. A channel the listing missed (one deleted meanwhile shifts the pages) is simply
+    /// not in it.
+    pub async fn all_channels(&self) -> Result<Option<Vec<Channel>>, MmError> {
+        match self
+            .listing(
+                "/channels?include_deleted=true",
+                |c: &wire::Channel| &c.id,
+                self.read_concurrency(),
+            )
+            .await
+        {
+            Ok(cs) => Ok(Some(cs.into_iter().map(Channel::from).collect())),
+            Err(e)
+                if e.status()
+                    .is_some_and(|s| (400..500).contains(&s) && s != 429) =>
+            {
+                tracing::debug!(error = %e, "cannot list all channels");
+                Ok(None)
+            }
+            Err(e @ MmError::Inconsistent { .. }) => {
+                tracing::debug!(error = %e, "the channel listing moved; asking for each channel");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The wanted channels that `GET /channels` (every team's public and private channels,
     /// archived ones included) finds, by `(team, name)`, when listing takes fewer calls than
     /// one `GET /teams/name/{team}/channels/name/{name}` per channel: the first page says how

@@ -605,7 +605,28 @@ async fn mattermost(
             Vec::new()
         }
     };
-    if let Matching::AuthData { auth_service } = &cfg.mattermost.matching {
+    let system_perms = mm.role_permissions(&system_roles).await.unwrap_or_default();
+    let sysadmin = system_perms.contains("manage_system");
+    c.ok(
+        "mattermost.account",
+        format!(
+            "the token is @{}'s ({}{})",
+            me.username,
+            system_roles.join(" "),
+            if me.is_bot { ", a bot" } else { "" }
+        ),
+    );
+    // One item: a token that is not a system admin's sees nobody's auth_data; a system
+    // admin's may still meet a server that blanks it for everyone.
+    if matches!(cfg.mattermost.matching, Matching::AuthData { .. }) && !sysadmin {
+        c.fail(
+            "mattermost.auth_data",
+            format!(
+                "@{} is not a system admin: Mattermost shows other accounts' auth_data only to system admins, so matching by auth_data would find nobody (every user pending)",
+                me.username
+            ),
+        );
+    } else if let Matching::AuthData { auth_service } = &cfg.mattermost.matching {
         match mm.all_users().await {
             Ok(users) if mattersync_mattermost::hides_auth_data(&users, auth_service) => c.fail(
                 "mattermost.auth_data",
@@ -630,26 +651,6 @@ async fn mattermost(
             }
             Err(e) => c.warn("mattermost.auth_data", format!("accounts unreadable: {e}")),
         }
-    }
-    let system_perms = mm.role_permissions(&system_roles).await.unwrap_or_default();
-    let sysadmin = system_perms.contains("manage_system");
-    c.ok(
-        "mattermost.account",
-        format!(
-            "the token is @{}'s ({}{})",
-            me.username,
-            system_roles.join(" "),
-            if me.is_bot { ", a bot" } else { "" }
-        ),
-    );
-    if matches!(cfg.mattermost.matching, Matching::AuthData { .. }) && !sysadmin {
-        c.fail(
-            "mattermost.auth_data",
-            format!(
-                "@{} is not a system admin: Mattermost shows other accounts' auth_data only to system admins, so matching by auth_data would find nobody (every user pending)",
-                me.username
-            ),
-        );
     }
     // Links as a run would resolve them (file, ledger, convention).
     let ledger_links = crate::read_ledger(cfg)

@@ -94,6 +94,9 @@ impl<M: MattermostApi> MattermostApi for Progress<'_, M> {
     async fn team_by_name(&self, name: &str) -> Result<Option<TeamInfo>> {
         self.inner.team_by_name(name).await
     }
+    async fn all_channels(&self) -> Result<Option<Vec<ChannelInfo>>> {
+        self.inner.all_channels().await
+    }
     async fn channel_by_id(&self, id: &str) -> Result<Option<ChannelInfo>> {
         self.inner.channel_by_id(id).await
     }
@@ -148,6 +151,9 @@ mod tests {
                 Ok(None)
             }
             async fn team_by_name(&self, _: &str) -> Result<Option<TeamInfo>> {
+                Ok(None)
+            }
+            async fn all_channels(&self) -> Result<Option<Vec<ChannelInfo>>> {
                 Ok(None)
             }
             async fn channel_by_id(&self, _: &str) -> Result<Option<ChannelInfo>> {

@@ -362,3 +362,57 @@ async fn real_servers_a_new_group_with_a_deleted_groups_name_is_not_adopted() {
     assert_eq!(v["link_issues"][0]["kind"], "group_replaced", "{v}");
     assert_eq!(names(&sb.members(&ch).await), vec![alice.uid.clone()]);
 }
+
+/// Many links followed by id at once: their channels come from one listing (`GET
+/// /channels`, a page per 200) instead of a call each, with the same answers — a renamed
+/// channel is followed, an archived one is a broken link, a new channel with the old name
+/// gets nothing.
+#[tokio::test]
+#[ignore = "needs the real servers (scripts/test.sh runs it)"]
+async fn real_servers_many_links_are_followed_by_id_from_one_channel_listing() {
+    let sb = Sandbox::new("many_links").await;
+    let alice = sb.user("alice", true, false).await;
+    let bob = sb.user("bob", true, false).await;
+    let mut links = String::new();
+    let mut channels = Vec::new();
+    for i in 0..9 {
+        let g = sb.create_group(&format!("g{i}"), &[&alice], &[], &[]).await;
+        channels.push((g.clone(), sb.channel(&format!("c{i}"), false).await));
+        links.push_str(&sb.link(&g, &format!("c{i}")));
+        links.push('\n');
+    }
+    let cfg = sb.config(&links);
+    apply(&cfg);
+    let (renamed_g, renamed) = channels[4].clone();
+    let (_, archived) = channels[6].clone();
+    sb.rename_channel(&renamed, "c4-renamed").await;
+    let newer = sb.channel("c4", false).await;
+    sb.mm.archive_channel(&archived).await.expect("archive");
+    sb.add_member(&renamed_g, &bob).await;
+    let out = run(&cfg, &["apply", "--yes", "--json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "the channel was renamed from {a}/c4 to {a}/c4-renamed",
+            a = sb.area
+        )),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("{a}/c6 is archived in Mattermost", a = sb.area)),
+        "{out:?}"
+    );
+    assert_eq!(
+        names(&sb.members(&renamed).await),
+        sorted(vec![alice.uid.clone(), bob.uid.clone()])
+    );
+    assert!(sb.members(&newer).await.is_empty());
+    // The others are untouched and settled.
+    for (_, ch) in channels
+        .iter()
+        .filter(|(_, c)| *c != renamed && *c != archived)
+    {
+        assert_eq!(names(&sb.members(ch).await), vec![alice.uid.clone()]);
+    }
+}

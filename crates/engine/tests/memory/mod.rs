@@ -350,6 +350,14 @@ impl MattermostApi for MemMattermost {
         Ok(w.teams.get(name).map(team_info))
     }
 
+    async fn all_channels(&self) -> Result<Option<Vec<ChannelInfo>>> {
+        self.call()?;
+        let w = self.world.lock().expect("world");
+        Ok(Some(
+            w.channels.values().map(|c| channel_info(&w, c)).collect(),
+        ))
+    }
+
     async fn channel_by_id(&self, id: &str) -> Result<Option<ChannelInfo>> {
         self.call()?;
         let w = self.world.lock().expect("world");
