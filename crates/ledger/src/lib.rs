@@ -522,6 +522,18 @@ impl Ledger {
         Ok(())
     }
 
+    /// What a run did, per action and outcome (`ok`, `failed`): the counts of its events.
+    pub fn action_counts(&self, run_id: &str) -> Result<Vec<(String, String, u64)>> {
+        self.db
+            .query(
+                "SELECT action, outcome, COUNT(*) FROM events WHERE run_id = ?1 GROUP BY action, outcome ORDER BY action, outcome",
+                vals![run_id],
+            )?
+            .into_iter()
+            .map(|r| Ok((r.text(0)?, r.text(1)?, u64::try_from(r.int(2)?).unwrap_or(0))))
+            .collect()
+    }
+
     /// Starts a run by `actor` and returns its id.
     pub fn begin_run(&self, kind: &str, fingerprint: Option<&str>, actor: &str) -> Result<String> {
         let id = uuid::Uuid::new_v4().to_string();

@@ -712,6 +712,15 @@ fn facts_of_some_scopes_are_those_of_all_facts_for_them(mut l: Ledger) {
         groups: vec!["mm_rl_infra".into()],
     };
     l.record(&run, &grant, &[ok("c")]).expect("grant");
+    assert_eq!(
+        l.action_counts(&run).expect("counts"),
+        vec![
+            ("add_channel_members".to_string(), "ok".to_string(), 6),
+            ("add_team_members".to_string(), "ok".to_string(), 1),
+            ("set_channel_admin".to_string(), "ok".to_string(), 1),
+        ]
+    );
+    assert!(l.action_counts("no-such-run").expect("none").is_empty());
     let all = l.facts().expect("facts");
     let ids: BTreeSet<String> = ["c2", "t1", "nowhere"].map(String::from).into();
     let some = l.facts_for(&ids).expect("facts for");

@@ -21,7 +21,7 @@ use mattersync_core::{Directory, Link, LinkIdentity, Note, Plan, Target};
 use mattersync_directory::{DirModel, LdapConfig};
 use mattersync_engine::backoff::Backoff;
 use mattersync_engine::{self as engine, DirectorySource, LedgerView, Verdict};
-use mattersync_ledger::{AuditQuery, Ledger, RunLock};
+use mattersync_ledger::{Ledger, RunLock};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -1423,20 +1423,13 @@ impl Worker {
     }
 
     fn count_actions(&self, run_id: &str) {
-        let events = self.ledger.events(&AuditQuery {
-            run: Some(run_id.to_string()),
-            limit: 1_000_000,
-            ..Default::default()
-        });
-        let Ok(events) = events else {
-            return;
-        };
-        let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
-        for e in events {
-            *counts.entry((e.action, e.outcome)).or_insert(0) += 1;
-        }
-        for ((action, outcome), n) in counts {
-            self.shared.metrics.action(&action, &outcome, n);
+        match self.ledger.action_counts(run_id) {
+            Ok(counts) => {
+                for (action, outcome, n) in counts {
+                    self.shared.metrics.action(&action, &outcome, n);
+                }
+            }
+            Err(e) => debug!(error = %e, "ledger: cannot count the run's actions"),
         }
     }
 
