@@ -35,9 +35,30 @@ pub struct TargetCache {
     /// By the target as declared: what it resolved to when last looked up.
     targets: BTreeMap<Target, Resolved>,
     teams: BTreeMap<String, Option<TeamInfo>>,
-    /// Every channel by id, from one listing, when many links are to be looked up by id
-    /// (a channel not in it is still asked for by id: a direct message, or one deleted).
-    channels: Option<HashMap<String, ChannelInfo>>,
+    /// Every channel from one listing, when many links are to be looked up (a channel not in
+    /// it is still asked for alone: a direct message, one deleted or created meanwhile).
+    channels: Option<Listed>,
+    /// Team ids by name, for channels found in the listing by name.
+    team_ids: BTreeMap<String, Option<String>>,
+}
+
+/// One listing of every channel, by id and by (team id, name).
+#[derive(Debug, Default)]
+struct Listed {
+    by_id: HashMap<String, ChannelInfo>,
+    by_name: HashMap<(String, String), String>,
+}
+
+impl Listed {
+    fn of(channels: Vec<ChannelInfo>) -> Listed {
+        let mut l = Listed::default();
+        for c in channels {
+            l.by_name
+                .insert((c.team_id.clone(), c.name.clone()), c.id.clone());
+            l.by_id.insert(c.id.clone(), c);
+        }
+        l
+    }
 }
 
 impl TargetCache {
@@ -45,21 +66,48 @@ impl TargetCache {
         self.targets.clear();
         self.teams.clear();
         self.channels = None;
+        self.team_ids.clear();
     }
 }
 
-/// Below this many channels to look up by id, asking for each costs no more than listing.
+/// Below this many channels to look up, asking for each costs no more than listing.
 const LIST_CHANNELS_FROM: usize = 8;
 
 async fn channel_by_id<M: MattermostApi>(
     mm: &M,
-    listed: Option<&HashMap<String, ChannelInfo>>,
+    listed: Option<&Listed>,
     id: &str,
 ) -> Result<Option<ChannelInfo>> {
-    match listed.and_then(|l| l.get(id)) {
+    match listed.and_then(|l| l.by_id.get(id)) {
         Some(c) => Ok(Some(c.clone())),
         None => mm.channel_by_id(id).await,
     }
+}
+
+async fn channel_by_name<M: MattermostApi>(
+    mm: &M,
+    listed: Option<&Listed>,
+    team_ids: &mut BTreeMap<String, Option<String>>,
+    team: &str,
+    name: &str,
+) -> Result<Option<ChannelInfo>> {
+    if let Some(l) = listed {
+        let id = match team_ids.get(team) {
+            Some(id) => id.clone(),
+            None => {
+                let id = mm.team_by_name(team).await?.map(|t| t.id);
+                team_ids.insert(team.to_string(), id.clone());
+                id
+            }
+        };
+        let found = id
+            .and_then(|t| l.by_name.get(&(t, name.to_string())))
+            .and_then(|c| l.by_id.get(c));
+        if let Some(c) = found {
+            return Ok(Some(c.clone()));
+        }
+    }
+    mm.channel_by_name(team, name).await
 }
 
 /// Resolves every link through its recorded ids (`known`, from the ledger).
@@ -75,24 +123,19 @@ pub async fn identify<M: MattermostApi>(
         .map(|k| ((k.group.as_str(), &k.target), k))
         .collect();
     let mut out = Identified::default();
-    // Many channels to follow by id: one listing (a page per 200 channels) instead of a call
-    // each.
-    let by_id = links
+    // Many channels to look up (by the ids recorded, or by name on first sight): one listing
+    // (a page per 200 channels) instead of a call each.
+    let wanted = links
         .iter()
         .filter(|l| !cache.targets.contains_key(&l.target))
         .filter(|l| matches!(l.target, Target::Channel { .. }))
-        .filter(|l| {
-            by_key
-                .get(&(l.group.as_str(), &l.target))
-                .is_some_and(|k| k.channel_id.is_some())
-        })
         .count();
-    if cache.channels.is_none() && by_id >= LIST_CHANNELS_FROM {
+    if cache.channels.is_none() && wanted >= LIST_CHANNELS_FROM {
         cache.channels = mm
             .all_channels()
             .await
             .context("mattermost: listing channels; nothing was changed")?
-            .map(|cs| cs.into_iter().map(|c| (c.id.clone(), c)).collect());
+            .map(Listed::of);
     }
     for link in links {
         let k = by_key.get(&(link.group.as_str(), &link.target)).copied();
@@ -109,6 +152,7 @@ pub async fn identify<M: MattermostApi>(
                     mm,
                     &mut cache.teams,
                     cache.channels.as_ref(),
+                    &mut cache.team_ids,
                 )
                 .await
                 .with_context(|| {
@@ -200,7 +244,8 @@ async fn resolve_target<M: MattermostApi>(
     channel_id: Option<&str>,
     mm: &M,
     teams: &mut BTreeMap<String, Option<TeamInfo>>,
-    listed: Option<&HashMap<String, ChannelInfo>>,
+    listed: Option<&Listed>,
+    team_ids: &mut BTreeMap<String, Option<String>>,
 ) -> Result<Resolved> {
     let declared = link.target.to_string();
     let gone = |target: Target, issue: LinkIssue| Resolved {
@@ -306,7 +351,7 @@ async fn resolve_target<M: MattermostApi>(
                         Ok(gone(unresolved, gone_or_replaced(link, replaced)))
                     }
                 },
-                None => match mm.channel_by_name(team_name, name).await? {
+                None => match channel_by_name(mm, listed, team_ids, team_name, name).await? {
                     Some(c) if c.direct => Ok(gone(unresolved, direct(link))),
                     Some(c) => Ok(Resolved {
                         target: link.target.clone(),
