@@ -100,8 +100,12 @@ impl Service {
             child,
             base,
             log,
+            // Idle connections are dropped well before the service's 10 s idle timeout: a
+            // request on a connection the service is closing at that moment fails (a test
+            // that waits 10 s between two scrapes met exactly that race).
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(120))
+                .pool_idle_timeout(Duration::from_secs(4))
                 .build()
                 .expect("http client"),
         };
