@@ -17,11 +17,15 @@ use mattersync_directory::syncrepl::{
 };
 use mattersync_directory::{DirectoryError, Dn, LdapConfig, LdapDirectory};
 use mattersync_engine::backoff::Backoff;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
+
+/// How long after an entry was first seen at the newest `modifyTimestamp` it is still named
+/// again (a stamp counts whole seconds; the margin covers a server clock a little ahead).
+const STAMP_SETTLES: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The search filter of the sync session: everything under the watched subtree. Changes to
 /// entries that are neither users nor groups are told apart by DN and cost nothing.
@@ -350,9 +354,11 @@ impl Watcher {
         let listing = self.shared.settings.poll_listing;
         let mut dir: Option<LdapDirectory> = None;
         // The newest modifyTimestamp seen, and the entries that carry it (`>=` returns them
-        // again).
+        // again), with when each was first seen at it. A timestamp has a resolution of one
+        // second: an entry changed again within the second it was seen in keeps its stamp, so
+        // it is named again until it was seen at that stamp for longer than STAMP_SETTLES.
         let mut mark: Option<String> = None;
-        let mut at_mark: BTreeSet<String> = BTreeSet::new();
+        let mut at_mark: BTreeMap<String, Instant> = BTreeMap::new();
         let mut next_listing = Instant::now() + listing;
         let mut first = true;
         self.set_source("poll", false, "starting".to_string());
@@ -386,11 +392,16 @@ impl Watcher {
                             listing.as_secs()
                         ),
                     );
+                    let settled = |dn: &str| {
+                        at_mark
+                            .get(dn)
+                            .is_some_and(|seen| seen.elapsed() > STAMP_SETTLES)
+                    };
                     let fresh: Vec<&str> = entries
                         .iter()
                         .filter(|m| match &mark {
                             None => false,
-                            Some(s) => m.stamp > *s || (m.stamp == *s && !at_mark.contains(&m.dn)),
+                            Some(s) => m.stamp > *s || (m.stamp == *s && !settled(&m.dn)),
                         })
                         .map(|m| m.dn.as_str())
                         .collect();
@@ -405,12 +416,10 @@ impl Watcher {
                             at_mark.clear();
                             mark = Some(top.clone());
                         }
-                        at_mark.extend(
-                            entries
-                                .iter()
-                                .filter(|m| m.stamp == *top)
-                                .map(|m| m.dn.clone()),
-                        );
+                        let now = Instant::now();
+                        for m in entries.iter().filter(|m| m.stamp == *top) {
+                            at_mark.entry(m.dn.clone()).or_insert(now);
+                        }
                     } else if mark.is_none() {
                         mark = Some(since);
                     }
