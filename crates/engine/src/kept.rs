@@ -24,7 +24,7 @@ use mattersync_core::{
     Target,
 };
 use mattersync_ledger::Ledger;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Mattermost as of the last full reconcile, kept true by the service's own writes.
 #[derive(Debug, Clone)]
@@ -236,29 +236,59 @@ pub async fn gather_kept<M: MattermostApi>(
                     || matches!(&l.admins, Admins::Group(g) if changed.contains(g))
             })
             .collect();
-        let mut scopes: BTreeSet<(ScopeKind, String)> = BTreeSet::new();
+        // Teams first: someone who is not in a team is in none of its channels (leaving a
+        // team leaves its channels, and a channel takes only the team's members), so their
+        // channels there need no read.
+        let mut teams: BTreeSet<String> = BTreeSet::new();
+        let mut channels: BTreeSet<(String, String)> = BTreeSet::new();
         for l in &touched {
-            let team = l.target.team();
+            let Some(t) = kept.mm.teams.get(l.target.team()) else {
+                continue;
+            };
             if let Target::Channel { .. } = &l.target {
                 if let Some(c) = kept.mm.channels.get(&l.target.to_string()) {
-                    scopes.insert((ScopeKind::Channel, c.id.clone()));
+                    channels.insert((t.id.clone(), c.id.clone()));
                 }
             }
-            if let Some(t) = kept.mm.teams.get(team) {
-                // The team only where the plan may add to it or take from it: a team-level
-                // link, or someone the kept state does not have as a member.
-                let team_link = matches!(l.target, Target::Team { .. });
-                if team_link || ids.iter().any(|id| !t.members.contains_key(id)) {
-                    scopes.insert((ScopeKind::Team, t.id.clone()));
-                }
+            // The team only where the plan may add to it or take from it: a team-level link,
+            // or someone the kept state does not have as a member.
+            let team_link = matches!(l.target, Target::Team { .. });
+            if team_link || ids.iter().any(|id| !t.members.contains_key(id)) {
+                teams.insert(t.id.clone());
             }
         }
-        for (kind, id) in scopes {
-            let now = mm.members_of(kind, &id, &ids).await.context(
+        let mut outside: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for team in teams {
+            let now = mm.members_of(ScopeKind::Team, &team, &ids).await.context(
                 "mattermost: reading the changed users' memberships failed; nothing was changed",
             )?;
             reads.verified += 1;
-            kept.mm.set_members_of(&id, &ids, &now);
+            kept.mm.set_members_of(&team, &ids, &now);
+            outside.insert(
+                team,
+                ids.iter()
+                    .filter(|id| !now.contains_key(*id))
+                    .cloned()
+                    .collect(),
+            );
+        }
+        for (team, channel) in channels {
+            let ask: Vec<String> = ids
+                .iter()
+                .filter(|id| !outside.get(&team).is_some_and(|o| o.contains(*id)))
+                .cloned()
+                .collect();
+            let now = if ask.is_empty() {
+                BTreeMap::new()
+            } else {
+                reads.verified += 1;
+                mm.members_of(ScopeKind::Channel, &channel, &ask)
+                    .await
+                    .context(
+                        "mattermost: reading the changed users' memberships failed; nothing was changed",
+                    )?
+            };
+            kept.mm.set_members_of(&channel, &ids, &now);
         }
     }
 
