@@ -668,5 +668,13 @@ async fn real_mattermost_read_state_is_the_same_with_one_and_with_four_in_flight
         s1 == s4,
         "one in flight read {s1:#?}\nfour in flight read {s4:#?}"
     );
-    assert_eq!(calls1, calls4, "the same calls, only overlapped");
+    // The same calls, only overlapped — but for the channel listing: other tests create
+    // channels on this server meanwhile, and a listing that moves while it is paged costs a
+    // by-name look-up for each wanted channel it did not reach (never a channel). So the two
+    // may differ by at most that many calls (the exact equality is the fake-server test's).
+    let slack = channels.len() as u64;
+    assert!(
+        calls1.abs_diff(calls4) <= slack,
+        "one in flight made {calls1} calls, four {calls4}: more apart than the {slack} by-name look-ups a moved listing can cost"
+    );
 }
