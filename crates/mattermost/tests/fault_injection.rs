@@ -443,27 +443,41 @@ async fn team_batch_add_reports_each_members_error() {
     assert_eq!(out[0].outcome, Outcome::Added);
 }
 
-#[tokio::test]
-async fn channel_batch_add_asks_again_for_users_the_server_left_out() {
-    let server = FakeServer::start(|req, _| {
+/// A server whose batch channel add answers only the users `added` keeps (by position and
+/// id), and whose one-user add answers `status` with Mattermost's error `id` and `message`.
+async fn partial_batch(
+    added: fn(usize, &str) -> bool,
+    status: u16,
+    id: &'static str,
+    message: &'static str,
+) -> FakeServer {
+    FakeServer::start(move |req, _| {
         let body = req.json();
         if let Some(ids) = body["user_ids"].as_array() {
-            // The server silently skips the user it could not add.
             let rows: Vec<_> = ids
                 .iter()
                 .filter_map(|v| v.as_str())
-                .filter(|u| !u.ends_with('7'))
-                .map(|u| member(u, false))
+                .enumerate()
+                .filter(|(i, u)| added(*i, u))
+                .map(|(_, u)| member(u, false))
                 .collect();
             Reply::value(201, json!(rows))
         } else {
-            Reply::error(
-                403,
-                "api.channel.add_members.user_denied",
-                "user is not a member of the team",
-            )
+            Reply::error(status, id, message)
         }
     })
+    .await
+}
+
+#[tokio::test]
+async fn channel_batch_add_asks_again_for_users_the_server_left_out() {
+    // The server silently skips the user it could not add.
+    let server = partial_batch(
+        |_, u| !u.ends_with('7'),
+        403,
+        "api.channel.add_members.user_denied",
+        "user is not a member of the team",
+    )
     .await;
     let c = client(&server);
     let ids: Vec<String> = (0..10).map(|i| id('u', i)).collect();
@@ -488,25 +502,13 @@ async fn channel_batch_add_asks_again_for_users_the_server_left_out() {
 /// once with its error.
 #[tokio::test]
 async fn a_server_failing_after_a_partial_batch_fails_the_rest_without_a_call_each() {
-    let server = FakeServer::start(|req, _| {
-        let body = req.json();
-        if let Some(ids) = body["user_ids"].as_array() {
-            // Three were added, then the database went down.
-            let rows: Vec<_> = ids
-                .iter()
-                .filter_map(|v| v.as_str())
-                .take(3)
-                .map(|u| member(u, false))
-                .collect();
-            Reply::value(201, json!(rows))
-        } else {
-            Reply::error(
-                500,
-                "app.channel.get.find.app_error",
-                "We encountered an error finding the channel.",
-            )
-        }
-    })
+    // Three were added, then the database went down.
+    let server = partial_batch(
+        |i, _| i < 3,
+        500,
+        "app.channel.get.find.app_error",
+        "We encountered an error finding the channel.",
+    )
     .await;
     let c = client(&server);
     let ids: Vec<String> = (0..10).map(|i| id('u', i)).collect();

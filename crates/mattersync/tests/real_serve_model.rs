@@ -50,6 +50,15 @@ async fn linked(
     (sb, alice, g, ch, svc)
 }
 
+/// `POST /sync` (a full reconcile, answered when it ends), then the metrics.
+async fn full_reconcile(svc: &Service) -> Metrics {
+    let (status, body) = svc
+        .request(reqwest::Method::POST, "/sync", Some(API_TOKEN))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    svc.metrics().await
+}
+
 fn gets(m: &Metrics) -> f64 {
     m.get("mattersync_mattermost_api_calls_total{method=\"GET\"}")
 }
@@ -122,11 +131,7 @@ async fn real_serve_a_change_reads_the_entries_it_names_and_plans_from_the_kept_
     assert_eq!(members(&sb, &ch).await, vec![bob.uid.clone()]);
 
     // A full reconcile finds the kept state and the model as they are: no drift.
-    let (status, body) = svc
-        .request(reqwest::Method::POST, "/sync", Some(API_TOKEN))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let m = svc.metrics().await;
+    let m = full_reconcile(&svc).await;
     assert_eq!(
         m.sum("mattersync_model_drift_total", &[]),
         0.0,
@@ -214,11 +219,7 @@ async fn real_serve_a_lost_notification_is_drift_that_the_full_reconcile_counts_
 
     // The next full reconcile compares the model with a fresh read: the group and bob
     // differ. It counts them, says so as an error, and applies from the fresh read.
-    let (status, body) = svc
-        .request(reqwest::Method::POST, "/sync", Some(API_TOKEN))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let m = svc.metrics().await;
+    let m = full_reconcile(&svc).await;
     assert_eq!(
         m.get("mattersync_model_drift_total{side=\"directory\"}"),
         2.0,
