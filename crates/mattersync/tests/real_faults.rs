@@ -176,19 +176,9 @@ impl Rig {
             .await;
         assert_eq!(plan.code, 0, "a fresh plan still has changes: {plan:?}");
         let ledger = Ledger::open(&self.sb.dir.path().join("ledger.db")).expect("open ledger");
-        // No intent left unsettled (the check only looks: it answers "not read").
-        let pending = std::cell::RefCell::new(Vec::new());
-        ledger
-            .resolve_intents("check", |k, s, u| {
-                pending.borrow_mut().push(format!("{k} {s} {u}"));
-                None
-            })
-            .expect("intents");
-        assert!(
-            pending.borrow().is_empty(),
-            "unsettled intents: {:?}",
-            pending.borrow()
-        );
+        // No intent left unsettled.
+        let pending = ledger.intents().expect("intents");
+        assert!(pending.is_empty(), "unsettled intents: {pending:?}");
         let facts = ledger.facts().expect("facts");
         let members = self
             .sb
