@@ -111,12 +111,8 @@ impl LedgerView {
 
     pub fn read(ledger: &Ledger) -> Result<LedgerView> {
         Ok(LedgerView {
-            links: ledger.links().context("ledger: reading links")?,
             facts: ledger.facts().context("ledger: reading facts")?,
-            intents: ledger.intents().context("ledger: reading intents")?,
-            identities: ledger
-                .identities()
-                .context("ledger: reading link identities")?,
+            ..LedgerView::read_without_facts(ledger)?
         })
     }
 }
